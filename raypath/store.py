@@ -1,0 +1,237 @@
+"""The feature store: one Parquet file per slide per FM, an explicit versioned schema, atomic writes.
+
+Layout: ``<root>/<encoder>/<tiling_hash>/<slide_id>.parquet``. Changing the encoder or any tiling
+setting changes the directory, so old and new features never mix. File metadata records the
+encoder card, a hash of its weights, the tiling config, the raypath version and a code hash; a
+reader refuses to mix files whose provenance differs.
+"""
+
+import functools
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+import raypath
+from raypath.paths import is_remote, join
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+METADATA_KEY = b"raypath"
+# Provenance fields that must agree between files read together.
+PROVENANCE_KEYS = ("schema_version", "encoder", "weights_hash", "tiling_hash", "embed_dim")
+
+
+class ProvenanceError(ValueError):
+    """Feature files written by different encoders, weights, tiling or schema versions."""
+
+
+def feature_schema(embed_dim: int, metadata: Mapping[str, Any] | None = None) -> pa.Schema:
+    """The versioned Arrow schema of a slide's feature file; one row per tissue tile."""
+    fields = [
+        pa.field("slide_id", pa.string(), nullable=False),
+        pa.field("specimen_id", pa.string(), nullable=False),
+        pa.field("patient_id", pa.string(), nullable=False),
+        pa.field("scanner", pa.string(), nullable=False),
+        pa.field("tile_index", pa.int32(), nullable=False),
+        pa.field("x", pa.int64(), nullable=False),  # level-0 pixels, top-left corner
+        pa.field("y", pa.int64(), nullable=False),
+        pa.field("extent_l0", pa.int32(), nullable=False),  # tile side in level-0 pixels
+        pa.field("tile_px", pa.int32(), nullable=False),  # tile side at `mpp`
+        pa.field("mpp", pa.float32(), nullable=False),
+        pa.field("tissue_fraction", pa.float32(), nullable=False),
+        pa.field("features", pa.list_(pa.float32(), embed_dim), nullable=False),
+    ]
+    meta = {METADATA_KEY: json.dumps(dict(metadata), sort_keys=True).encode()} if metadata else None
+    return pa.schema(fields, metadata=meta)
+
+
+@functools.cache
+def code_hash() -> str:
+    """Hash of raypath's source, recorded so features trace back to the code that made them."""
+    digest = hashlib.sha256()
+    package_dir = Path(raypath.__file__).parent
+    for source in sorted(package_dir.rglob("*.py")):
+        digest.update(source.relative_to(package_dir).as_posix().encode())
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def provenance(
+    *, encoder: str, card: Mapping[str, Any], weights_hash: str, tiling: Mapping[str, Any],
+    tiling_hash: str, embed_dim: int,
+) -> dict[str, Any]:
+    """The metadata every feature file carries."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "encoder": encoder,
+        "card": dict(card),
+        "weights_hash": weights_hash,
+        "tiling": dict(tiling),
+        "tiling_hash": tiling_hash,
+        "embed_dim": int(embed_dim),
+        "raypath_version": raypath.__version__,
+        "code_hash": code_hash(),
+    }
+
+
+def tiles_table(
+    *, slide: Mapping[str, str], coords: np.ndarray, features: np.ndarray, extent_l0: int,
+    tile_px: int, mpp: float, tissue_fraction: np.ndarray, metadata: Mapping[str, Any],
+) -> pa.Table:
+    """Build one slide's table; `coords` is (n, 2) level-0 x/y, `features` is (n, dim) float32."""
+    count, dim = features.shape
+    flat = pa.array(np.ascontiguousarray(features, dtype=np.float32).reshape(-1))
+    columns = {
+        "slide_id": pa.array([slide["slide_id"]] * count, pa.string()),
+        "specimen_id": pa.array([slide["specimen_id"]] * count, pa.string()),
+        "patient_id": pa.array([slide["patient_id"]] * count, pa.string()),
+        "scanner": pa.array([slide["scanner"]] * count, pa.string()),
+        "tile_index": pa.array(np.arange(count, dtype=np.int32)),
+        "x": pa.array(coords[:, 0].astype(np.int64)),
+        "y": pa.array(coords[:, 1].astype(np.int64)),
+        "extent_l0": pa.array(np.full(count, extent_l0, dtype=np.int32)),
+        "tile_px": pa.array(np.full(count, tile_px, dtype=np.int32)),
+        "mpp": pa.array(np.full(count, mpp, dtype=np.float32)),
+        "tissue_fraction": pa.array(np.asarray(tissue_fraction, dtype=np.float32)),
+        "features": pa.FixedSizeListArray.from_arrays(flat, dim),
+    }
+    return pa.Table.from_pydict(columns, schema=feature_schema(dim, metadata))
+
+
+@dataclass(frozen=True)
+class Bag:
+    """One slide's tiles: features (n, dim) float32, level-0 coords (n, 2) and identity."""
+
+    slide_id: str
+    specimen_id: str
+    patient_id: str
+    scanner: str
+    features: np.ndarray
+    coords: np.ndarray
+    extent_l0: int
+    metadata: dict[str, Any]
+
+
+def read_metadata(path: str) -> dict[str, Any]:
+    """The raypath provenance stored in a feature file's footer."""
+    filesystem, inner = pafs.FileSystem.from_uri(path) if is_remote(path) else (None, path)
+    raw = pq.read_schema(inner, filesystem=filesystem).metadata or {}
+    if METADATA_KEY not in raw:
+        raise ProvenanceError(f"{path} has no raypath metadata; not a raypath feature file")
+    return json.loads(raw[METADATA_KEY])
+
+
+def table_to_bag(table: pa.Table, metadata: dict[str, Any]) -> Bag:
+    """Convert a slide's table (already read) into a Bag without copying the features twice."""
+    dim = table.schema.field("features").type.list_size
+    flat = table.column("features").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    first = {name: table.column(name)[0].as_py() if table.num_rows else "" for name in
+             ("slide_id", "specimen_id", "patient_id", "scanner")}
+    extent = int(table.column("extent_l0")[0].as_py()) if table.num_rows else 0
+    coords = np.stack([table.column("x").to_numpy(), table.column("y").to_numpy()], axis=1)
+    return Bag(features=flat.reshape(-1, dim), coords=coords, extent_l0=extent, metadata=metadata,
+               **first)
+
+
+class FeatureStore:
+    """Feature files of one encoder under one tiling config; writes are atomic, reads checked."""
+
+    def __init__(self, root: str | Path, *, encoder: str, tiling_hash: str) -> None:
+        self.root = str(root)
+        self.encoder = encoder
+        self.tiling_hash = tiling_hash
+        self.directory = join(self.root, encoder, tiling_hash)
+        self._fs, self._dir = pafs.FileSystem.from_uri(self.directory) if is_remote(
+            self.directory) else (pafs.LocalFileSystem(), self.directory)
+
+    def slide_path(self, slide_id: str) -> str:
+        """Final path of a slide's file; ids were validated as path-safe by the cohort loader."""
+        if "/" in slide_id or "\\" in slide_id or slide_id in ("", ".", ".."):
+            raise ValueError(f"unsafe slide id {slide_id!r} for a feature file name")
+        return f"{self._dir}/{slide_id}.parquet"
+
+    def has(self, slide_id: str) -> bool:
+        """A slide counts as done only when its final file exists (temp files never do)."""
+        info = self._fs.get_file_info(self.slide_path(slide_id))
+        return info.type == pafs.FileType.File
+
+    def write(self, slide_id: str, table: pa.Table) -> str:
+        """Write to a hidden temporary name, then rename: a crash never leaves a half file."""
+        self._fs.create_dir(self._dir, recursive=True)
+        final = self.slide_path(slide_id)
+        temporary = f"{self._dir}/.{slide_id}.parquet.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            with self._fs.open_output_stream(temporary) as sink:
+                pq.write_table(table, sink, compression="zstd", row_group_size=1 << 20)
+            self._fs.move(temporary, final)
+        except BaseException:
+            if self._exists(temporary):
+                self._fs.delete_file(temporary)
+            raise
+        return final
+
+    def _exists(self, path: str) -> bool:
+        return self._fs.get_file_info(path).type == pafs.FileType.File
+
+    def slide_ids(self) -> list[str]:
+        """Slides with a finished file, sorted; temporary files are ignored."""
+        if self._fs.get_file_info(self._dir).type != pafs.FileType.Directory:
+            return []
+        infos = self._fs.get_file_info(pafs.FileSelector(self._dir))
+        names = [Path(info.path).name for info in infos if info.type == pafs.FileType.File]
+        return sorted(n[: -len(".parquet")] for n in names
+                      if n.endswith(".parquet") and not n.startswith("."))
+
+    def clear_temporaries(self) -> int:
+        """Delete temporary files left by crashed writers; returns how many were removed."""
+        if self._fs.get_file_info(self._dir).type != pafs.FileType.Directory:
+            return 0
+        infos = self._fs.get_file_info(pafs.FileSelector(self._dir))
+        stale = [i.path for i in infos if Path(i.path).name.startswith(".")
+                 and ".parquet.tmp-" in i.path]
+        for path in stale:
+            self._fs.delete_file(path)
+        return len(stale)
+
+    def read_bag(self, slide_id: str) -> Bag:
+        """One slide's bag in one read."""
+        path = self.slide_path(slide_id)
+        with self._fs.open_input_file(path) as source:
+            table = pq.read_table(source)
+        meta = json.loads((table.schema.metadata or {}).get(METADATA_KEY, b"{}"))
+        if not meta:
+            raise ProvenanceError(f"{path} has no raypath metadata")
+        return table_to_bag(table, meta)
+
+    def read_bags(self, slide_ids: Iterable[str] | None = None) -> list[Bag]:
+        """Several slides' bags; raises ProvenanceError if their provenance differs."""
+        bags = [self.read_bag(s) for s in (self.slide_ids() if slide_ids is None else slide_ids)]
+        check_provenance([b.metadata for b in bags], where=self.directory)
+        return bags
+
+
+def check_provenance(metadatas: list[Mapping[str, Any]], *, where: str) -> None:
+    """Refuse a silent mix of features from different encoders, weights, tiling or schema."""
+    if not metadatas:
+        return
+    reference = {k: metadatas[0].get(k) for k in PROVENANCE_KEYS}
+    for meta in metadatas[1:]:
+        current = {k: meta.get(k) for k in PROVENANCE_KEYS}
+        if current != reference:
+            diff = {k: (reference[k], current[k]) for k in PROVENANCE_KEYS
+                    if reference[k] != current[k]}
+            raise ProvenanceError(f"feature files under {where} disagree on provenance: {diff}")
+    if reference["schema_version"] != SCHEMA_VERSION:
+        raise ProvenanceError(f"{where}: schema version {reference['schema_version']} is not "
+                              f"the supported {SCHEMA_VERSION}")

@@ -1,0 +1,198 @@
+"""Registration: transforms, phase correlation, recovery of known rotations/shifts, tile pairs.
+
+Bound reached (asserted below): on synthetic scans the recovered level-0 mapping is within
+1.5 working-thumbnail pixels (x working mpp / reference level-0 mpp) of the truth at every tissue
+point checked, and the angle within 0.5 degrees.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import ndimage
+from synth_fixtures import synth_cohort  # noqa: F401  (session fixture)
+
+from raypath.cli import main
+from raypath.slides.reader import open_slide
+from raypath.slides.registration import (
+    ScanImage,
+    Transform,
+    choose_references,
+    estimate_rigid,
+    estimate_transform,
+    load_registration,
+    tile_pairs,
+)
+from raypath.slides.registration.estimate import phase_correlation, working_mpp
+
+BOUND_WORK_PX = 1.5
+THUMB_MPP = 4.0
+
+
+def test_transform_inverse_and_composition():
+    t = Transform(rotation_deg=12.0, tx=30.0, ty=-7.0, scale=0.5)
+    points = np.array([[0.0, 0.0], [100.0, 50.0], [-20.0, 400.0]])
+    np.testing.assert_allclose(t.inverse().apply(t.apply(points)), points, atol=1e-9)
+    u = Transform(rotation_deg=-40.0, tx=1.0, ty=2.0, scale=3.0)
+    np.testing.assert_allclose(t.then(u).apply(points), u.apply(t.apply(points)), atol=1e-9)
+    assert t.then(u).scale == pytest.approx(1.5)
+
+
+def blobs_image(seed: int = 0, shape=(120, 160)) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    image = np.zeros(shape, dtype=np.float32)
+    for _ in range(12):
+        y, x = rng.uniform(30, shape[0] - 30), rng.uniform(30, shape[1] - 30)
+        image[int(y), int(x)] = rng.uniform(1, 3)
+    return ndimage.gaussian_filter(image, 4) * 100
+
+
+def test_phase_correlation_recovers_subpixel_shift():
+    image = blobs_image()
+    moved = ndimage.shift(image, (-3.4, 5.25), order=3)
+    shift, _ = phase_correlation(moved, image)
+    np.testing.assert_allclose(shift, [5.25, -3.4], atol=0.3)
+
+
+def test_estimate_rigid_on_pure_numpy_images():
+    moving = blobs_image(1)
+    theta, u_true = 7.0, np.array([6.0, -4.0])
+    rotation = Transform(rotation_deg=theta).matrix
+    inverse = np.linalg.inv(rotation)
+    # fixed(k) = moving(R^-1 (k - u)) in (x, y); affine_transform works in (row, col)
+    matrix = inverse[::-1, ::-1]
+    offset = -(matrix @ u_true[::-1])
+    fixed = ndimage.affine_transform(moving, matrix, offset=offset, order=1)
+    angle, u, score = estimate_rigid(fixed, moving, max_rotation_deg=10.0)
+    assert angle == pytest.approx(theta, abs=0.3)
+    points = np.array([[40.0, 40.0], [120.0, 80.0]])
+    np.testing.assert_allclose(
+        points @ Transform(rotation_deg=angle).matrix.T + u, points @ rotation.T + u_true, atol=BOUND_WORK_PX
+    )
+    assert score > 0.9
+
+
+def load_thumbnail(path) -> ScanImage:
+    with open_slide(path) as slide:
+        thumb = slide.thumbnail(mpp=THUMB_MPP)
+        return ScanImage(image=thumb.image, image_mpp=slide.mpp * thumb.downsample, level0_mpp=slide.mpp)
+
+
+def test_recovers_known_transforms_of_synthetic_scans(synth_cohort):  # noqa: F811
+    truth = pd.read_csv(synth_cohort / "truth.csv")
+    moving_rows = truth[truth["slide_id"] != truth["reference_slide_id"]]
+    assert len(moving_rows) == 2
+    for row in moving_rows.itertuples():
+        reference = load_thumbnail(synth_cohort / "slides" / f"{row.reference_slide_id}.svs")
+        moving = load_thumbnail(synth_cohort / "slides" / f"{row.slide_id}.svs")
+        estimate, score = estimate_transform(reference=reference, moving=moving)
+        true = Transform(rotation_deg=row.rotation_deg, tx=row.tx, ty=row.ty, scale=row.scale)
+        grid = np.stack(
+            np.meshgrid(np.linspace(0.25, 0.75, 5) * row.width, np.linspace(0.25, 0.75, 5) * row.height), -1
+        ).reshape(-1, 2)
+        error = np.linalg.norm(estimate.apply(grid) - true.apply(grid), axis=1).max()
+        bound = BOUND_WORK_PX * working_mpp(reference, moving, max_side=1024) / reference.level0_mpp
+        assert error <= bound, f"{row.slide_id}: {error:.1f} level-0 px > {bound:.1f}"
+        assert estimate.rotation_deg == pytest.approx(row.rotation_deg, abs=0.5)
+        assert estimate.scale == pytest.approx(row.scale, rel=1e-3)
+        assert score > 0.8
+
+
+def test_register_cli_writes_parquet(synth_cohort, tmp_path):  # noqa: F811
+    out = tmp_path / "registration.parquet"
+    assert (
+        main(
+            [
+                "register",
+                "--manifest",
+                str(synth_cohort / "manifest.csv"),
+                "--out",
+                str(out),
+                "--thumbnail-mpp",
+                "8",
+            ]
+        )
+        == 0
+    )
+    table = pd.read_parquet(out)
+    assert list(table.columns) == [
+        "slide_id",
+        "specimen_id",
+        "reference_slide_id",
+        "rotation_deg",
+        "tx",
+        "ty",
+        "scale",
+        "score",
+    ]
+    registration = load_registration(out)
+    reference_id, identity = registration["S0000-aperio-gt450"]
+    assert reference_id == "S0000-aperio-gt450" and identity == Transform()
+    assert registration["S0000-hamamatsu-s360"][0] == "S0000-aperio-gt450"
+
+
+def test_choose_references():
+    manifest = pd.DataFrame(
+        {
+            "slide_id": ["a1", "a2", "b1"],
+            "specimen_id": ["A", "A", "B"],
+            "scanner": ["zeiss", "leica", "zeiss"],
+        }
+    )
+    assert choose_references(manifest) == {"A": "a2", "B": "b1"}
+    assert choose_references(manifest, reference_scanner="zeiss") == {"A": "a1", "B": "b1"}
+
+
+def grid(n: int, side: float, origin=(0.0, 0.0)) -> np.ndarray:
+    return np.stack(np.meshgrid(np.arange(n) * side, np.arange(n) * side), -1).reshape(-1, 2) + origin
+
+
+def test_tile_pairs_identity_and_shift():
+    a = grid(3, 100)
+    pairs = tile_pairs(
+        coords_a=a, coords_b=a[::-1], transform_a=Transform(), transform_b=Transform(), extent_l0=100
+    )
+    np.testing.assert_array_equal(pairs, np.c_[np.arange(9), np.arange(9)[::-1]])
+    # B's frame is shifted by 40 px: its tile at (60, 0) shows A's tile at (100, 0)
+    b = grid(3, 100, origin=(-40.0, 0.0))
+    pairs = tile_pairs(
+        coords_a=a, coords_b=b, transform_a=Transform(), transform_b=Transform(tx=40.0), extent_l0=100
+    )
+    np.testing.assert_array_equal(pairs, np.c_[np.arange(9), np.arange(9)])
+    sparse = grid(3, 200)  # tiles 200 px apart: a 60 px misregistration leaves no tile within 50 px
+    too_far = tile_pairs(
+        coords_a=sparse,
+        coords_b=sparse,
+        transform_a=Transform(),
+        transform_b=Transform(tx=60.0),
+        extent_l0=100,
+    )
+    assert len(too_far) == 0
+
+
+def test_tile_pairs_mutual_nearest_and_scale():
+    a = np.array([[0.0, 0.0], [100.0, 0.0]])
+    b = np.array([[10.0, 0.0]])  # nearest to both A tiles' centres is the single B tile: keep only A[0]
+    pairs = tile_pairs(
+        coords_a=a, coords_b=b, transform_a=Transform(), transform_b=Transform(), extent_l0=100
+    )
+    np.testing.assert_array_equal(pairs, [[0, 0]])
+    # a 0.25 mpp scan (200 px tiles) against a 0.5 mpp reference (100 px tiles), rotated 90 degrees
+    fine = np.array([[0.0, 0.0], [200.0, 0.0]])
+    to_reference = Transform(rotation_deg=90.0, scale=0.5, tx=100.0)
+    reference = np.array([[0.0, 0.0], [0.0, 100.0]])
+    pairs = tile_pairs(
+        coords_a=fine,
+        coords_b=reference,
+        transform_a=to_reference,
+        transform_b=Transform(),
+        extent_l0=(200, 100),
+    )
+    np.testing.assert_array_equal(pairs, [[0, 0], [1, 1]])
+    empty = tile_pairs(
+        coords_a=np.zeros((0, 2)),
+        coords_b=reference,
+        transform_a=Transform(),
+        transform_b=Transform(),
+        extent_l0=100,
+    )
+    assert empty.shape == (0, 2)

@@ -1,0 +1,82 @@
+"""`raypath evaluate-fm` end to end: every FM × correction × level, then table, plot and MLflow."""
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from raypath.config.evaluate_fm import EvaluateFMConfig
+from raypath.evaluate.fm.data import FeatureSet, cohort_frame, feature_sources, load_features
+from raypath.evaluate.fm.evaluate import LevelResult, evaluate_level
+from raypath.evaluate.fm.report import row_name, write_report
+from raypath.evaluate.fm.tracking import default_uri, log_to_mlflow
+from raypath.mil.correction import Method, fit_correction
+from raypath.store import FeatureStore
+
+log = logging.getLogger(__name__)
+
+
+def corrected(tiles: FeatureSet, slides: FeatureSet, *, method: Method) -> tuple[FeatureSet, FeatureSet]:
+    """Post-hoc per-center correction (raypath.mil.correction), fit on the tiles of every slide.
+
+    The correction is an affine map per center, so applying it to slide means equals averaging the
+    corrected tiles: both levels see the same corrected features.
+    """
+    if method == "none":
+        return tiles, slides
+    fitted = fit_correction(tiles.features, tiles.centers, method=method)
+    return (tiles.with_features(fitted.transform(tiles.features, tiles.centers)),
+            slides.with_features(fitted.transform(slides.features, slides.centers)))
+
+
+def _curve_rows(result: LevelResult, keys: dict[str, object]) -> list[dict[str, object]]:
+    rows = []
+    for exclusion, curve in (("specimen", result.curve), ("self", result.curve_all)):
+        points = zip(curve.ks, curve.robustness_index, curve.balanced_accuracy, strict=True)
+        rows += [{**keys, "exclusion": exclusion, "k": int(k), "ri": float(ri), "knn_bacc": float(acc)}
+                 for k, ri, acc in points]
+    return rows
+
+
+def evaluate_source(store: FeatureStore, *, fm: str, cohort: pd.DataFrame, config: EvaluateFMConfig,
+                    ) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """(table rows, curve rows) of one FM under every configured correction and level."""
+    tiles, slides = load_features(store, cohort=cohort, tiles_per_slide=config.tiles_per_slide,
+                                  seed=config.seed)
+    log.info("%s: %d tiles sampled from %d slides", fm, len(tiles), len(slides))
+    table, curves = [], []
+    for method in config.corrections:
+        fixed_tiles, fixed_slides = corrected(tiles, slides, method=method)
+        for level in config.levels:
+            result = evaluate_level(fixed_tiles if level == "tile" else fixed_slides, config=config)
+            keys = {"fm": fm, "correction": method, "row": row_name(fm, method), "level": level}
+            table.append({**keys, **result.summary()})
+            curves += _curve_rows(result, keys)
+            log.info("%s %s: %s", keys["row"], level,
+                     ", ".join(f"{k}={v:.3f}" for k, v in result.summary().items() if isinstance(v, float)))
+    return table, curves
+
+
+def run_evaluation(config: EvaluateFMConfig, *, manifest: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """Evaluate every (encoder, tiling hash) found; write the report and log it; return the table."""
+    config.require_paths()
+    out = Path(config.out)
+    cohort = cohort_frame(manifest, labels, center=config.center,
+                          sources=(str(config.manifest), str(config.labels)))
+    sources = feature_sources(config.features, encoders=config.encoders, tiling_hash=config.tiling_hash)
+    several_hashes = len({h for _, h in sources}) > 1
+    table, curves = [], []
+    for encoder, tiling_hash in sources:
+        fm = f"{encoder}@{tiling_hash}" if several_hashes else encoder
+        store = FeatureStore(config.features, encoder=encoder, tiling_hash=tiling_hash)
+        rows, curve_rows = evaluate_source(store, fm=fm, cohort=cohort, config=config)
+        table += rows
+        curves += curve_rows
+    frame = pd.DataFrame(table)
+    artifacts = write_report(frame, pd.DataFrame(curves), out)
+    if config.tracking:
+        params = {"features": str(config.features), "tiles_per_slide": str(config.tiles_per_slide),
+                  "center": config.center, "seed": str(config.seed)}
+        log_to_mlflow(frame, artifacts=artifacts, uri=config.tracking_uri or default_uri(out),
+                      experiment=config.experiment, params=params)
+    return frame

@@ -1,0 +1,226 @@
+"""PathoROB metrics on hand-built embeddings whose answer is known, plus the CLI end to end."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from raypath.config.evaluate_fm import EvaluateFMConfig
+from raypath.evaluate.fm import average_performance_drop, clustering_score, robustness_curve
+from raypath.evaluate.fm.data import cohort_frame, feature_sources
+from raypath.evaluate.fm.ri import curve_from_neighbours, k_grid
+from raypath.evaluate.fm.sampling import cell_labels, stratified_sample
+from raypath.evaluate.fm.splits import correlated_cell_counts
+from raypath.evaluate.robustness import nearest_neighbours, robustness_index
+
+
+def _cohort(*, class_strength: float, center_strength: float, specimen_strength: float = 0.0,
+            specimens: int = 60, centers: int = 3, tiles: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
+    """Every specimen scanned once per center; features = class + center + tissue + noise parts."""
+    rng = np.random.default_rng(seed)
+    spec = np.repeat(np.arange(specimens), centers * tiles)
+    center = np.tile(np.repeat(np.arange(centers), tiles), specimens)
+    label = spec % 2
+    dim = 16
+    class_dirs, center_dirs = rng.normal(size=(2, dim)), rng.normal(size=(centers, dim))
+    tissue = rng.normal(size=(specimens, dim))
+    features = (class_strength * class_dirs[label] + center_strength * center_dirs[center]
+                + specimen_strength * tissue[spec] + 0.3 * rng.normal(size=(len(spec), dim)))
+    return {"features": features.astype(np.float32), "classes": label, "centers": center,
+            "specimens": spec, "units": spec * centers + center}
+
+
+def _brute_force(features: np.ndarray, *, k: int, groups: np.ndarray) -> np.ndarray:
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    sims = unit @ unit.T
+    sims[groups[:, None] == groups[None, :]] = -np.inf
+    return np.argsort(-sims, axis=1, kind="stable")[:, :k]
+
+
+def test_blocked_search_equals_brute_force_with_group_exclusion():
+    data = _cohort(class_strength=1.0, center_strength=1.0, specimens=40, tiles=2)
+    specimens = data["specimens"]
+    blocked = nearest_neighbours(data["features"], k=9, groups=specimens, query_block=17, key_block=23)
+    np.testing.assert_array_equal(blocked, _brute_force(data["features"], k=9, groups=specimens))
+
+
+def test_center_only_features_give_ri_near_zero_and_negative_cluster_score():
+    data = _cohort(class_strength=0.0, center_strength=3.0)
+    curve = robustness_curve(data["features"], classes=data["classes"], centers=data["centers"],
+                             groups=data["specimens"])
+    ri, accuracy = curve.at_best
+    assert ri < 0.1
+    assert accuracy < 0.7  # biology is not readable from these features
+    clusters = clustering_score(data["features"], classes=data["classes"], centers=data["centers"], k_max=5)
+    assert clusters.score < -0.5
+
+
+def test_class_only_features_give_ri_near_one_and_positive_cluster_score():
+    data = _cohort(class_strength=3.0, center_strength=0.0)
+    curve = robustness_curve(data["features"], classes=data["classes"], centers=data["centers"],
+                             groups=data["specimens"])
+    ri, accuracy = curve.at_best
+    assert ri > 0.9 and accuracy > 0.95
+    clusters = clustering_score(data["features"], classes=data["classes"], centers=data["centers"], k_max=5)
+    assert clusters.score > 0.5 and clusters.k == 2
+
+
+def test_rescans_flatter_ri_unless_same_specimen_neighbours_are_excluded():
+    data = _cohort(class_strength=0.0, center_strength=1.0, specimen_strength=2.5)
+    args = {"classes": data["classes"], "centers": data["centers"], "grid": (1, 3, 5)}
+    excluded = robustness_curve(data["features"], groups=data["specimens"], **args)
+    included = robustness_curve(data["features"], **args)
+    # Without exclusion a rescan of the same tissue (same class, other center) is the nearest
+    # neighbour, counted as SO: the center-dominated features look robust.
+    assert included.robustness_index[0] > 0.8
+    assert excluded.robustness_index[0] < 0.3
+
+
+def test_curve_counts_match_a_loop_and_k_is_chosen_by_knn_accuracy():
+    # Six samples; each one's nearest neighbour is of the other class on the same center and the
+    # next two are of its own class, so k=1 misclassifies everything and k=3 nothing.
+    classes, centers = np.array([0, 0, 0, 1, 1, 1]), np.array(["a", "b", "a", "b", "a", "b"])
+    table = np.array([[4, 1, 2], [3, 0, 2], [4, 0, 1], [1, 4, 5], [0, 3, 5], [1, 3, 4]])
+    curve = curve_from_neighbours(table, classes=classes, centers=centers, ks=np.array([1, 3]))
+    for position, k in enumerate((1, 3)):
+        pairs = [(i, j) for i in range(6) for j in table[i, :k]]
+        so = sum(classes[j] == classes[i] and centers[j] != centers[i] for i, j in pairs)
+        os_ = sum(classes[j] != classes[i] and centers[j] == centers[i] for i, j in pairs)
+        assert curve.robustness_index[position] == pytest.approx(so / (so + os_))
+    np.testing.assert_allclose(curve.balanced_accuracy, [0.0, 1.0])
+    assert curve.best_k == 3
+    assert curve.at_best == (pytest.approx(curve.robustness_index[1]), 1.0)
+
+
+def test_ri_curve_agrees_with_the_shared_robustness_index_at_every_k():
+    data = _cohort(class_strength=0.1, center_strength=0.1)
+    curve = robustness_curve(data["features"], classes=data["classes"], centers=data["centers"],
+                             groups=data["specimens"], grid=(3, 11, 31))
+    expected = [robustness_index(data["features"], data["classes"], data["centers"], k=int(k),
+                                 groups=data["specimens"]) for k in curve.ks]
+    assert np.isfinite(expected).all()
+    np.testing.assert_allclose(curve.robustness_index, expected)
+
+
+def test_k_grid_is_capped_by_class_size_and_group_size():
+    classes = np.array([0] * 10 + [1] * 30)
+    assert k_grid(classes=classes, groups=None).max() == 9
+    groups = np.repeat(np.arange(4), 10)
+    assert k_grid(classes=classes, groups=groups, grid=(1, 3, 50)).tolist() == [1, 3]
+    with pytest.raises(ValueError, match="no k"):
+        k_grid(classes=np.array([0, 1]), groups=None, grid=(3,))
+
+
+def test_apd_near_zero_without_center_signal():
+    data = _cohort(class_strength=2.0, center_strength=0.0, tiles=4)
+    drop = average_performance_drop(data["features"], classes=data["classes"], centers=data["centers"],
+                                    units=data["units"], patients=data["specimens"], repeats=2)
+    assert abs(drop.apd_id) < 0.03 and abs(drop.apd_ood) < 0.03
+    assert drop.accuracy_id[0] > 0.9
+
+
+def test_apd_strongly_negative_when_class_is_only_readable_through_a_center_shortcut():
+    data = _cohort(class_strength=0.15, center_strength=3.0, tiles=4)
+    drop = average_performance_drop(data["features"], classes=data["classes"], centers=data["centers"],
+                                    units=data["units"], patients=data["specimens"], repeats=2)
+    assert drop.accuracy_id[0] > 0.6  # the balanced split still learns the weak biology
+    assert drop.apd_id < -0.1
+    assert drop.accuracy_id[-1] < drop.accuracy_id[0]
+
+
+def test_correlated_splits_keep_class_totals_and_grow_the_shortcut():
+    counts = correlated_cell_counts(np.array([[20, 20], [20, 20]]), preferred_center=np.array([0, 1]),
+                                    n_splits=4, max_strength=0.9)
+    np.testing.assert_array_equal(counts[0], [[10, 10], [10, 10]])  # balanced split 0
+    np.testing.assert_array_equal(counts.sum(axis=1), np.full((5, 2), 20))  # per-class totals fixed
+    assert (np.diff(counts[:, 0, 0]) > 0).all() and counts[-1, 1, 0] == 1  # class 0 drifts to center 0
+    with pytest.raises(ValueError, match="too few"):
+        correlated_cell_counts(np.array([[1, 1], [1, 1]]), preferred_center=np.array([0, 1]), n_splits=2,
+                               max_strength=0.9)
+
+
+def test_feature_sources_lists_every_hash_and_skips_bookkeeping(tmp_path):
+    for folder in ("tiny-uni/aaa", "tiny-uni/bbb", "tiny-conch/aaa", "_runs/2026"):
+        (tmp_path / folder).mkdir(parents=True)
+    assert feature_sources(str(tmp_path), encoders=[], tiling_hash=None) == [
+        ("tiny-conch", "aaa"), ("tiny-uni", "aaa"), ("tiny-uni", "bbb")]
+    assert feature_sources(str(tmp_path), encoders=["tiny-uni"], tiling_hash="bbb") == [("tiny-uni", "bbb")]
+    with pytest.raises(FileNotFoundError, match="tiny-virchow2"):
+        feature_sources(str(tmp_path), encoders=["tiny-virchow2"], tiling_hash=None)
+
+
+def test_stratified_sample_keeps_small_cells_whole():
+    strata = cell_labels(np.array([0] * 5 + [1] * 100 + [1] * 100), np.array(["a"] * 105 + ["b"] * 100))
+    chosen = stratified_sample(strata, max_samples=45, seed=0)
+    counts = np.bincount(strata[chosen])
+    assert len(chosen) == 45 and counts[strata[0]] == 5
+    assert sorted(counts.tolist()) == [5, 20, 20]
+    assert stratified_sample(strata, max_samples=None, seed=0).size == len(strata)
+
+
+def test_cohort_frame_uses_site_where_given_and_drops_unlabeled_patients():
+    manifest = pd.DataFrame({"slide_id": ["s1", "s2", "s3"], "patient_id": ["p1", "p2", "p3"],
+                             "specimen_id": ["x1", "x2", "x3"], "scanner": ["A", "B", "A"],
+                             "center": ["site1", pd.NA, "site2"]})
+    labels = pd.DataFrame({"label": [1, 0]}, index=pd.Index(["p1", "p2"], name="patient_id"))
+    frame = cohort_frame(manifest, labels)
+    assert frame["center"].to_dict() == {"s1": "site1", "s2": "B"}
+    assert cohort_frame(manifest, labels, center="scanner")["center"].tolist() == ["A", "B"]
+    with pytest.raises(ValueError, match="no center"):
+        cohort_frame(manifest, labels, center="center")
+
+
+def test_config_rejects_unknown_keys_and_requires_paths():
+    with pytest.raises(ValueError):
+        EvaluateFMConfig(knn={"k_grid": [0]})
+    with pytest.raises(ValueError, match="needs features"):
+        EvaluateFMConfig().require_paths()
+
+
+@pytest.fixture(scope="module")
+def simulated_store(tmp_path_factory):
+    """A tiny feature-level cohort written in the feature-store schema by `raypath.mil.simulate`."""
+    from raypath.config.simulate import SimulateConfig
+    from raypath.mil.simulate import simulate_cohort
+    from raypath.mil.simulate_io import write_cohort
+
+    out = tmp_path_factory.mktemp("sim")
+    config = SimulateConfig(n_specimens=24, tiles=12, dim=16, scanner_shift=1.0, seed=0)
+    write_cohort(simulate_cohort(config), config=config, out=out)
+    return out
+
+
+def test_cli_end_to_end_writes_table_plot_curves_and_mlflow_runs(simulated_store, capsys):
+    import mlflow
+
+    from raypath.cli import main
+
+    report = simulated_store / "report"
+    code = main(["evaluate-fm", "--features", str(simulated_store / "features"), "--encoders", "sim-16",
+                 "--manifest", str(simulated_store / "manifest.csv"),
+                 "--labels", str(simulated_store / "labels.csv"), "--out", str(report),
+                 "--set", "tiles_per_slide=6", "--set", "knn.k_grid=[1,3,5]", "--set", "apd.repeats=1",
+                 "--set", "apd.n_splits=2", "--set", "clustering.k_max=3", "--set", "clustering.restarts=1"])
+    assert code == 0
+    table = pd.read_csv(report / "table.csv")
+    assert table["row"].unique().tolist() == ["sim-16", "sim-16 + centering", "sim-16 + ComBat"]
+    assert sorted(table["level"].unique()) == ["slide", "tile"]
+    assert table[["ri", "ri_all", "knn_bacc", "cs"]].notna().all().all()
+    # A strong scanner shift makes raw slide means center-dominated; centering removes it.
+    slide = table[table["level"] == "slide"].set_index("correction")
+    assert slide.loc["center", "ri"] > slide.loc["none", "ri"]
+    curves = pd.read_csv(report / "curves.csv")
+    assert set(curves["exclusion"]) == {"specimen", "self"} and set(curves["k"]) <= {1, 3, 5}
+    assert (report / "ri_vs_accuracy.png").stat().st_size > 0
+    assert "| sim-16 + ComBat |" in capsys.readouterr().out
+    mlflow.set_tracking_uri(f"sqlite:///{report / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["fm-robustness"])
+    assert len(runs) == 4  # one parent per FM, one child per correction
+    assert "metrics.slide.ri" in runs.columns
+    assert list((report / "mlartifacts").rglob("table.md"))  # artifacts beside the report, not in ./mlruns
+
+
+def test_cli_names_the_missing_input(tmp_path, capsys):
+    from raypath.cli import main
+
+    assert main(["evaluate-fm", "--features", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert "needs manifest, labels" in capsys.readouterr().err

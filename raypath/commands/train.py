@@ -1,0 +1,64 @@
+"""`raypath train`: one robust MIL model on a feature store; logs metrics, writes an output dir."""
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from safetensors.torch import save_file
+
+from raypath.commands import add_config_arguments, config_from_args
+from raypath.config.train import TrainConfig
+from raypath.store import FeatureStore
+from raypath.train.data import load_training_data
+from raypath.train.loop import train_model
+
+HELP = "train one robust MIL model (no Ray, no MLflow)"
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--features", type=Path, required=True, help="feature store root")
+    parser.add_argument("--encoder", required=True, help="encoder name (directory under --features)")
+    parser.add_argument("--tiling-hash", help="tiling hash directory; default: the only one present")
+    parser.add_argument("--labels", type=Path, required=True,
+                        help="labels.csv (patient_id, label | time, event)")
+    parser.add_argument("--splits", type=Path,
+                        help="splits.csv (patient_id, split); sets split.source=column")
+    parser.add_argument("--registration", type=Path, help="registration.parquet, for tile-level losses")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="write metrics.json, predictions.csv, model.safetensors")
+    add_config_arguments(parser)
+
+
+def _tiling_hash(root: Path, encoder: str, given: str | None) -> str:
+    if given:
+        return given
+    found = sorted(p.name for p in (root / encoder).glob("*") if p.is_dir())
+    if len(found) != 1:
+        raise SystemExit(f"{root / encoder}: expected one tiling-hash directory, found {found}; "
+                         "pass --tiling-hash")
+    return found[0]
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(TrainConfig, args, ["split.source=column"] if args.splits else [])
+    store = FeatureStore(args.features, encoder=args.encoder,
+                         tiling_hash=_tiling_hash(args.features, args.encoder, args.tiling_hash))
+    data = load_training_data(store=store, labels=args.labels, splits=args.splits,
+                              registration=args.registration)
+    result = train_model(config=config, data=data, seed=args.seed,
+                         on_epoch=lambda epoch, m: log.info("epoch %d %s", epoch, _fmt(m)))
+    log.info("final (best epoch %d): %s", result.best_epoch, _fmt(result.metrics))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "metrics.json").write_text(json.dumps(result.metrics, indent=2, sort_keys=True))
+        result.predictions.to_csv(args.out / "predictions.csv", index=False)
+        weights = {k: v.contiguous() for k, v in result.state_dict.items()}
+        save_file(weights, str(args.out / "model.safetensors"))
+        (args.out / "config.json").write_text(config.model_dump_json(indent=2))
+    return 0
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()) if "_scanner_" not in k)

@@ -1,0 +1,1 @@
+"""Task metrics (AUC, balanced accuracy, C-index) and cross-scanner robustness metrics."""

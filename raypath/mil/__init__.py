@@ -1,0 +1,1 @@
+"""Multiple-instance learning on frozen tile features: paired bags, models, robustness losses."""

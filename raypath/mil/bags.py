@@ -1,0 +1,128 @@
+"""All bags of a cohort in memory once: one contiguous feature array plus per-slide offsets.
+
+A ``BagSet`` is plain numpy + a DataFrame, so it pickles cheaply and can be put into Ray's
+object store once per node (numpy arrays are zero-copy there). Slides are sorted by specimen so
+each specimen's scans are a contiguous run, which makes specimen batches a slice computation.
+``locations`` gives each tile the index of the matching tile in its specimen's reference scan
+(from registration); −1 means unmatched. Identical coordinates are never assumed to match.
+"""
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from raypath.store import Bag, FeatureStore
+
+log = logging.getLogger(__name__)
+
+IDENTITY_COLUMNS = ("slide_id", "specimen_id", "patient_id", "scanner")
+
+
+@dataclass(frozen=True)
+class BagSet:
+    """Features (T, D) of all tiles, offsets (S+1,), and one row per slide in `slides`."""
+
+    features: np.ndarray
+    offsets: np.ndarray
+    slides: pd.DataFrame
+    coords: np.ndarray
+    locations: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.offsets.shape != (len(self.slides) + 1,) or self.offsets[-1] != len(self.features):
+            raise ValueError("BagSet offsets must have one entry per slide plus one and end at T")
+        missing = [c for c in IDENTITY_COLUMNS if c not in self.slides.columns]
+        if missing:
+            raise ValueError(f"BagSet slides table lacks columns {missing}")
+
+    @property
+    def n_slides(self) -> int:
+        return len(self.slides)
+
+    @property
+    def dim(self) -> int:
+        return int(self.features.shape[1])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @property
+    def specimen_starts(self) -> np.ndarray:
+        """Index of each specimen's first slide, plus n_slides at the end (slides are grouped)."""
+        codes = self.slides["specimen_id"].to_numpy()
+        change = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+        return np.r_[change, len(codes)].astype(np.int64)
+
+    def tiles(self, slide: int) -> np.ndarray:
+        """One slide's features, a view into the shared array."""
+        return self.features[self.offsets[slide]: self.offsets[slide + 1]]
+
+    def with_columns(self, table: pd.DataFrame, *, on: str) -> "BagSet":
+        """Attach per-patient or per-slide columns (labels, split) by a key column."""
+        clash = [c for c in table.columns if c != on and c in self.slides.columns]
+        slides = self.slides.drop(columns=clash).merge(table, on=on, how="left", validate="many_to_one")
+        return replace(self, slides=slides.set_index(self.slides.index))
+
+    def with_locations(self, locations: np.ndarray) -> "BagSet":
+        """Same bags with per-tile tissue location ids (−1 = unmatched)."""
+        if locations.shape != (len(self.features),):
+            raise ValueError(f"locations shape {locations.shape} != ({len(self.features)},)")
+        return replace(self, locations=locations.astype(np.int64))
+
+    def with_features(self, features: np.ndarray) -> "BagSet":
+        """Same bags, transformed features (e.g. per-scanner correction)."""
+        if features.shape != self.features.shape:
+            raise ValueError(f"features shape {features.shape} != {self.features.shape}")
+        return replace(self, features=np.ascontiguousarray(features))
+
+
+def bagset_from_bags(bags: Sequence[Bag], *, dtype: type = np.float32) -> BagSet:
+    """Pack bags into one array; slides sorted by specimen then scanner; empty bags dropped."""
+    kept = [b for b in bags if len(b.features)]
+    if len(kept) < len(bags):
+        log.warning("dropping %d slides without tiles", len(bags) - len(kept))
+    if not kept:
+        raise ValueError("no bags with tiles to pack")
+    kept = sorted(kept, key=lambda b: (b.specimen_id, b.scanner, b.slide_id))
+    lengths = np.array([len(b.features) for b in kept], dtype=np.int64)
+    offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+    features = np.empty((offsets[-1], kept[0].features.shape[1]), dtype=dtype)
+    coords = np.empty((offsets[-1], 2), dtype=np.int64)
+    for index, bag in enumerate(kept):
+        features[offsets[index]: offsets[index + 1]] = bag.features
+        coords[offsets[index]: offsets[index + 1]] = bag.coords
+    slides = pd.DataFrame([{c: getattr(b, c) for c in IDENTITY_COLUMNS} for b in kept])
+    slides["extent_l0"] = [b.extent_l0 for b in kept]
+    return BagSet(features=features, offsets=offsets, slides=slides, coords=coords)
+
+
+def load_bagset(store: FeatureStore, *, slide_ids: Sequence[str] | None = None,
+                dtype: type = np.float32) -> BagSet:
+    """Read a feature store once (provenance checked) into a BagSet."""
+    bags = store.read_bags(slide_ids)
+    log.info("loaded %d bags from %s", len(bags), store.directory)
+    return bagset_from_bags(bags, dtype=dtype)
+
+
+def locations_from_pairs(bagset: BagSet, pairs: dict[str, tuple[str, np.ndarray]]) -> np.ndarray:
+    """Per-tile location ids from registered pairs: slide_id -> (reference slide_id, (m, 2) pairs).
+
+    Pairs are (reference tile, this slide's tile). A reference scan's tile t has location t.
+    Slides absent from `pairs` (and not a reference) stay unmatched (−1).
+    """
+    locations = np.full(len(bagset.features), -1, dtype=np.int64)
+    row_of = {s: i for i, s in enumerate(bagset.slides["slide_id"])}
+    references = {ref for ref, _ in pairs.values()}
+    for slide_id in references & row_of.keys():
+        start, stop = bagset.offsets[row_of[slide_id]], bagset.offsets[row_of[slide_id] + 1]
+        locations[start:stop] = np.arange(stop - start)
+    for slide_id, (reference, matched) in pairs.items():
+        if slide_id == reference or slide_id not in row_of or reference not in row_of:
+            continue
+        start = bagset.offsets[row_of[slide_id]]
+        locations[start + matched[:, 1]] = matched[:, 0]
+    return locations

@@ -1,0 +1,86 @@
+"""MIL models with one contract: ``forward(features (B,N,D), mask (B,N) bool) -> MILOutput``.
+
+Padding is handled by masks only: padded tiles get exactly zero attention (their logits are set
+to the dtype's minimum, so ``exp`` underflows to 0), hence padding never changes a prediction.
+Models are plain ``nn.Module`` s without Python control flow over bags, so their parameters can
+be stacked with ``torch.func.stack_module_state`` and trained under ``vmap``.
+"""
+
+from typing import Literal, NamedTuple
+
+import torch
+from torch import nn
+
+
+class MILOutput(NamedTuple):
+    """What every MIL model returns; a NamedTuple so ``torch.func`` treats it as a pytree."""
+
+    prediction: torch.Tensor  # (B, n_outputs) logits or risks
+    embedding: torch.Tensor  # (B, hidden) pooled slide embedding
+    attention: torch.Tensor  # (B, N) pooling weights, zero on padding, sum 1 per bag
+    tile_embedding: torch.Tensor  # (B, N, hidden) projected tile features
+
+
+def masked_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Softmax over tiles that ignores padding; an all-padding bag gets all-zero weights."""
+    filled = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
+    return torch.softmax(filled, dim=-1) * mask
+
+
+class _Projection(nn.Sequential):
+    """Linear + ReLU + dropout: the per-tile feature projection shared by both poolings."""
+
+    def __init__(self, in_dim: int, hidden: int, dropout: float) -> None:
+        super().__init__(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout))
+
+
+class GatedAttentionMIL(nn.Module):
+    """Gated attention pooling (Ilse et al. 2018): a_n ∝ exp(w·(tanh(V h_n) ⊙ σ(U h_n)))."""
+
+    def __init__(
+        self, in_dim: int, *, hidden: int = 128, attention_dim: int = 64, dropout: float = 0.1,
+        n_outputs: int = 1,
+    ) -> None:
+        super().__init__()
+        self.project = _Projection(in_dim, hidden, dropout)
+        # V and U in one matmul: one GEMM instead of two on the largest tensor of the step.
+        self.gate = nn.Linear(hidden, 2 * attention_dim)
+        self.score = nn.Linear(attention_dim, 1)
+        self.head = nn.Linear(hidden, n_outputs)
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> MILOutput:
+        tiles = self.project(features)
+        tanh_part, sigmoid_part = self.gate(tiles).chunk(2, dim=-1)
+        logits = self.score(torch.tanh(tanh_part) * torch.sigmoid(sigmoid_part)).squeeze(-1)
+        attention = masked_softmax(logits, mask)
+        embedding = torch.einsum("bn,bnh->bh", attention, tiles)
+        return MILOutput(self.head(embedding), embedding, attention, tiles)
+
+
+class MeanPoolMIL(nn.Module):
+    """Mean pooling over real tiles: the baseline every attention model must beat."""
+
+    def __init__(self, in_dim: int, *, hidden: int = 128, dropout: float = 0.1, n_outputs: int = 1) -> None:
+        super().__init__()
+        self.project = _Projection(in_dim, hidden, dropout)
+        self.head = nn.Linear(hidden, n_outputs)
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> MILOutput:
+        tiles = self.project(features)
+        weights = mask.to(tiles.dtype)
+        attention = weights / weights.sum(dim=-1, keepdim=True).clamp_min(1.0)
+        embedding = torch.einsum("bn,bnh->bh", attention, tiles)
+        return MILOutput(self.head(embedding), embedding, attention, tiles)
+
+
+def build_mil(
+    kind: Literal["gated", "mean"], *, in_dim: int, hidden: int, attention_dim: int, dropout: float,
+    n_outputs: int,
+) -> nn.Module:
+    """The MIL backbone named in the config."""
+    if kind == "gated":
+        return GatedAttentionMIL(in_dim, hidden=hidden, attention_dim=attention_dim, dropout=dropout,
+                                 n_outputs=n_outputs)
+    if kind == "mean":
+        return MeanPoolMIL(in_dim, hidden=hidden, dropout=dropout, n_outputs=n_outputs)
+    raise ValueError(f"unknown MIL model kind {kind!r}; expected 'gated' or 'mean'")

@@ -1,0 +1,118 @@
+"""Specimen batches and vectorised collation from a BagSet into a padded ``Batch``.
+
+Collation is index arithmetic plus one gather from the shared feature tensor: no per-bag Python
+loop. Tile subsampling draws random keys and keeps the ``max_tiles`` smallest per bag; keys are
+shared by matched tiles of one specimen so the scans of a specimen keep the same tissue locations
+(registered pairs survive subsampling). Eval passes a freshly seeded generator: deterministic.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from raypath.mil.bags import BagSet
+from raypath.mil.batch import Batch
+
+UNKNOWN_SCANNER = -100  # cross_entropy's ignore_index: scanners unseen in training
+
+
+def specimen_groups(bagset: BagSet, slides: np.ndarray) -> list[np.ndarray]:
+    """Split sorted slide indices into runs that share a specimen (slides are specimen-sorted)."""
+    slides = np.sort(np.asarray(slides, dtype=np.int64))
+    codes = bagset.slides["specimen_id"].to_numpy()[slides]
+    cuts = np.flatnonzero(codes[1:] != codes[:-1]) + 1
+    return np.split(slides, cuts) if len(slides) else []
+
+
+def specimen_batches(
+    groups: list[np.ndarray], *, batch_specimens: int, generator: torch.Generator | None,
+) -> list[np.ndarray]:
+    """Batches of `batch_specimens` specimens with all their scans; shuffled if a generator is given."""
+    order = (torch.randperm(len(groups), generator=generator).numpy() if generator is not None
+             else np.arange(len(groups)))
+    return [np.concatenate([groups[i] for i in order[start: start + batch_specimens]])
+            for start in range(0, len(groups), batch_specimens)]
+
+
+@dataclass
+class Collator:
+    """Torch views of a BagSet's arrays, made once, and the per-slide targets as tensors."""
+
+    features: torch.Tensor
+    offsets: torch.Tensor
+    locations: torch.Tensor | None
+    specimen: torch.Tensor
+    scanner: torch.Tensor
+    label: torch.Tensor
+    time: torch.Tensor
+    event: torch.Tensor
+
+    @classmethod
+    def from_bagset(cls, bagset: BagSet, *, scanner_codes: dict[str, int]) -> "Collator":
+        slides = bagset.slides
+        specimen = slides["specimen_id"].astype("category").cat.codes.to_numpy()
+        scanner = slides["scanner"].map(scanner_codes).fillna(UNKNOWN_SCANNER).to_numpy()
+        label = slides["label"].fillna(-1).to_numpy() if "label" in slides else np.full(len(slides), -1)
+        time = slides["time"].to_numpy(float) if "time" in slides else np.full(len(slides), np.nan)
+        event = slides["event"].fillna(0).to_numpy(float) if "event" in slides else np.zeros(len(slides))
+        return cls(
+            features=torch.from_numpy(bagset.features), offsets=torch.from_numpy(bagset.offsets),
+            locations=None if bagset.locations is None else torch.from_numpy(bagset.locations),
+            specimen=torch.from_numpy(specimen.astype(np.int64)),
+            scanner=torch.from_numpy(scanner.astype(np.int64)),
+            label=torch.from_numpy(label.astype(np.int64)),
+            time=torch.from_numpy(time.astype(np.float32)),
+            event=torch.from_numpy(event.astype(np.float32)),
+        )
+
+    def __call__(self, slides: np.ndarray, *, max_tiles: int | None = None,
+                 generator: torch.Generator | None = None) -> Batch:
+        """Padded batch of the given slides (global indices); subsample if `max_tiles` is set."""
+        index = torch.as_tensor(slides, dtype=torch.int64)
+        starts, lengths = self.offsets[index], self.offsets[index + 1] - self.offsets[index]
+        specimen = torch.unique(self.specimen[index], return_inverse=True)[1]
+        longest = int(lengths.max())
+        position = torch.arange(longest).expand(len(index), longest)
+        real = position < lengths[:, None]
+        loc = self._locations(starts, position, real)
+        if max_tiles is not None and longest > max_tiles:
+            position, real = _subsample(position, real, loc, specimen, max_tiles=max_tiles,
+                                        generator=generator)
+            loc = self._locations(starts, position, real)
+        tile = torch.where(real, starts[:, None] + position, starts[:, None])
+        features = self.features[tile.reshape(-1)].reshape(*tile.shape, -1).float()
+        features = features.masked_fill_(~real[..., None], 0.0)
+        return Batch(features=features, mask=real, specimen=specimen, scanner=self.scanner[index],
+                     tile_group=_tile_groups(loc, specimen), label=self.label[index],
+                     time=self.time[index], event=self.event[index], slide=index)
+
+    def _locations(self, starts: torch.Tensor, position: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        if self.locations is None:
+            return torch.full(position.shape, -1, dtype=torch.int64)
+        tile = torch.where(real, starts[:, None] + position, starts[:, None])
+        return torch.where(real, self.locations[tile], -1)
+
+
+def _subsample(position: torch.Tensor, real: torch.Tensor, loc: torch.Tensor, specimen: torch.Tensor, *,
+               max_tiles: int, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keep the `max_tiles` tiles with the smallest random keys; matched tiles share their key."""
+    keys = torch.rand(position.shape, generator=generator)
+    if bool((loc >= 0).any()):
+        shared = torch.rand((int(specimen.max()) + 1, int(loc.max()) + 1), generator=generator)
+        keys = torch.where(loc >= 0, shared[specimen[:, None].expand_as(loc), loc.clamp_min(0)], keys)
+    keys = keys.masked_fill(~real, float("inf"))
+    chosen = keys.topk(max_tiles, dim=1, largest=False).indices.sort(dim=1).values
+    return position.gather(1, chosen), real.gather(1, chosen)
+
+
+def _tile_groups(loc: torch.Tensor, specimen: torch.Tensor) -> torch.Tensor:
+    """Dense ids of (specimen, location) for matched tiles; −1 for unmatched or padding."""
+    matched = loc >= 0
+    if not bool(matched.any()):
+        return torch.full_like(loc, -1)
+    key = specimen[:, None] * (int(loc.max()) + 1) + loc.clamp_min(0)
+    dense = torch.unique(key[matched], return_inverse=True)[1]
+    groups = torch.full_like(loc, -1)
+    groups[matched] = dense
+    return groups

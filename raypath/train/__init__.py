@@ -1,0 +1,1 @@
+"""Training in plain torch (no Ray, no MLflow): splits, data loading, the loop."""

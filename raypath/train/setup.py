@@ -1,0 +1,104 @@
+"""Everything derived from config + data before the first step: splits, correction, collator, model.
+
+Kept apart from the loop so a fused multi-config trainer (issue 6) can prepare the data once and
+build many models against the same ``Prepared`` (same splits, same batches).
+"""
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from raypath.config.train import TrainConfig
+from raypath.mil.bags import BagSet
+from raypath.mil.correction import fit_correction
+from raypath.mil.registry import NEEDS_TILE_PAIRS
+from raypath.mil.robust import RobustMIL, build_robust_mil
+from raypath.mil.sampling import Collator, specimen_groups
+from raypath.train.splits import column_split, grouped_split, leave_scanner_out
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    """Data ready for training: corrected bags, split per slide, collator, specimen groups."""
+
+    bagset: BagSet
+    split: pd.Series
+    collator: Collator
+    scanner_codes: dict[str, int]
+    n_outputs: int
+    train_groups: list[np.ndarray]
+
+    def indices(self, name: str) -> np.ndarray:
+        """Slide indices of one split, ascending (so specimens stay contiguous)."""
+        return np.flatnonzero(self.split.to_numpy() == name)
+
+
+def check_targets(config: TrainConfig, bagset: BagSet) -> int:
+    """Validate the task's target columns and return the number of model outputs."""
+    slides = bagset.slides
+    if config.task == "survival":
+        missing = [c for c in ("time", "event") if c not in slides]
+        if missing:
+            raise ValueError(f"survival task needs columns {missing} in the labels")
+        return 1
+    if "label" not in slides or slides["label"].isna().all():
+        raise ValueError(f"{config.task} task needs a 'label' column in the labels")
+    n_classes = int(slides["label"].max()) + 1
+    if config.task == "binary" and n_classes > 2:
+        raise ValueError(f"binary task but labels go up to {n_classes - 1}; use task: multiclass")
+    return 1 if config.task == "binary" else n_classes
+
+
+def make_split(config: TrainConfig, bagset: BagSet, *, seed: int) -> pd.Series:
+    """Split per slide (patient-grouped), with the held-out scanner removed from train/val."""
+    slides = bagset.slides
+    if config.split.source == "column":
+        split = column_split(slides)
+    else:
+        stratify = "event" if config.task == "survival" else "label"
+        split = grouped_split(slides, train=config.split.train, val=config.split.val, seed=seed,
+                              stratify=stratify)
+    return leave_scanner_out(split, slides["scanner"], scanner=config.split.held_out_scanner)
+
+
+def _corrected(config: TrainConfig, bagset: BagSet, split: pd.Series) -> BagSet:
+    """Per-scanner correction fitted on training tiles only (a no-op for correction 'none')."""
+    if config.correction == "none":
+        return bagset
+    tile_scanner = np.repeat(bagset.slides["scanner"].to_numpy(), bagset.lengths)
+    train_tiles = np.repeat(split.to_numpy() == "train", bagset.lengths)
+    correction = fit_correction(bagset.features[train_tiles], tile_scanner[train_tiles],
+                                method=config.correction)
+    return bagset.with_features(correction.transform(bagset.features, tile_scanner))
+
+
+def prepare(config: TrainConfig, data: BagSet, *, seed: int) -> Prepared:
+    """Split, correct, and index the data for `config`."""
+    weights = config.losses.weights()
+    if data.locations is None and any(weights[name] for name in NEEDS_TILE_PAIRS):
+        raise ValueError("tile-level losses need registered tile pairs; load the cohort with its "
+                         "registration.parquet (identical coordinates are never assumed to match)")
+    n_outputs = check_targets(config, data)
+    split = make_split(config, data, seed=seed)
+    bagset = _corrected(config, data, split)
+    train_scanners = sorted(bagset.slides.loc[split.to_numpy() == "train", "scanner"].unique())
+    codes = {scanner: i for i, scanner in enumerate(train_scanners)}
+    collator = Collator.from_bagset(bagset, scanner_codes=codes)
+    groups = specimen_groups(bagset, np.flatnonzero(split.to_numpy() == "train"))
+    log.info("split: %s", split.value_counts().to_dict())
+    return Prepared(bagset=bagset, split=split, collator=collator, scanner_codes=codes,
+                    n_outputs=n_outputs, train_groups=groups)
+
+
+def build_model(config: TrainConfig, prepared: Prepared) -> RobustMIL:
+    """The RobustMIL for `config`; heads exist only for losses with non-zero weight."""
+    m = config.model
+    return build_robust_mil(
+        task=config.task, kind=m.kind, in_dim=prepared.bagset.dim, n_outputs=prepared.n_outputs,
+        hidden=m.hidden, attention_dim=m.attention_dim, dropout=m.dropout,
+        weights=config.losses.weights(), projection_dim=m.projection_dim,
+        n_scanners=len(prepared.scanner_codes), tau=config.losses.tau, tile_mode=config.losses.tile_mode)

@@ -1,0 +1,59 @@
+"""Patient-grouped, label-stratified splits: no patient (hence no specimen or scan) in two splits.
+
+All scans of a patient share the patient's split, so a robustness metric on test specimens never
+sees a scan whose twin was trained on. Leave-one-scanner-out removes a scanner's slides from
+train and val; its slides stay in test, where they are the held-out-scanner evaluation.
+"""
+
+import numpy as np
+import pandas as pd
+
+SPLITS = ("train", "val", "test")
+
+
+def grouped_split(
+    slides: pd.DataFrame, *, train: float, val: float, seed: int, stratify: str | None = None,
+) -> pd.Series:
+    """Split name per slide row; patients are shuffled within strata and cut by the fractions.
+
+    `stratify` names a per-patient column (e.g. 'label', or 'event' for survival); rows where it
+    is missing form their own stratum.
+    """
+    patients = slides.groupby("patient_id", sort=True).first()
+    strata = (patients[stratify].fillna(-1) if stratify and stratify in patients
+              else pd.Series(0, index=patients.index))
+    rng = np.random.default_rng(seed)
+    assignment: dict[str, str] = {}
+    for _, members in strata.groupby(strata, sort=True):
+        ids = members.index.to_numpy().copy()
+        rng.shuffle(ids)
+        n_train = round(train * len(ids))
+        n_val = round(val * len(ids))
+        for position, patient in enumerate(ids):
+            assignment[patient] = ("train" if position < n_train
+                                   else "val" if position < n_train + n_val else "test")
+    return slides["patient_id"].map(assignment).rename("split")
+
+
+def column_split(slides: pd.DataFrame) -> pd.Series:
+    """The slides' own 'split' column, validated: known names, one split per patient."""
+    if "split" not in slides:
+        raise ValueError("split.source is 'column' but the slides have no 'split' column")
+    bad = slides.loc[~slides["split"].isin(SPLITS), "slide_id"]
+    if len(bad):
+        raise ValueError(f"slide {bad.iloc[0]}: split must be one of {SPLITS}")
+    per_patient = slides.groupby("patient_id")["split"].nunique()
+    if (per_patient > 1).any():
+        raise ValueError(f"patient {per_patient[per_patient > 1].index[0]} appears in several splits")
+    return slides["split"].rename("split")
+
+
+def leave_scanner_out(splits: pd.Series, scanners: pd.Series, *, scanner: str | None) -> pd.Series:
+    """Mark the held-out scanner's train/val slides 'unused'; its test slides stay in test."""
+    if scanner is None:
+        return splits
+    if not (scanners == scanner).any():
+        raise ValueError(f"held-out scanner {scanner!r} has no slides; scanners: {sorted(scanners.unique())}")
+    out = splits.copy()
+    out[(scanners == scanner) & splits.isin(["train", "val"])] = "unused"
+    return out

@@ -17,6 +17,7 @@ _FLAGS = {
     "positive_fraction": float,
     "classes": int,
     "test_fraction": float,
+    "val_fraction": float,
     "confounding": float,
     "magnification": int,
     "max_rotation_deg": float,

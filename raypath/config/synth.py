@@ -11,11 +11,12 @@ class SynthConfig(StrictModel):
     """One synthetic multi-scanner cohort; the same config and seed always write the same files.
 
     Split and confounding: round(test_fraction * n) specimens of each label (one specimen per
-    patient) go to the test split, the rest to train. Test specimens are scanned by every scanner. A
-    train specimen is, with probability `confounding`, scanned *only* by the scanner tied to its
-    label, ``scanners[label % len(scanners)]`` (negatives on the first scanner, positives on the
-    second, ...). At 1.0 the scanner gives the train label away; the fully crossed test split
-    then shows whether a model learned the shortcut.
+    patient) go to the test split, round(val_fraction * n) to val, the rest to train. Test specimens
+    are scanned by every scanner. A train or val specimen (model selection happens in the same
+    confounded world the model is trained in) is, with probability `confounding`, scanned *only* by
+    the scanner tied to its label, ``scanners[label % len(scanners)]`` (negatives on the first
+    scanner, positives on the second, ...). At 1.0 the scanner gives the train label away; the fully
+    crossed test split then shows whether a model learned the shortcut.
     """
 
     seed: int = 0
@@ -27,6 +28,7 @@ class SynthConfig(StrictModel):
     positive_fraction: float = Field(0.5, ge=0, le=1)
     classes: int = Field(2, ge=2, description="2 = binary; more = tumour grades 1..classes-1")
     test_fraction: float = Field(0.5, ge=0, le=1)
+    val_fraction: float = Field(0.0, ge=0, le=1, description="share of each label in the val split")
     confounding: float = Field(0.0, ge=0, le=1, description="see the class docstring")
     max_rotation_deg: float = Field(5.0, ge=0, le=180, description="tissue rotation on glass per scan")
     max_shift_um: float = Field(40.0, ge=0, description="tissue shift on glass per scan and axis")
@@ -57,4 +59,11 @@ class SynthConfig(StrictModel):
             raise ValueError(f"mpp given for scanners not in `scanners`: {stray}")
         if any(value <= 0 for value in self.mpp.values()):
             raise ValueError(f"mpp values must be positive: {self.mpp}")
+        return self
+
+    @model_validator(mode="after")
+    def _splits_fit(self) -> "SynthConfig":
+        if self.test_fraction + self.val_fraction > 1:
+            raise ValueError(f"test_fraction + val_fraction exceed 1 "
+                             f"({self.test_fraction} + {self.val_fraction})")
         return self

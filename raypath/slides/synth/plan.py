@@ -102,7 +102,8 @@ def _specimen(config: SynthConfig, index: int, label: int, split: str) -> Specim
 
 def _design(config: SynthConfig) -> list[tuple[int, str]]:
     """(label, split) per specimen: exactly round(positive_fraction * n) positives spread over the
-    grades, and round(test_fraction * n_label) of each label in test (stratified), in seeded order."""
+    grades; round(test_fraction * n_label) of each label in test and round(val_fraction * n_label) in
+    val (stratified), the rest in train, in seeded order."""
     rng = np.random.default_rng([config.seed, 2**20])
     positives = round(config.positive_fraction * config.specimens)
     labels = [0] * (config.specimens - positives) + [1 + i % (config.classes - 1) for i in range(positives)]
@@ -110,7 +111,8 @@ def _design(config: SynthConfig) -> list[tuple[int, str]]:
     for label in sorted(set(labels)):
         count = labels.count(label)
         tests = round(config.test_fraction * count)
-        design += [(label, "test" if i < tests else "train") for i in range(count)]
+        vals = tests + round(config.val_fraction * count)
+        design += [(label, "test" if i < tests else "val" if i < vals else "train") for i in range(count)]
     return [(int(design[i][0]), design[i][1]) for i in rng.permutation(len(design))]
 
 
@@ -145,7 +147,7 @@ def plan_cohort(config: SynthConfig) -> list[ScanPlan]:
         specimen = _specimen(config, index, label, split)
         chosen = config.scanners
         confound = np.random.default_rng([config.seed, index, 2**21]).uniform() < config.confounding
-        if specimen.split == "train" and confound:
+        if specimen.split != "test" and confound:
             chosen = [config.scanners[label % len(config.scanners)]]
         scans += [_scan(config, specimen, index, name) for name in chosen]
     return sorted(scans, key=lambda scan: scan.slide_id)

@@ -15,6 +15,7 @@ TINY_WIDTH = 32
 TINY_DEPTH = 2
 TINY_HEADS = 2
 TINY_GRID = 4  # patches per side
+TINY_LAYERSCALE = 1.0
 TINY_POOLER = PoolerSpec(dim=16, heads=2, queries=1)
 
 
@@ -22,6 +23,10 @@ def tiny_card(card: ModelCard) -> ModelCard:
     """The `tiny-<name>` card of a real card."""
     size = TINY_GRID * patch_size(card)
     kwargs = {**card.timm_kwargs, "embed_dim": TINY_WIDTH, "depth": TINY_DEPTH, "num_heads": TINY_HEADS}
+    if "init_values" in kwargs:
+        # LayerScale stays (same code path), but at the usual 1e-5 init a random ViT's blocks are
+        # near no-ops and every tile gets the same CLS feature; trained FMs have gammas of O(0.1-1).
+        kwargs["init_values"] = TINY_LAYERSCALE
     pooler = TINY_POOLER if card.pooler else None
     return dataclasses.replace(
         card, name=f"tiny-{card.name}", title=f"tiny-{card.title}", timm_kwargs=kwargs, hub_id=None,

@@ -1,5 +1,6 @@
 """Registry and cards: every card builds, dims follow the architecture, tiny stand-ins are sane."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -104,3 +105,14 @@ def test_card_dict_is_json_ready():
     data = json.loads(json.dumps(get_card("conch").to_dict()))
     assert data["pooler"] == {"dim": 512, "heads": 8, "queries": 1} and data["hub_id"] == "MahmoodLab/CONCH"
     assert data["mean"] == [0.48145466, 0.4578275, 0.40821073] and data["output"] == "attn-pool"
+
+
+@pytest.mark.parametrize("name", [card.name for card in list_cards(tiny=True)])
+def test_tiny_features_depend_on_the_tile(name):
+    """A stand-in whose features ignore the pixels would make every downstream model constant."""
+    encoder = build_encoder(name)
+    rng = np.random.default_rng(0)
+    tiles = rng.integers(0, 256, size=(8, 224, 224, 3), dtype=np.uint8)
+    with torch.no_grad():
+        features = encoder(encoder.preprocess(tiles)).numpy()
+    assert features.std(axis=0).mean() > 1e-2 * np.abs(features).mean()

@@ -204,6 +204,20 @@ class FeatureStore:
             self._fs.delete_file(path)
         return len(stale)
 
+    def metadata(self, slide_id: str) -> dict[str, Any]:
+        """The provenance in one slide file's footer, without reading its features."""
+        with self._fs.open_input_file(self.slide_path(slide_id)) as source:
+            raw = pq.read_schema(source).metadata or {}
+        if METADATA_KEY not in raw:
+            raise ProvenanceError(f"{self.slide_path(slide_id)} has no raypath metadata")
+        return json.loads(raw[METADATA_KEY])
+
+    def check_compatible(self, expected: Mapping[str, Any]) -> None:
+        """Refuse to add files next to existing ones written with other weights, tiling or schema."""
+        existing = self.slide_ids()
+        if existing:
+            check_provenance([self.metadata(existing[0]), expected], where=self.directory)
+
     def read_bag(self, slide_id: str) -> Bag:
         """One slide's bag in one read."""
         path = self.slide_path(slide_id)

@@ -78,3 +78,16 @@ def test_unsafe_slide_id_is_refused(tmp_path: Path):
     store = FeatureStore(tmp_path, encoder="tiny", tiling_hash="abc")
     with pytest.raises(ValueError, match="unsafe"):
         store.slide_path("../x")
+
+
+def test_new_files_must_match_existing_provenance(tmp_path: Path):
+    store = FeatureStore(tmp_path, encoder="tiny", tiling_hash="abc")
+    store.check_compatible(read_metadata_of(make_table()))  # empty store: anything goes
+    store.write("s1", make_table())
+    store.check_compatible(read_metadata_of(make_table()))
+    with pytest.raises(ProvenanceError, match="weights_hash"):
+        store.check_compatible(read_metadata_of(make_table(weights_hash="retrained")))
+
+
+def read_metadata_of(table):
+    return json.loads(table.schema.metadata[METADATA_KEY])

@@ -48,12 +48,15 @@ def run_extraction(
     for store in stores.values():
         if removed := store.clear_temporaries():
             log.info("removed %d stale temporary files under %s", removed, store.directory)
+    # Built before planning: a finished file only counts as done if the same weights wrote it.
+    encoders = describe_encoders(config, factories=factories)
+    for info in encoders:
+        stores[info.name].check_compatible(info.metadata)
     plan = plan_slides(manifest, stores=stores)
     summary = RunSummary(run_id=config.run_id or new_run_id(), output=config.output, slides=plan.total,
                          already_done=len(plan.finished), encoded={s.name: 0 for s in config.encoders})
     records: list[SlideRecord] = []
     if plan.tasks:
-        encoders = describe_encoders(config, factories=factories)
         connect(config.ray_address)
         records = _execute(plan, config=config, encoders=encoders, stores=stores, summary=summary)
     _finish(summary, records)

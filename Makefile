@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml .ci/setup.sh
 	@touch $@
 
 demo: $(STAMP)
-	$(VENV)/bin/raypath demo
+	$(VENV)/bin/raypath demo --config jobs/configs/demo.yaml
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check raypath jobs tests benchmarks

@@ -72,3 +72,11 @@ def load_config(
     except ValidationError as exc:
         suffix = f" with overrides {overrides}" if overrides else ""
         raise ConfigError(_describe(exc, source + suffix)) from None
+
+
+def validate_section(model: type[Model], data: dict[str, Any], *, source: str) -> Model:
+    """Validate one section of a larger config (e.g. the demo's `sweep:`), naming where it came from."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None

@@ -1,0 +1,186 @@
+"""Sweep throughput: trained configurations per hour and Tune's per-trial overhead share.
+
+Full run (the issue's target: >= 1,000 configurations in <= 60 min, overhead < 10%):
+    .venv/bin/python benchmarks/bench_sweep.py
+Quick check (small cohort, few configurations):
+    .venv/bin/python benchmarks/bench_sweep.py --quick
+A shorter run on the reference cohort: `--configs 128`.
+
+Reference cohort: simulated, 200 specimens x 3 scanners, 128 tiles x 256 dims, up to 20 epochs,
+Optuna (multi-objective TPE) + ASHA, packs of 8 configurations, MLflow on embedded SQLite.
+Overhead share = 1 - (sum of Tune's time_total_s over packs) / (wall x concurrent trials): the
+part of the machine's time not spent inside trainables (scheduling, actor start, result
+plumbing, the driver's MLflow writes and Optuna asks); "after start-up" leaves out the one-off
+time before the first trainable runs (Ray workers, imports). A second table compares fused training
+(G configurations per step) with one configuration at a time on the same data, per epoch.
+"""
+
+import argparse
+import datetime
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import ray
+
+from raypath.config.simulate import SimulateConfig
+from raypath.config.sweep import SweepConfig
+from raypath.config.train import TrainConfig
+from raypath.logs import setup_logging
+from raypath.mil.simulate import simulate_cohort
+from raypath.mil.simulate_io import write_cohort
+from raypath.train.fused import PackMember, train_pack
+from raypath.train.sweep import run_sweep
+
+log = logging.getLogger("bench_sweep")
+RESULTS = Path(__file__).parent / "results" / "sweep.md"
+SPACE = {
+    "optimizer.lr": {"type": "loguniform", "low": 1e-4, "high": 3e-3},
+    "optimizer.weight_decay": {"type": "loguniform", "low": 1e-6, "high": 1e-2},
+    "losses.infonce": {"type": "uniform", "low": 0.0, "high": 1.0},
+    "losses.score_consistency": {"type": "uniform", "low": 0.0, "high": 5.0},
+    "losses.tau": {"type": "uniform", "low": 0.05, "high": 0.5},
+}
+
+
+def settings(quick: bool) -> dict:
+    if quick:
+        return {"specimens": 60, "tiles": 32, "dim": 64, "configs": 48, "epochs": 8, "pack": 8, "grace": 2}
+    return {"specimens": 200, "tiles": 128, "dim": 256, "configs": 1024, "epochs": 20, "pack": 8, "grace": 4}
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    return f"{os.cpu_count()} cores ({cpu}), {mem / 2**20:.0f} GiB RAM, load avg {os.getloadavg()[0]:.1f}"
+
+
+def sweep_config(s: dict, *, cohort: Path, out: Path) -> SweepConfig:
+    return SweepConfig.model_validate(
+        {
+            "sweep_id": "bench",
+            "output_dir": str(out),
+            "features": {
+                "root": str(cohort / "features"),
+                "fms": [f"sim-{s['dim']}"],
+                "labels": str(cohort / "labels.csv"),
+                "splits": str(cohort / "splits.csv"),
+            },
+            "train": {
+                "epochs": s["epochs"],
+                "batch_specimens": 16,
+                "early_stopping": {"patience": 5},
+                "model": {"hidden": 128, "attention_dim": 64, "projection_dim": 64, "dropout": 0.0},
+            },
+            "space": SPACE,
+            "num_samples": s["configs"],
+            "pack_size": s["pack"],
+            "objectives": [
+                {"metric": "val/auc", "mode": "max"},
+                {"metric": "val/score_spread", "mode": "min"},
+            ],
+            "asha": {"grace_period": s["grace"], "reduction_factor": 3},
+            "resources": {"cpus_per_trial": 1, "max_concurrent_trials": 2},
+            "replicates": {"seeds": 0},
+        }
+    )
+
+
+def fused_speed(data, *, epochs: int, pack: int) -> list[tuple[int, float]]:
+    """Seconds per epoch per configuration for G=1 and G=pack (early stopping off, same batches)."""
+    config = TrainConfig.model_validate(
+        {
+            "epochs": epochs,
+            "batch_specimens": 16,
+            "num_threads": 1,
+            "early_stopping": {"enabled": False},
+            "losses": {"infonce": 0.5, "score_consistency": 1.0},
+        }
+    )
+    rows = []
+    for size in (1, pack):
+        started = time.perf_counter()
+        train_pack(members=[PackMember(key=str(i), config=config) for i in range(size)], data=data, seed=0)
+        rows.append((size, (time.perf_counter() - started) / epochs / size))
+    return rows
+
+
+def report(s: dict, outcome, fused: list[tuple[int, float]], *, command: str, machine_text: str) -> str:
+    parallel = 2
+    overhead = 1 - outcome.trainable_s / (outcome.wall_s * parallel)
+    steady = 1 - outcome.trainable_s / ((outcome.wall_s - outcome.startup_s) * parallel)
+    per_hour = outcome.trials / outcome.wall_s * 3600
+    lines = [
+        "## Sweep throughput (`bench_sweep.py`)",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {machine_text}  ",
+        f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
+        "",
+        f"Cohort: {s['specimens']} specimens x 3 scanners, {s['tiles']} tiles x {s['dim']} dims; up to "
+        f"{s['epochs']} epochs; Optuna TPE (2 objectives) + ASHA (grace {s['grace']}, rf 3); packs of "
+        f"{s['pack']}; 2 concurrent trials x 1 CPU; MLflow on embedded SQLite (driver-only writes).",
+        "",
+        "| configurations | packs | failed packs | wall s | configs / hour | Σ in-trainable s "
+        "| overhead share | start-up s | overhead after start-up |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| {outcome.trials} | {outcome.packs} | {outcome.errored_packs} | {outcome.wall_s:.0f} | "
+        f"{per_hour:.0f} | {outcome.trainable_s:.0f} | {overhead:.1%} | {outcome.startup_s:.0f} | "
+        f"{steady:.1%} |",
+        "",
+        "Fused training, seconds per epoch per configuration (1 thread, same batches):",
+        "",
+        "| configurations per step (G) | s / epoch / config |",
+        "|---|---|",
+        *[f"| {size} | {seconds:.3f} |" for size, seconds in fused],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small cohort and few configurations")
+    parser.add_argument("--configs", type=int, help="override the number of configurations")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    setup_logging()
+    s = settings(args.quick)
+    s["configs"] = args.configs or s["configs"]
+    machine_text = machine()
+    with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
+        sim = SimulateConfig(n_specimens=s["specimens"], tiles=s["tiles"], dim=s["dim"], seed=0)
+        cohort = simulate_cohort(sim)
+        write_cohort(cohort, config=sim, out=Path(tmp) / "cohort")
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        (outcome,) = run_sweep(sweep_config(s, cohort=Path(tmp) / "cohort", out=Path(tmp) / "sweep"))
+        ray.shutdown()
+        data = cohort.bagset.with_columns(cohort.labels, on="patient_id").with_columns(
+            cohort.splits, on="patient_id"
+        )
+        fused = fused_speed(data, epochs=2, pack=s["pack"])
+    command = " ".join([".venv/bin/python", "benchmarks/bench_sweep.py", *(argv or sys.argv[1:])])
+    text = report(s, outcome, fused, command=command, machine_text=machine_text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    log.info("wrote %s\n%s", args.out, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Comparison report pieces: intervals, Pareto front, table rendering, heatmaps from saved weights."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats
+
+from raypath.evaluate.heatmaps import ScanView, attend, backbone_from_state, heatmap_figure
+from raypath.evaluate.pareto import pareto_mask, pareto_plot
+from raypath.evaluate.report import comparison_table, html_report, mean_ci, to_markdown, wide_table
+from raypath.mil.robust import build_robust_mil
+from raypath.store import Bag
+
+
+def test_mean_ci_is_the_student_t_interval_and_never_invents_one():
+    values = [0.70, 0.74, 0.72, 0.78, 0.71]
+    mean, low, high, n = mean_ci([*values, float("nan")], level=0.95)
+    half = stats.t.ppf(0.975, 4) * np.std(values, ddof=1) / np.sqrt(5)
+    assert n == 5 and mean == pytest.approx(np.mean(values))
+    assert (low, high) == pytest.approx((mean - half, mean + half))
+    assert np.isnan(mean_ci([0.7], level=0.95)[1]) and mean_ci([], level=0.95)[3] == 0
+
+
+def test_pareto_mask_keeps_exactly_the_non_dominated_points():
+    accuracy = np.array([0.90, 0.85, 0.80, 0.90, 0.70])
+    spread = np.array([0.10, 0.05, 0.20, 0.12, 0.01])
+    assert pareto_mask(accuracy, spread).tolist() == [True, True, False, False, True]
+
+
+def test_table_rows_are_models_and_cells_carry_intervals():
+    groups = {
+        "baseline": pd.DataFrame({"test/auc": [0.7, 0.8, 0.75], "test/score_spread": [0.1, 0.2, 0.15]}),
+        "robust 1": pd.DataFrame({"test/auc": [0.76], "test/score_spread": [0.05]}),
+    }
+    table = comparison_table(groups, metrics=["test/auc", "test/score_spread"], level=0.95)
+    wide = wide_table(table)
+    assert list(wide.index) == ["baseline", "robust 1"]
+    assert list(wide.columns) == ["AUC", "cross-scanner std", "seeds"]
+    assert wide.loc["baseline", "AUC"].startswith("0.750 [") and wide.loc["robust 1", "AUC"] == "0.760"
+    assert "| robust 1 | 0.760 | 0.050 | 1 |" in to_markdown(wide)
+    assert "<table" in html_report(title="t", sections=[("fm", wide, ["p.png"])], level=0.95)
+
+
+def test_pareto_plot_writes_a_png(tmp_path):
+    runs = pd.DataFrame(
+        {"val/auc": [0.8, 0.7, 0.9], "val/score_spread": [0.1, 0.05, 0.2], "config_key": list("abc")}
+    )
+    path = pareto_plot(
+        runs,
+        accuracy="val/auc",
+        robustness="val/score_spread",
+        highlight={"baseline": runs.iloc[:1]},
+        title="t",
+        path=tmp_path / "p.png",
+    )
+    assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_backbone_from_saved_state_reproduces_attention_and_heatmap_draws(tmp_path):
+    torch.manual_seed(0)
+    model = build_robust_mil(
+        task="binary",
+        kind="gated",
+        in_dim=8,
+        n_outputs=1,
+        hidden=6,
+        attention_dim=4,
+        dropout=0.0,
+        weights={"infonce": 1.0},
+        projection_dim=4,
+    ).eval()
+    rng = np.random.default_rng(0)
+    coords = np.array([[x * 100, y * 100] for y in range(3) for x in range(4)])
+    bag = Bag(
+        slide_id="s_A",
+        specimen_id="s",
+        patient_id="p",
+        scanner="A",
+        features=rng.standard_normal((12, 8)).astype(np.float32),
+        coords=coords,
+        extent_l0=100,
+        metadata={},
+    )
+    backbone = backbone_from_state(model.state_dict())
+    attention, score = attend(backbone, bag, task="binary")
+    with torch.no_grad():
+        expected = model(torch.from_numpy(bag.features)[None], torch.ones(1, 12, dtype=torch.bool))
+    np.testing.assert_allclose(attention, expected.attention[0].numpy() * 12, rtol=1e-5)
+    assert score == pytest.approx(float(torch.sigmoid(expected.prediction[0, 0])))
+    view = ScanView(scanner="A", coords=coords, extent_l0=100, attention=attention, score=score)
+    path = heatmap_figure({"baseline": [view, view], "robust": [view]}, title="s", path=tmp_path / "h.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"

@@ -25,6 +25,8 @@ def _describe(error: ValidationError, source: str) -> str:
         key = ".".join(str(part) for part in item["loc"]) or "<root>"
         if item["type"] == "extra_forbidden":
             lines.append(f"  unknown key '{key}' (not a field of this section)")
+        elif not item["loc"] or isinstance(item.get("input"), dict):
+            lines.append(f"  {'section' if item['loc'] else 'config'} '{key}': {item['msg']}")
         else:
             lines.append(f"  key '{key}': {item['msg']} (got {item.get('input')!r})")
     return "\n".join(lines)

@@ -43,7 +43,9 @@ class ExtractConfig(StrictModel):
     ray_address: str | None = Field(
         None, description="Ray cluster to join ('auto', host:port, ray://); None = the job's "
                           "cluster when submitted, else a local instance")
-    run_id: str | None = Field(None, description="name of this run's log dir; default = timestamp")
+    run_id: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="name of this run's log dir under <output>/_runs/ (no path parts); default = timestamp")
 
     @field_validator("encoders", mode="before")
     @classmethod

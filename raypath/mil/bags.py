@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from raypath.store import Bag, FeatureStore
+from raypath.store import Bag, FeatureStore, check_provenance
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,8 @@ def bagset_from_bags(bags: Sequence[Bag], *, dtype: type = np.float32) -> BagSet
         log.warning("dropping %d slides without tiles", len(bags) - len(kept))
     if not kept:
         raise ValueError("no bags with tiles to pack")
+    if any(b.metadata for b in kept):  # store bags carry provenance: never pack two FM versions together
+        check_provenance([b.metadata for b in kept], where="the bags to pack")
     kept = sorted(kept, key=lambda b: (b.specimen_id, b.scanner, b.slide_id))
     lengths = np.array([len(b.features) for b in kept], dtype=np.int64)
     offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)

@@ -18,6 +18,7 @@ from ray import tune
 
 from raypath.config.sweep import SweepConfig
 from raypath.mil.bags import BagSet
+from raypath.train.data import read_labels
 from raypath.train.replicates import replicate_packs
 from raypath.train.selection import baseline_params_from, runs_frame, select_robust
 from raypath.train.space import ROBUST_KEYS, baseline_params, pack_keys
@@ -125,6 +126,7 @@ def run_sweep(config: SweepConfig) -> list[PhaseOutcome]:
     # Only the JSON logger (results for the ResultGrid) is kept: the automatic CSV and TensorBoard
     # loggers cannot represent the nested per-member results. Must be set before Tune builds them.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    read_labels(config.features.labels)  # a malformed label table fails here, before Ray starts
     if not ray.is_initialized():
         ray.init(address=config.ray_address, include_dashboard=False, log_to_driver=False)
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)

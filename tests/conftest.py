@@ -16,3 +16,16 @@ def _limit_threads():
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     yield
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One private local Ray instance for every in-process Ray test (no token written to ~/.ray)."""
+    import ray
+
+    from raypath.extract.cluster import connect
+
+    started = connect(None, num_cpus=2)
+    yield
+    if started:
+        ray.shutdown()

@@ -14,14 +14,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-import ray
 
 from raypath.cli import main
 from raypath.config.extract import ExtractConfig
 from raypath.config.synth import SynthConfig
 from raypath.encoders.registry import build_encoder
 from raypath.extract import rows
-from raypath.extract.cluster import connect
 from raypath.extract.isolation import ReaderProcessError, stream_in_child
 from raypath.extract.pipeline import build_dataset, check_resources, data_context
 from raypath.extract.run import run_extraction
@@ -33,14 +31,6 @@ from raypath.store import FeatureStore, feature_schema
 
 ENCODER = "tiny-uni"
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    started = connect(None, num_cpus=2)
-    yield
-    if started:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from simkit import write_simulated
 
 from raypath.config.evaluate_fm import EvaluateFMConfig
 from raypath.evaluate.fm import average_performance_drop, clustering_score, robustness_curve
@@ -179,14 +180,7 @@ def test_config_rejects_unknown_keys_and_requires_paths():
 @pytest.fixture(scope="module")
 def simulated_store(tmp_path_factory):
     """A tiny feature-level cohort written in the feature-store schema by `raypath.mil.simulate`."""
-    from raypath.config.simulate import SimulateConfig
-    from raypath.mil.simulate import simulate_cohort
-    from raypath.mil.simulate_io import write_cohort
-
-    out = tmp_path_factory.mktemp("sim")
-    config = SimulateConfig(n_specimens=24, tiles=12, dim=16, scanner_shift=1.0, seed=0)
-    write_cohort(simulate_cohort(config), config=config, out=out)
-    return out
+    return write_simulated(tmp_path_factory.mktemp("sim"), n_specimens=24, scanner_shift=1.0)
 
 
 def test_cli_end_to_end_writes_table_plot_curves_and_mlflow_runs(simulated_store, capsys):

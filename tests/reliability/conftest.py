@@ -6,7 +6,6 @@ The slides and faults are built by `faultkit`, manifests and run settings by `co
 from pathlib import Path
 
 import pytest
-import ray
 from cohortkit import (
     GOOD_SLIDES,
     OVERRIDE_ID,
@@ -31,7 +30,6 @@ from faultkit import (
 )
 
 from raypath.config.extract import ExtractConfig
-from raypath.extract.cluster import connect
 from raypath.extract.run import run_extraction
 
 
@@ -79,15 +77,6 @@ def faulty_cohort(tmp_path_factory: pytest.TempPathFactory) -> FaultyCohort:
     rows.append(manifest_row(OVERRIDE_ID, slides_dir / "generic.tiff", index=len(rows), mpp=0.5))
     return FaultyCohort(root=root, manifest=write_manifest(root / "manifest.csv", rows),
                         good=[s for s, _ in slides], faults={s: why for s, (_, why) in faults.items()})
-
-
-@pytest.fixture(scope="session")
-def local_ray():
-    """One local Ray instance for the in-process extraction runs of the whole suite."""
-    started = connect(None, num_cpus=2)
-    yield
-    if started:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="session")

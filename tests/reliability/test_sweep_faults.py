@@ -14,11 +14,9 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
+from simkit import write_simulated
 
-from raypath.config.simulate import SimulateConfig
 from raypath.config.sweep import SweepConfig
-from raypath.mil.simulate import simulate_cohort
-from raypath.mil.simulate_io import write_cohort
 from raypath.train.selection import runs_frame
 
 pytestmark = pytest.mark.slow
@@ -26,20 +24,8 @@ EXPERIMENT = "raypath/{sweep}/sim-16"
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def cohort_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cohort")
-    config = SimulateConfig(n_specimens=30, tiles=12, dim=16, label_strength=3.0, seed=0)
-    write_cohort(simulate_cohort(config), config=config, out=out)
-    return out
+    return write_simulated(tmp_path_factory.mktemp("cohort"), n_specimens=30, label_strength=3.0)
 
 
 def sweep_data(cohort_dir: Path, out: Path, **changes) -> dict:

@@ -5,6 +5,7 @@ import pickle
 import optuna
 import pytest
 from ray.tune.search import Searcher
+from simkit import write_simulated
 
 from raypath.config import ConfigError, load_config
 from raypath.config.sweep import SweepConfig
@@ -161,24 +162,8 @@ def test_replicate_grid_covers_each_config_and_seed_once_paired_by_seed():
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def cohort_dir(tmp_path_factory):
-    from raypath.config.simulate import SimulateConfig
-    from raypath.mil.simulate import simulate_cohort
-    from raypath.mil.simulate_io import write_cohort
-
-    out = tmp_path_factory.mktemp("cohort")
-    config = SimulateConfig(n_specimens=30, tiles=12, dim=16, label_strength=3.0, seed=0)
-    write_cohort(simulate_cohort(config), config=config, out=out)
-    return out
+    return write_simulated(tmp_path_factory.mktemp("cohort"), n_specimens=30, label_strength=3.0)
 
 
 def tiny_sweep(cohort_dir, out, **changes) -> SweepConfig:

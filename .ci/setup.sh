@@ -15,8 +15,9 @@ else
   "$py" -c "import torch" 2>/dev/null || "$py" -m pip install -q "torch==2.13.0"
   "$py" -m pip install -q "torchvision==0.28.0"
   "$py" -m pip install -q -e ".[dev]"
-  # cuCIM's CPU reader needs none of the ~2.6 GB of CUDA wheels its package would pull in.
-  "$py" -m pip install -q --no-deps "cucim-cu12>=25.2"
+  # cuCIM's CPU reader needs none of the ~2.6 GB of CUDA wheels its package would pull in, only
+  # these two of its dependencies (its CuPy / nvImageCodec / scikit-image ones serve GPU code).
   "$py" -m pip install -q lazy-loader click
+  "$py" -m pip install -q --no-deps "cucim-cu12>=25.2"
 fi
 "$py" -c "import raypath, torch; print('raypath', raypath.__version__, 'torch', torch.__version__)"

@@ -127,8 +127,9 @@ def corrupt_tile(source: Path, target: Path) -> Path:
 def decoder_crashing(source: Path, target: Path) -> Path:
     """Every level-0 tile's JPEG frame header claims 60000x60000 px.
 
-    cuCIM (the default reader for .svs) decodes such a tile into its tile-sized buffer and dies
-    with SIGSEGV: a real process death, not a Python exception. OpenSlide refuses it cleanly.
+    cuCIM's own decoder writes such a tile into its tile-sized buffer and dies with SIGSEGV: a real
+    process death, not a Python exception. raypath's cuCIM reader checks every tile's frame header
+    before decoding and refuses it, as OpenSlide does.
     """
     layout = level0_tiles(source)
     data = bytearray(source.read_bytes())

@@ -1,4 +1,4 @@
-"""Issue 8, cases 1, 6 and 7 at the reader level (no Ray): each damaged file fails the way the
+"""Issue 8, cases 1, 2, 6 and 7 at the reader level (no Ray): each damaged file fails the way the
 extraction job relies on, with an error that names the file."""
 
 import subprocess
@@ -70,12 +70,21 @@ def test_single_level_and_tiny_slides_open_and_say_what_they_are(faulty_cohort):
         assert slide.is_pyramidal and len(tile_slide(slide, TilingConfig())) == 0
 
 
+@pytest.mark.parametrize("reader", READERS)
+def test_a_tile_that_would_crash_the_decoder_is_refused_cleanly(faulty_cohort, reader):
+    """Case 2 through raypath: the frame header's 60000x60000 px is caught before any decoding."""
+    path = slide_path(faulty_cohort, "crashes-reader")
+    with open_slide(path, reader=reader) as slide, pytest.raises(SlideReadError, match=path.name) as error:
+        read_tiles(slide, tile_slide(slide, TilingConfig()))
+    assert "60000x60000" in str(error.value)
+
+
 @pytest.mark.slow
-def test_the_crafted_slide_really_kills_the_decoding_process(faulty_cohort):
-    """Case 2's premise: decoding this slide is a process death (SIGSEGV), not a Python exception."""
-    code = ("import sys; from raypath.config.tiling import TilingConfig;"
-            "from raypath.slides import open_slide, read_tiles, tile_slide;"
-            "s = open_slide(sys.argv[1]); read_tiles(s, tile_slide(s, TilingConfig()))")
+def test_the_crafted_slide_really_kills_the_raw_decoder(faulty_cohort):
+    """Case 2's premise: cuCIM itself, without raypath's tile check, dies on this slide (SIGSEGV),
+    so the refusal above is what stands between the file and a process death."""
+    code = ("import sys; from cucim import CuImage;"
+            "CuImage(sys.argv[1]).read_region((0, 0), (512, 512), 0)")
     result = subprocess.run([sys.executable, "-c", code, str(slide_path(faulty_cohort, "crashes-reader"))],
                             capture_output=True, timeout=120)
     assert result.returncode < 0, f"expected a signal death, got {result.returncode}: {result.stderr[-500:]}"

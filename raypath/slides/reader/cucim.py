@@ -12,6 +12,7 @@ import numpy as np
 from raypath.slides.reader.base import SlideReader, as_locations, parse_mpp
 from raypath.slides.reader.errors import SlideError, SlideReadError, UnsupportedSlideError
 from raypath.slides.reader.runs import find_runs, runs_by_length, split_run
+from raypath.slides.reader.tile_check import TileValidator
 
 EXTENSIONS = frozenset({".svs", ".tif", ".tiff"})
 """cuCIM decodes TIFF-based formats only; everything else goes to OpenSlide."""
@@ -35,7 +36,11 @@ def default_num_workers() -> int:
 
 
 class CuCIMReader(SlideReader):
-    """Wraps `cucim.CuImage`; `iter_regions` uses its batched, threaded `read_region`."""
+    """Wraps `cucim.CuImage`; `iter_regions` uses its batched, threaded `read_region`.
+
+    Every read first checks the JPEG tiles it touches (`TileValidator`): cuCIM itself returns
+    undefined pixels for a damaged tile, or crashes on a crafted one, where OpenSlide raises.
+    """
 
     backend = "cucim"
 
@@ -54,6 +59,17 @@ class CuCIMReader(SlideReader):
         self._downsamples = tuple(float(ds) for ds in resolutions["level_downsamples"])
         self._metadata: dict[str, Any] = self._image.metadata
         self.num_workers = num_workers if num_workers is not None else default_num_workers()
+        try:
+            self._validator = TileValidator(
+                self.path, level_dimensions=self._dims, level_downsamples=self._downsamples
+            )
+        except (OSError, ValueError, IndexError) as exc:
+            self._image.close()
+            raise UnsupportedSlideError(self.path, f"cannot index its TIFF tiles: {exc}") from exc
+        if self._validator.has_sparse_tiles:
+            self.close()
+            raise UnsupportedSlideError(self.path, "sparse TIFF (tiles without data): cuCIM decodes them "
+                                                   "as black, OpenSlide as empty glass")
         self._probe()
 
     def _probe(self) -> None:
@@ -61,6 +77,7 @@ class CuCIMReader(SlideReader):
         try:
             self._read((0, 0), self.level_count - 1, (1, 1))
         except SlideReadError as exc:
+            self.close()
             raise UnsupportedSlideError(self.path, f"cuCIM cannot decode it: {exc}") from exc
 
     @property
@@ -93,6 +110,7 @@ class CuCIMReader(SlideReader):
         """cuCIM pads out-of-slide pixels white but rejects a size larger than the level: split those."""
         level_w, level_h = self._dims[level]
         if size[0] <= level_w and size[1] <= level_h:
+            self._validator.check(np.asarray([location], dtype=np.int64), level=level, size=size)
             try:
                 region = np.asarray(self._image.read_region(location, size, level))
             except (ValueError, RuntimeError) as exc:
@@ -139,6 +157,7 @@ class CuCIMReader(SlideReader):
         if len(locations) == 1 or self.num_workers < 1 or size[0] > level_w or size[1] > level_h:
             yield from (self._read((int(x), int(y)), level, size) for x, y in locations)
             return
+        self._validator.check(locations, level=level, size=size)
         try:
             batches = self._image.read_region(
                 locations.tolist(), size, level, num_workers=self.num_workers, batch_size=len(locations)
@@ -151,4 +170,5 @@ class CuCIMReader(SlideReader):
             raise SlideReadError(message) from exc
 
     def close(self) -> None:
+        self._validator.close()
         self._image.close()

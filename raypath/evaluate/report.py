@@ -3,7 +3,8 @@
 Intervals are Student-t over seed replicates: with the handful of seeds a sweep can afford
 (3-10), a percentile bootstrap of the mean is too narrow, while the t interval is the textbook
 answer for a mean of few roughly normal values. One run per configuration (no replicates) gives
-the value without an interval rather than a made-up one.
+the value without an interval rather than a made-up one. Intervals are clipped to the metric's
+range (a t interval over 3 seeds of an AUC near 1 would otherwise reach past 1).
 """
 
 import html
@@ -24,6 +25,8 @@ TABLE_METRICS = {
     "test/robustness_index": "robustness index",
     "test/scanner_probe_bacc": "scanner probe bacc",
 }
+# Every table metric lies in [0, 1] except the spread, which for survival is a std of risks.
+BOUNDS = {metric: (0.0, np.inf if metric == "test/score_spread" else 1.0) for metric in TABLE_METRICS}
 
 
 def mean_ci(values: Sequence[float], *, level: float) -> tuple[float, float, float, int]:
@@ -54,6 +57,8 @@ def comparison_table(
         for metric in metrics:
             values = runs[metric].astype(float) if metric in runs else []
             mean, low, high, n = mean_ci(values, level=level)
+            floor, ceiling = BOUNDS.get(metric, (-np.inf, np.inf))
+            low, high = float(np.clip(low, floor, ceiling)), float(np.clip(high, floor, ceiling))
             rows.append({"model": model, "metric": metric, "mean": mean, "low": low, "high": high, "n": n})
     return pd.DataFrame(rows, columns=["model", "metric", "mean", "low", "high", "n"])
 

@@ -91,3 +91,16 @@ def test_backbone_from_saved_state_reproduces_attention_and_heatmap_draws(tmp_pa
     view = ScanView(scanner="A", coords=coords, extent_l0=100, attention=attention, score=score)
     path = heatmap_figure({"baseline": [view, view], "robust": [view]}, title="s", path=tmp_path / "h.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_intervals_stay_inside_the_metric_range():
+    import pandas as pd
+
+    from raypath.evaluate.report import comparison_table
+
+    runs = pd.DataFrame({"test/auc": [0.9, 1.0, 1.0], "test/score_spread": [0.0, 0.001, 0.03]})
+    table = comparison_table({"baseline": runs}, metrics=["test/auc", "test/score_spread"], level=0.95)
+    by_metric = table.set_index("metric")
+    auc, spread = by_metric.loc["test/auc"], by_metric.loc["test/score_spread"]
+    assert auc["high"] == 1.0 and 0.8 < auc["low"] < auc["mean"]
+    assert spread["low"] == 0.0 and spread["high"] > spread["mean"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -170,11 +171,20 @@ def read_tiles(reader: SlideReader, grid: TileGrid, indices: np.ndarray | None =
 def iter_tiles(
     reader: SlideReader, grid: TileGrid, *, batch_size: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(indices, tiles) batches over the whole grid; the reader decodes the next batch while this one
-    is resized and consumed, and a 40x slide never sits in memory at once."""
+    """(indices, tiles) batches over the whole grid; a 40x slide never sits in memory at once.
+
+    Resizing runs one batch behind decoding in a helper thread (PIL and the readers' decoders release
+    the GIL), so the two overlap instead of taking turns.
+    """
     size = (grid.read_size, grid.read_size)
     batches = reader.iter_regions(locations=grid.coords, level=grid.level, size=size, batch_size=batch_size)
-    start = 0
-    for batch in batches:
-        yield np.arange(start, start + len(batch)), resize_tiles(batch, grid.tile_px)
-        start += len(batch)
+    start, pending = 0, None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="resize") as pool:
+        for batch in batches:
+            resized = pool.submit(resize_tiles, batch, grid.tile_px)
+            if pending is not None:
+                yield pending[0], pending[1].result()
+            pending = (np.arange(start, start + len(batch)), resized)
+            start += len(batch)
+        if pending is not None:
+            yield pending[0], pending[1].result()

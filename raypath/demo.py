@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ray
+
 from raypath.config import validate_section
 from raypath.config.compare import CompareConfig
 from raypath.config.demo import DemoConfig
@@ -99,6 +101,7 @@ def run_demo(plan: DemoPlan) -> int:
     summary = run_extraction(plan.extract)
     if summary.failed:
         log.warning("%d slides failed extraction; the demo continues with the others", summary.failed)
+    ray.shutdown()  # the sweep starts its own Ray, which keeps trial workers' chatter off the console
     _stage(4, f"Tune sweep '{plan.sweep.sweep_id}' over robustness-loss weights -> {plan.sweep.output_dir}")
     run_sweep(plan.sweep)
     _stage(5, f"comparison of baseline and robust models -> {plan.compare.report_dir()}")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import ray
 
 from raypath.config import validate_section
@@ -73,9 +74,13 @@ def plan_demo(config: DemoConfig, *, source: str) -> DemoPlan:
                     compare=compare)
 
 
-def _up_to_date(output: Path, *, source: Path) -> bool:
-    """An output newer than its input is reused on a rerun."""
-    return output.exists() and output.stat().st_mtime >= source.stat().st_mtime
+def _registration_current(registration: Path, *, manifest: Path) -> bool:
+    """Reuse registration.parquet when it covers exactly the manifest's slides (synth rewrites the
+    manifest on every run, so its modification time says nothing)."""
+    if not registration.exists():
+        return False
+    registered = set(pd.read_parquet(registration, columns=["slide_id"])["slide_id"])
+    return registered == set(pd.read_csv(manifest, usecols=["slide_id"], dtype=str)["slide_id"])
 
 
 def _stage(number: int, title: str) -> None:
@@ -93,7 +98,7 @@ def run_demo(plan: DemoPlan) -> int:
     _stage(1, f"synthetic multi-scanner cohort -> {plan.cohort}")
     write_cohort(plan.config.synth, plan.cohort)
     _stage(2, f"registration of each specimen's scans -> {plan.register.out}")
-    if _up_to_date(plan.register.out, source=plan.register.manifest):
+    if _registration_current(plan.register.out, manifest=plan.register.manifest):
         log.info("registration is up to date; reusing %s", plan.register.out)
     else:
         run_registration(plan.register)

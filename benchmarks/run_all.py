@@ -34,7 +34,10 @@ def assemble() -> Path:
     extra = sorted(set((HERE / "results").glob("*.md")) - set(sections))
     parts = ["# raypath benchmark results\n",
              "Every number below was measured by the command shown in its section; "
-             "`python benchmarks/run_all.py --assemble-only` rebuilds this file.\n"]
+             "`python benchmarks/run_all.py --assemble-only` rebuilds this file.\n",
+             "GPU figures (FM inference tiles/s in bf16, ViT-L/16 end to end: "
+             "`python benchmarks/bench_extract.py --gpu`) are added when a session is lent a GPU "
+             "machine; none was lent to the sessions that produced the numbers below.\n"]
     parts += [path.read_text().strip() + "\n" for path in [*sections, *extra] if path.exists()]
     target = HERE / "RESULTS.md"
     target.write_text("\n".join(parts))

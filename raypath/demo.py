@@ -61,7 +61,7 @@ def plan_demo(config: DemoConfig, *, source: str) -> DemoPlan:
                                source=f"{source} section 'extract'")
     fms = [spec.name for spec in extract.encoders]
     sweep_defaults = {"sweep_id": "demo", "output_dir": out / "runs",
-                      "features": {"root": out / "features", "fms": fms, "labels": labels,
+                      "features": {"root": str(out / "features"), "fms": fms, "labels": labels,
                                    "registration": registration, "tiling_hash": extract.tiling.cache_key()},
                       "train": {"split": {"source": "column"}}}
     sweep = validate_section(SweepConfig, merged(sweep_defaults, config.sweep),

@@ -144,6 +144,18 @@ def table_to_bag(table: pa.Table, metadata: dict[str, Any]) -> Bag:
                **first)
 
 
+def tiling_hashes(root: str | Path, *, encoder: str) -> list[str]:
+    """The tiling-hash directories one encoder has under a local root or a URI, sorted."""
+    directory = join(str(root), encoder)
+    filesystem, inner = pafs.FileSystem.from_uri(directory) if is_remote(directory) else (
+        pafs.LocalFileSystem(), directory)
+    if filesystem.get_file_info(inner).type != pafs.FileType.Directory:
+        return []
+    infos = filesystem.get_file_info(pafs.FileSelector(inner))
+    return sorted(Path(i.path).name for i in infos if i.type == pafs.FileType.Directory
+                  and not Path(i.path).name.startswith((".", "_")))
+
+
 class FeatureStore:
     """Feature files of one encoder under one tiling config; writes are atomic, reads checked."""
 

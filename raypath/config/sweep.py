@@ -1,9 +1,10 @@
 """Sweep config: which FMs, what to search, how Tune schedules it, where MLflow records it."""
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from raypath.config.base import StrictModel
 from raypath.config.train import TrainConfig
@@ -39,7 +40,13 @@ class ObjectiveConfig(StrictModel):
 class FeaturesConfig(StrictModel):
     """Where the cohort's features live: `<root>/<fm>/<tiling_hash>/`, one sweep per FM."""
 
-    root: Path
+    root: str = Field(description="feature-store root: local path, NFS path or s3:// URI")
+
+    @field_validator("root", mode="before")
+    @classmethod
+    def _path_as_text(cls, value: Any) -> Any:
+        """Kept as text so `s3://` survives (a Path would fold it to `s3:/`)."""
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
     fms: list[str] = Field(min_length=1, description="one Tune experiment per FM")
     tiling_hash: str | None = Field(None, description="None = the only tiling-hash directory of each FM")
     labels: Path = Field(description="labels.csv (patient_id, label | time, event)")

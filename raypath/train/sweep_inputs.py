@@ -6,7 +6,8 @@ from typing import Any
 from raypath.config.sweep import SweepConfig
 from raypath.config.train import TrainConfig
 from raypath.mil.bags import BagSet
-from raypath.store import FeatureStore
+from raypath.paths import is_remote, join
+from raypath.store import FeatureStore, tiling_hashes
 from raypath.train.data import load_training_data
 from raypath.train.tracking import TAG_FM, TAG_SWEEP
 
@@ -22,13 +23,10 @@ def effective_train(config: SweepConfig) -> TrainConfig:
 def fm_store(config: SweepConfig, fm: str) -> FeatureStore:
     """The FM's feature store; the tiling hash may be left out when only one exists."""
     f = config.features
-    hashes = (
-        [f.tiling_hash] if f.tiling_hash else sorted(p.name for p in (f.root / fm).glob("*") if p.is_dir())
-    )
+    hashes = [f.tiling_hash] if f.tiling_hash else tiling_hashes(f.root, encoder=fm)
     if len(hashes) != 1:
-        raise ValueError(
-            f"{f.root / fm}: expected one tiling-hash directory, found {hashes}; set features.tiling_hash"
-        )
+        raise ValueError(f"{join(f.root, fm)}: expected one tiling-hash directory, found {hashes}; "
+                         "set features.tiling_hash")
     return FeatureStore(f.root, encoder=fm, tiling_hash=hashes[0])
 
 
@@ -44,7 +42,7 @@ def experiment_tags(config: SweepConfig, store: FeatureStore) -> dict[str, str]:
     return {
         TAG_SWEEP: config.sweep_id,
         TAG_FM: store.encoder,
-        "raypath.features_root": str(Path(store.root).resolve()),
+        "raypath.features_root": store.root if is_remote(store.root) else str(Path(store.root).resolve()),
         "raypath.tiling_hash": store.tiling_hash,
         "raypath.task": train.task,
         "raypath.train": train.model_dump_json(),

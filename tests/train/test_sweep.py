@@ -242,3 +242,9 @@ def test_sweep_end_to_end_resume_without_duplicates_then_compare(local_ray, coho
     assert version.run_id in set(replicates["run_id"]) and result.registered == str(version.version)
     report_runs = runs_frame(client, experiment.experiment_id, phase="report")
     assert len(report_runs) == 1
+
+
+def test_features_root_may_be_an_object_store_uri(tmp_path):
+    config = SweepConfig.model_validate({"sweep_id": "s3", "features": {
+        "root": "s3://bucket/features", "fms": ["uni"], "labels": str(tmp_path / "labels.csv")}})
+    assert config.features.root == "s3://bucket/features"

@@ -91,3 +91,13 @@ def test_new_files_must_match_existing_provenance(tmp_path: Path):
 
 def read_metadata_of(table):
     return json.loads(table.schema.metadata[METADATA_KEY])
+
+
+def test_tiling_hashes_lists_only_finished_layout_directories(tmp_path: Path):
+    from raypath.store import tiling_hashes
+
+    store = FeatureStore(tmp_path, encoder="tiny", tiling_hash="abc")
+    store.write("s1", make_table())
+    (tmp_path / "tiny" / "_runs").mkdir()
+    assert tiling_hashes(tmp_path, encoder="tiny") == ["abc"]
+    assert tiling_hashes(tmp_path, encoder="absent") == []

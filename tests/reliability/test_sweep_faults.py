@@ -14,7 +14,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
-from simkit import write_simulated
+from simkit import tiny_sweep_data, write_simulated
 
 from raypath.config.sweep import SweepConfig
 from raypath.train.selection import runs_frame
@@ -29,32 +29,16 @@ def cohort_dir(tmp_path_factory):
 
 
 def sweep_data(cohort_dir: Path, out: Path, **changes) -> dict:
-    data = {
-        "sweep_id": "faults",
-        "output_dir": str(out),
-        "features": {
-            "root": str(cohort_dir / "features"),
-            "fms": ["sim-16"],
-            "labels": str(cohort_dir / "labels.csv"),
-            "splits": str(cohort_dir / "splits.csv"),
-        },
-        "train": {
-            "epochs": 3,
-            "batch_specimens": 6,
-            "robustness_k": 3,
-            "early_stopping": {"enabled": False},
-            "model": {"hidden": 16, "attention_dim": 8, "projection_dim": 8, "dropout": 0.0},
-        },
-        "space": {
+    data = tiny_sweep_data(
+        cohort_dir, out, sweep_id="faults",
+        train={"epochs": 3, "early_stopping": {"enabled": False}},
+        space={
             "optimizer.lr": {"type": "loguniform", "low": 3e-4, "high": 3e-3},
             "losses.score_consistency": {"type": "uniform", "low": 0.0, "high": 2.0},
         },
-        "num_samples": 8,
-        "pack_size": 2,
-        "asha": {"enabled": False},
-        "replicates": {"seeds": 0},
-        "resources": {"max_concurrent_trials": 2},
-    }
+        num_samples=8, pack_size=2, asha={"enabled": False}, replicates={"seeds": 0},
+        resources={"max_concurrent_trials": 2},
+    )
     return {**data, **changes}
 
 

@@ -5,7 +5,7 @@ import pickle
 import optuna
 import pytest
 from ray.tune.search import Searcher
-from simkit import write_simulated
+from simkit import tiny_sweep_data, write_simulated
 
 from raypath.config import ConfigError, load_config
 from raypath.config.sweep import SweepConfig
@@ -167,33 +167,18 @@ def cohort_dir(tmp_path_factory):
 
 
 def tiny_sweep(cohort_dir, out, **changes) -> SweepConfig:
-    data = {
-        "sweep_id": "e2e",
-        "output_dir": str(out),
-        "features": {
-            "root": str(cohort_dir / "features"),
-            "fms": ["sim-16"],
-            "labels": str(cohort_dir / "labels.csv"),
-            "splits": str(cohort_dir / "splits.csv"),
-        },
-        "train": {
-            "epochs": 4,
-            "batch_specimens": 6,
-            "robustness_k": 3,
-            "early_stopping": {"patience": 3},
-            "model": {"hidden": 16, "attention_dim": 8, "projection_dim": 8, "dropout": 0.0},
-        },
-        "space": {
+    data = tiny_sweep_data(
+        cohort_dir, out, sweep_id="e2e",
+        train={"epochs": 4, "early_stopping": {"patience": 3}},
+        space={
             "optimizer.lr": {"type": "loguniform", "low": 3e-4, "high": 3e-3},
             "losses.infonce": {"type": "uniform", "low": 0.0, "high": 1.0},
             "losses.score_consistency": {"type": "uniform", "low": 0.0, "high": 2.0},
         },
-        "objectives": [{"metric": "val/auc", "mode": "max"}, {"metric": "val/score_spread", "mode": "min"}],
-        "num_samples": 10,
-        "pack_size": 4,
-        "asha": {"grace_period": 2},
-        "replicates": {"seeds": 2, "top_k": 1, "accuracy_tolerance": 1.0},
-    }
+        objectives=[{"metric": "val/auc", "mode": "max"}, {"metric": "val/score_spread", "mode": "min"}],
+        num_samples=10, pack_size=4, asha={"grace_period": 2},
+        replicates={"seeds": 2, "top_k": 1, "accuracy_tolerance": 1.0},
+    )
     return SweepConfig.model_validate({**data, **changes})
 
 

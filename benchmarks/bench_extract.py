@@ -30,12 +30,12 @@ import ray
 import torch
 from machine import header
 
-from raypath.config.extract import ExtractConfig
+from raypath.cluster import connect
 from raypath.encoders.backbone import create_pool, create_trunk
 from raypath.encoders.encoder import Encoder
 from raypath.encoders.loading import state_dict_hash
 from raypath.encoders.registry import get_card
-from raypath.extract.cluster import connect
+from raypath.extract.config import ExtractConfig
 from raypath.extract.encode import autocast_for
 from raypath.extract.run import run_extraction
 from raypath.logs import setup_logging

@@ -10,6 +10,7 @@ Writes benchmarks/results/mil_throughput.md.
 """
 
 import argparse
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -18,12 +19,12 @@ import numpy as np
 import torch
 from machine import header
 
-from raypath.config.simulate import SimulateConfig
-from raypath.config.train import TrainConfig
 from raypath.logs import setup_logging
-from raypath.mil.simulate import simulate_cohort
-from raypath.train.loop import train_epoch
-from raypath.train.setup import build_model, prepare
+from raypath.mil.bags import simulated_bagset
+from raypath.slides.synth.feature_config import SimulateConfig
+from raypath.slides.synth.features import simulate_cohort
+from raypath.train.config import TrainConfig
+from raypath.train.engine import train_one
 
 log = logging.getLogger("bench_mil_throughput")
 RESULTS = Path(__file__).resolve().parent / "results" / "mil_throughput.md"
@@ -31,21 +32,17 @@ ROBUST = {"infonce": 1.0, "score_consistency": 1.0, "tile_consistency": 1.0, "ad
 
 
 def measure(data, *, losses: dict, max_tiles: int | None, epochs: int, batch_specimens: int) -> float:
-    """Bags per second, median over `epochs` timed epochs after one warm-up epoch."""
+    """Bags per second, median over `epochs` timed epochs after one warm-up epoch.
+
+    The engine (a pack of one) trains `epochs + 1` epochs; every slide is in the train split, so an
+    epoch is training steps only, timed between consecutive epoch callbacks.
+    """
     config = TrainConfig(losses=losses, max_tiles=max_tiles, batch_specimens=batch_specimens,
-                         split={"source": "column"})
-    torch.manual_seed(0)
-    prepared = prepare(config, data, seed=0)
-    model = build_model(config, prepared)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    generator = torch.Generator().manual_seed(0)
-    times = []
-    for epoch in range(epochs + 1):
-        started = time.perf_counter()
-        train_epoch(model, optimizer, prepared, config=config, generator=generator)
-        if epoch:
-            times.append(time.perf_counter() - started)
-    return data.n_slides / float(np.median(times))
+                         epochs=epochs + 1, split={"source": "column"}, early_stopping={"enabled": False},
+                         eval_max_tiles=64)
+    stamps: list[float] = []
+    train_one(config=config, data=data, seed=0, on_epoch=lambda *_: stamps.append(time.perf_counter()))
+    return data.n_slides / float(np.median(np.diff(stamps)))
 
 
 def main() -> None:
@@ -66,10 +63,9 @@ def main() -> None:
     started = time.perf_counter()
     sim = simulate_cohort(SimulateConfig(n_specimens=args.bags // 2, scanners=["A", "B"], tiles=args.tiles,
                                          dim=args.dim))
-    data = sim.bagset.with_columns(sim.labels, on="patient_id")
-    data = data.with_columns(sim.splits.assign(split="train"), on="patient_id")
+    data = simulated_bagset(sim).with_columns(sim.splits.assign(split="train"), on="patient_id")
     if args.float16:
-        data = data.with_features(data.features.astype(np.float16))
+        data = dataclasses.replace(data, features=data.features.astype(np.float16))
     gib = data.features.nbytes / 2**30
     log.info("cohort of %d bags (%.1f GiB) in %.0f s", data.n_slides, gib, time.perf_counter() - started)
     rows = []

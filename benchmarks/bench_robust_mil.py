@@ -20,12 +20,13 @@ import pandas as pd
 import torch
 from machine import header
 
-from raypath.config.simulate import SimulateConfig
-from raypath.config.train import TrainConfig
-from raypath.evaluate.metrics import bootstrap_ci
 from raypath.logs import setup_logging
-from raypath.mil.simulate import simulate_cohort
-from raypath.train.loop import train_model
+from raypath.metrics.task import bootstrap_ci
+from raypath.mil.bags import simulated_bagset
+from raypath.slides.synth.feature_config import SimulateConfig
+from raypath.slides.synth.features import simulate_cohort
+from raypath.train.config import TrainConfig
+from raypath.train.engine import train_one
 
 log = logging.getLogger("bench_robust_mil")
 RESULTS = Path(__file__).resolve().parent / "results" / "robust_mil.md"
@@ -58,15 +59,14 @@ def cohort_config(args: argparse.Namespace, seed: int) -> SimulateConfig:
 def run_all(args: argparse.Namespace) -> pd.DataFrame:
     rows = []
     for seed in range(args.seeds):
-        sim = simulate_cohort(cohort_config(args, seed))
-        data = sim.bagset.with_columns(sim.labels, on="patient_id").with_columns(sim.splits, on="patient_id")
+        data = simulated_bagset(simulate_cohort(cohort_config(args, seed)))
         for task in ("binary", "survival"):
             for name, variant in VARIANTS.items():
                 config = TrainConfig(task=task, epochs=args.epochs, split={"source": "column",
                                      "held_out_scanner": "C"}, num_threads=args.threads,
                                      early_stopping={"patience": 5}, **variant)
                 started = time.perf_counter()
-                result = train_model(config=config, data=data, seed=seed)
+                result = train_one(config=config, data=data, seed=seed)
                 seconds = time.perf_counter() - started
                 rows.append({"seed": seed, "task": task, "variant": name, "seconds": seconds,
                              **{k.removeprefix("test/"): v for k, v in result.metrics.items()

@@ -27,14 +27,16 @@ from pathlib import Path
 
 import ray
 
-from raypath.config.simulate import SimulateConfig
-from raypath.config.sweep import SweepConfig
-from raypath.config.train import TrainConfig
+from raypath.cluster import connect
 from raypath.logs import setup_logging
-from raypath.mil.simulate import simulate_cohort
-from raypath.mil.simulate_io import write_cohort
-from raypath.train.fused import PackMember, train_pack
-from raypath.train.sweep import run_sweep
+from raypath.mil.bags import simulated_bagset
+from raypath.slides.synth.feature_config import SimulateConfig
+from raypath.slides.synth.feature_store import write_feature_cohort
+from raypath.slides.synth.features import simulate_cohort
+from raypath.sweep.config import SweepConfig
+from raypath.sweep.driver import run_sweep
+from raypath.train.config import TrainConfig
+from raypath.train.engine import PackMember, train_pack
 
 log = logging.getLogger("bench_sweep")
 RESULTS = Path(__file__).parent / "results" / "sweep.md"
@@ -165,14 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     machine_text = machine()
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         sim = SimulateConfig(n_specimens=s["specimens"], tiles=s["tiles"], dim=s["dim"], seed=0)
-        cohort = simulate_cohort(sim)
-        write_cohort(cohort, config=sim, out=Path(tmp) / "cohort")
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        write_feature_cohort(sim, out=Path(tmp) / "cohort")
+        connect(None, num_cpus=2, log_to_driver=False)
         (outcome,) = run_sweep(sweep_config(s, cohort=Path(tmp) / "cohort", out=Path(tmp) / "sweep"))
         ray.shutdown()
-        data = cohort.bagset.with_columns(cohort.labels, on="patient_id").with_columns(
-            cohort.splits, on="patient_id"
-        )
+        data = simulated_bagset(simulate_cohort(sim))
         fused = fused_speed(data, epochs=2, pack=s["pack"])
     command = " ".join([".venv/bin/python", "benchmarks/bench_sweep.py", *(argv or sys.argv[1:])])
     text = report(s, outcome, fused, command=command, machine_text=machine_text)

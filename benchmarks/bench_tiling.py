@@ -26,8 +26,8 @@ import openslide
 import tifffile
 from PIL import Image
 
-from raypath.config.tiling import TilingConfig
 from raypath.logs import setup_logging
+from raypath.slides.config import TilingConfig
 from raypath.slides.reader import open_slide
 from raypath.slides.tiling import TileGrid, iter_tiles, resize_tiles, tile_slide
 

@@ -1,7 +1,9 @@
 """The `raypath` command: one subcommand per pipeline stage, each in `raypath.commands.<name>`.
 
-Subcommand modules are imported only when chosen, so `raypath models` does not start Ray.
-Each module exposes `HELP`, `add_arguments(parser)` and `run(args) -> int`.
+Subcommand modules are imported only when chosen, so `raypath models` does not start Ray. Each
+module exposes `add_arguments(parser)` and `run(args) -> int`; the one-line help of every command
+is here and nowhere else. Bad input (a config, table or path that does not validate) ends with one
+line naming it and exit status 2; `--debug` adds the traceback.
 """
 
 import argparse
@@ -14,15 +16,18 @@ from raypath.logs import setup_logging
 COMMANDS = {
     "synth": "write a synthetic multi-scanner cohort of pyramidal TIFF slides",
     "models": "list the foundation-model cards",
+    "register": "register the scans of each specimen to a reference scan (registration.parquet)",
     "extract": "tile slides and write FM features to the feature store (Ray Data)",
     "simulate": "write a feature-level simulated cohort in the feature-store schema",
-    "train": "train one robust MIL model (no Ray, no MLflow)",
+    "train": "train one robust MIL model (plain torch: no Ray, no MLflow)",
     "sweep": "Ray Tune + Optuna sweep over robustness-loss weights, tracked in MLflow",
     "compare": "compare baseline and robust models from MLflow: table, Pareto plot, heatmaps",
-    "register": "register the scans of each specimen to a reference scan (registration.parquet)",
     "evaluate-fm": "PathoROB robustness metrics of FM features (RI, APD, clustering score)",
     "demo": "the whole pipeline on a synthetic cohort on this machine",
 }
+EXIT_BAD_INPUT = 2
+BAD_INPUT = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
+log = logging.getLogger("raypath")
 
 
 def _module(name: str):
@@ -33,6 +38,7 @@ def build_parser(chosen: str | None) -> argparse.ArgumentParser:
     """Top-level parser; only the chosen subcommand's module is imported to add its flags."""
     parser = argparse.ArgumentParser(prog="raypath", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of bad-input errors")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in COMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
@@ -49,8 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(verbose=args.verbose)
     try:
         return int(_module(args.command).run(args) or 0)
+    except BAD_INPUT as exc:  # ConfigError, CohortError, ProvenanceError, SlideError... are ValueErrors
+        if args.debug:
+            log.exception("%s", exc)
+        else:
+            log.error("%s", exc)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        logging.getLogger("raypath").error("interrupted")
+        log.error("interrupted")
         return 130
 
 

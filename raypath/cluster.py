@@ -1,15 +1,25 @@
-"""Ray token authentication for the processes raypath starts (`ray start`, `ray job submit`, tests).
+"""The one way raypath connects to Ray, and token authentication for the processes it starts.
+
+`connect` joins a named cluster, the cluster a submitted job runs on, or starts a private local
+instance: never some other user's `ray start` cluster that happens to run on this host, and never
+by writing a token into the user's home. Every command and job (extract, sweep, predict,
+finetune) and the test suite go through it.
 
 Ray 2.60 turns token auth on with RAY_AUTH_MODE=token and reads the token from RAY_AUTH_TOKEN, else
-the file named by RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token. These helpers build that environment
-for a child process explicitly, so a token file can live anywhere (a temp dir in tests) and nothing
-writes to the user's real ~/.ray.
+the file named by RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token. The helpers below build that
+environment for a child process explicitly, so a token file can live anywhere (a temp dir in
+tests) and nothing writes to the user's real ~/.ray.
 """
 
+import logging
 import os
 import secrets
 import socket
 from pathlib import Path
+
+import ray
+
+log = logging.getLogger(__name__)
 
 AUTH_MODE_VAR = "RAY_AUTH_MODE"
 TOKEN_VAR = "RAY_AUTH_TOKEN"
@@ -66,3 +76,43 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def _token_available() -> bool:
+    """Whether Ray would find an auth token without creating one (env or ~/.ray/auth_token)."""
+    return bool(os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+                or (Path.home() / ".ray" / "auth_token").is_file())
+
+
+def private_token_for_local_instance() -> None:
+    """Keep token auth on for a local instance without writing ~/.ray/auth_token.
+
+    Ray 2.60 turns token auth on for a new local instance and, lacking a token, saves one in the
+    home directory, which silently switches every other Ray cluster of this user to token auth.
+    A random token in this process's environment protects the private instance (its workers
+    inherit it) and leaves the home directory alone. An explicit RAY_AUTH_MODE is respected.
+    """
+    if os.environ.get("RAY_AUTH_MODE", "token").lower() == "token" and not _token_available():
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+
+
+def connect(address: str | None, *, num_cpus: int | None = None, log_to_driver: bool = True) -> bool:
+    """Initialise Ray unless already initialised; True when this call started it.
+
+    `ray job submit` sets RAY_ADDRESS for the entrypoint, so a submitted job joins its cluster.
+    Without an address Ray would attach to the newest `ray start` cluster on this machine, which
+    may belong to someone else; "local" starts a fresh instance instead.
+    """
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, log_to_driver=log_to_driver)
+    elif os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=log_to_driver)
+    else:
+        private_token_for_local_instance()
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver)
+    resources = ray.cluster_resources()
+    log.info("ray: %d node(s), %s CPUs, %s GPUs", len(ray.nodes()), resources.get("CPU", 0),
+             resources.get("GPU", 0))
+    return True

@@ -109,6 +109,31 @@ def tiles_table(
     return pa.Table.from_pydict(columns, schema=feature_schema(dim, metadata))
 
 
+IDENTITY = ("slide_id", "specimen_id", "patient_id", "scanner")
+
+
+@dataclass(frozen=True)
+class StoreFile:
+    """A finished slide file as the store's directory listing shows it."""
+
+    slide_id: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class SlideEntry:
+    """A slide's identity, tile count and provenance, read without its features."""
+
+    slide_id: str
+    specimen_id: str
+    patient_id: str
+    scanner: str
+    extent_l0: int
+    n_tiles: int
+    metadata: dict[str, Any]
+
+
 @dataclass(frozen=True)
 class Bag:
     """One slide's tiles: features (n, dim) float32, level-0 coords (n, 2) and identity."""
@@ -198,12 +223,44 @@ class FeatureStore:
 
     def slide_ids(self) -> list[str]:
         """Slides with a finished file, sorted; temporary files are ignored."""
+        return [entry.slide_id for entry in self.files()]
+
+    def files(self) -> list["StoreFile"]:
+        """Finished slide files with size and modification time, sorted by slide id (one listing)."""
         if self._fs.get_file_info(self._dir).type != pafs.FileType.Directory:
             return []
         infos = self._fs.get_file_info(pafs.FileSelector(self._dir))
-        names = [Path(info.path).name for info in infos if info.type == pafs.FileType.File]
-        return sorted(n[: -len(".parquet")] for n in names
-                      if n.endswith(".parquet") and not n.startswith("."))
+        found = [StoreFile(slide_id=Path(i.path).name[: -len(".parquet")], size=i.size,
+                           mtime_ns=i.mtime_ns or 0)
+                 for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet")
+                 and not Path(i.path).name.startswith(".")]
+        return sorted(found, key=lambda entry: entry.slide_id)
+
+    def fingerprint(self) -> str:
+        """Hash of the finished files' names, sizes and times: changes whenever the store does."""
+        rows = [(f.slide_id, f.size, f.mtime_ns) for f in self.files()]
+        return hashlib.sha256(json.dumps([self.encoder, self.tiling_hash, rows]).encode()).hexdigest()[:16]
+
+    def slide_entry(self, slide_id: str) -> "SlideEntry":
+        """Identity, tile count and provenance of one slide from its footer and first row group."""
+        with self._fs.open_input_file(self.slide_path(slide_id)) as source:
+            parquet = pq.ParquetFile(source)
+            raw = parquet.schema_arrow.metadata or {}
+            if METADATA_KEY not in raw:
+                raise ProvenanceError(f"{self.slide_path(slide_id)} has no raypath metadata")
+            rows = parquet.metadata.num_rows
+            ids = parquet.read_row_group(0, columns=[*IDENTITY, "extent_l0"]).slice(0, 1).to_pylist() \
+                if rows else [{name: "" for name in IDENTITY} | {"extent_l0": 0}]
+        return SlideEntry(**ids[0], n_tiles=rows, metadata=json.loads(raw[METADATA_KEY]))
+
+    def read_tiles(self, slide_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """(features (n, dim) float32, level-0 coords (n, 2)) of one slide, nothing else read."""
+        with self._fs.open_input_file(self.slide_path(slide_id)) as source:
+            table = pq.read_table(source, columns=["features", "x", "y"])
+        dim = table.schema.field("features").type.list_size
+        flat = table.column("features").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        coords = np.stack([table.column("x").to_numpy(), table.column("y").to_numpy()], axis=1)
+        return flat.reshape(-1, dim), coords
 
     def clear_temporaries(self) -> int:
         """Delete temporary files left by crashed writers; returns how many were removed."""

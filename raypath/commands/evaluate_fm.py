@@ -1,37 +1,26 @@
 """`raypath evaluate-fm`: PathoROB robustness index, APD and clustering score per FM."""
 
 import argparse
-import json
-import logging
 import sys
 
-from raypath.commands import add_config_arguments, config_from_args
-from raypath.config import ConfigError
-from raypath.config.evaluate_fm import EvaluateFMConfig
+from raypath.commands.flags import Flag, add_config_flags, comma_list, config_from_args
+from raypath.evaluate.fm.config import EvaluateFMConfig
 
-HELP = "PathoROB robustness metrics of FM features (RI, APD, clustering score)"
-log = logging.getLogger(__name__)
-FLAGS = ("features", "encoders", "tiling_hash", "manifest", "labels", "out", "tracking_uri")
+FLAGS = (
+    Flag("features", "features"),
+    Flag("encoders", "encoders", comma_list, help="comma-separated FMs; default: every encoder in the store"),
+    Flag("tiling-hash", "tiling_hash"),
+    Flag("manifest", "manifest"),
+    Flag("labels", "labels"),
+    Flag("out", "out"),
+    Flag("tracking-uri", "tracking_uri"),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Paths as flags (they override the YAML); everything else via --config / --set."""
-    add_config_arguments(parser)
-    parser.add_argument("--features", help="feature-store root (local dir or s3:// URI)")
-    parser.add_argument("--encoders", type=lambda text: [e for e in text.split(",") if e],
-                        help="comma-separated FMs; default: every encoder in the store")
-    parser.add_argument("--tiling-hash", help="evaluate only this tiling hash")
-    parser.add_argument("--manifest", help="manifest.csv")
-    parser.add_argument("--labels", help="labels.csv (column 'label' = biological class)")
-    parser.add_argument("--out", help="report folder")
-    parser.add_argument("--tracking-uri", help="MLflow URI; default sqlite under the report folder")
+    add_config_flags(parser, EvaluateFMConfig, FLAGS)
     parser.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
-
-
-def _overrides(args: argparse.Namespace) -> list[str]:
-    """CLI flags as `key=value` overrides (JSON values are valid YAML, so quoting is safe)."""
-    extra = [f"{name}={json.dumps(getattr(args, name))}" for name in FLAGS if getattr(args, name) is not None]
-    return [*extra, "tracking=false"] if args.no_tracking else extra
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,14 +29,10 @@ def run(args: argparse.Namespace) -> int:
     from raypath.evaluate.fm.pipeline import run_evaluation
     from raypath.evaluate.fm.report import markdown_table
 
-    try:
-        config = config_from_args(EvaluateFMConfig, args, _overrides(args))
-        config.require_paths()
-        manifest = load_manifest(config.manifest, check_files=False)
-        labels = load_labels(config.labels, patients=set(manifest["patient_id"]))
-        table = run_evaluation(config, manifest=manifest, labels=labels)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        log.error("%s", exc)
-        return 2
-    sys.stdout.write(markdown_table(table))
+    config = config_from_args(EvaluateFMConfig, args, FLAGS,
+                              values={"tracking": False} if args.no_tracking else None)
+    config.require_paths()
+    manifest = load_manifest(config.manifest, check_files=False)
+    labels = load_labels(config.labels, patients=set(manifest["patient_id"]))
+    sys.stdout.write(markdown_table(run_evaluation(config, manifest=manifest, labels=labels)))
     return 0

@@ -6,7 +6,6 @@ import sys
 
 from raypath.encoders import ModelCard, list_cards
 
-HELP = "list the foundation-model cards"
 COLUMNS = ("name", "architecture", "hub id", "input", "dim", "mpp", "output", "licence")
 
 

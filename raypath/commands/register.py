@@ -3,26 +3,27 @@
 import argparse
 from pathlib import Path
 
-from raypath.commands import add_config_arguments, config_from_args
-from raypath.config.register import RegisterConfig
+from raypath.commands.flags import Flag, add_config_flags, config_from_args
+from raypath.slides.registration.config import RegisterConfig
 
-HELP = "register the scans of each specimen to a reference scan (registration.parquet)"
-_FLAGS = {"manifest": Path, "out": Path, "reference_scanner": str, "thumbnail_mpp": float,
-          "max_rotation_deg": float, "reader": str}
+FLAGS = (
+    Flag("manifest", "manifest", Path),
+    Flag("out", "out", Path),
+    Flag("reference-scanner", "reference_scanner"),
+    Flag("thumbnail-mpp", "thumbnail_mpp", float),
+    Flag("max-rotation-deg", "max_rotation_deg", float),
+    Flag("reader", "reader", choices=("auto", "cucim", "openslide")),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Inputs, output and the few registration knobs; each flag overrides the config field."""
-    add_config_arguments(parser)
-    for field, kind in _FLAGS.items():
-        parser.add_argument(f"--{field.replace('_', '-')}", dest=field, type=kind, default=None,
-                            help=RegisterConfig.model_fields[field].description)
+    add_config_flags(parser, RegisterConfig, FLAGS)
 
 
 def run(args: argparse.Namespace) -> int:
     """Register every slide of the manifest and write the table atomically."""
     from raypath.slides.registration.run import run_registration
 
-    flags = [f"{field}={getattr(args, field)}" for field in _FLAGS if getattr(args, field) is not None]
-    run_registration(config_from_args(RegisterConfig, args, extra=flags))
+    run_registration(config_from_args(RegisterConfig, args, FLAGS))
     return 0

@@ -5,31 +5,31 @@ import logging
 import time
 from pathlib import Path
 
-from raypath.commands import add_config_arguments, config_from_args
-from raypath.config.simulate import SimulateConfig
-from raypath.mil.simulate import simulate_cohort
-from raypath.mil.simulate_io import write_cohort
+from raypath.commands.flags import Flag, add_config_flags, config_from_args
+from raypath.slides.synth.feature_config import SimulateConfig
 
-HELP = "write a feature-level simulated cohort in the feature-store schema"
 log = logging.getLogger(__name__)
+FLAGS = (
+    Flag("specimens", "n_specimens", int),
+    Flag("tiles", "tiles", int),
+    Flag("dim", "dim", int),
+    Flag("confounding", "confounding", float),
+    Flag("seed", "seed", int),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument("--specimens", type=int, help="number of specimens (= patients)")
-    parser.add_argument("--tiles", type=int, help="tiles per bag")
-    parser.add_argument("--dim", type=int, help="feature dimension")
-    parser.add_argument("--confounding", type=float, help="label-scanner confounding in train/val (0..1)")
-    parser.add_argument("--seed", type=int, help="random seed")
-    add_config_arguments(parser)
+    add_config_flags(parser, SimulateConfig, FLAGS)
 
 
 def run(args: argparse.Namespace) -> int:
-    flags = {"n_specimens": args.specimens, "tiles": args.tiles, "dim": args.dim,
-             "confounding": args.confounding, "seed": args.seed}
-    config = config_from_args(SimulateConfig, args, [f"{k}={v}" for k, v in flags.items() if v is not None])
+    """Stream the simulated scans into a feature store under --out (memory does not grow with it)."""
+    from raypath.slides.synth.feature_store import write_feature_cohort
+
+    config = config_from_args(SimulateConfig, args, FLAGS)
     started = time.perf_counter()
-    store = write_cohort(simulate_cohort(config), config=config, out=args.out)
+    store = write_feature_cohort(config, out=args.out)
     log.info("simulated cohort in %.1f s: features under %s (encoder %s)", time.perf_counter() - started,
              store.directory, config.encoder)
     return 0

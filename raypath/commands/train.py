@@ -1,19 +1,13 @@
-"""`raypath train`: one robust MIL model on a feature store; logs metrics, writes an output dir."""
+"""`raypath train`: one robust MIL model on a feature store (the sweep's engine, a pack of one)."""
 
 import argparse
 import json
 import logging
 from pathlib import Path
 
-from safetensors.torch import save_file
+from raypath.commands.flags import add_config_flags, config_from_args
+from raypath.train.config import TrainConfig
 
-from raypath.commands import add_config_arguments, config_from_args
-from raypath.config.train import TrainConfig
-from raypath.store import FeatureStore
-from raypath.train.data import load_training_data
-from raypath.train.loop import train_model
-
-HELP = "train one robust MIL model (no Ray, no MLflow)"
 log = logging.getLogger(__name__)
 
 
@@ -28,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--registration", type=Path, help="registration.parquet, for tile-level losses")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write metrics.json, predictions.csv, model.safetensors")
-    add_config_arguments(parser)
+    add_config_flags(parser, TrainConfig, ())
 
 
 def _tiling_hash(root: Path, encoder: str, given: str | None) -> str:
@@ -36,19 +30,25 @@ def _tiling_hash(root: Path, encoder: str, given: str | None) -> str:
         return given
     found = sorted(p.name for p in (root / encoder).glob("*") if p.is_dir())
     if len(found) != 1:
-        raise SystemExit(f"{root / encoder}: expected one tiling-hash directory, found {found}; "
+        raise ValueError(f"{root / encoder}: expected one tiling-hash directory, found {found}; "
                          "pass --tiling-hash")
     return found[0]
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_from_args(TrainConfig, args, ["split.source=column"] if args.splits else [])
+    from safetensors.torch import save_file
+
+    from raypath.store import FeatureStore
+    from raypath.train.data import load_training_data
+    from raypath.train.engine import train_one
+
+    config = config_from_args(TrainConfig, args, values={"split.source": "column"} if args.splits else None)
     store = FeatureStore(args.features, encoder=args.encoder,
                          tiling_hash=_tiling_hash(args.features, args.encoder, args.tiling_hash))
     data = load_training_data(store=store, labels=args.labels, splits=args.splits,
                               registration=args.registration)
-    result = train_model(config=config, data=data, seed=args.seed,
-                         on_epoch=lambda epoch, m: log.info("epoch %d %s", epoch, _fmt(m)))
+    result = train_one(config=config, data=data, seed=args.seed,
+                       on_epoch=lambda epoch, m: log.info("epoch %d %s", epoch, _fmt(m)))
     log.info("final (best epoch %d): %s", result.best_epoch, _fmt(result.metrics))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

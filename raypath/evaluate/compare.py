@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 from mlflow import MlflowClient
 
-from raypath.config.compare import CompareConfig
+from raypath.evaluate.config import CompareConfig
 from raypath.evaluate.groups import model_groups, sweep_experiments
 from raypath.evaluate.heatmaps import heatmap_figure
 from raypath.evaluate.pareto import pareto_plot
@@ -33,8 +33,8 @@ from raypath.evaluate.specimen_views import (
     specimen_views,
 )
 from raypath.store import FeatureStore
-from raypath.train.selection import robustness_metric, runs_frame
-from raypath.train.tracking import RunLedger
+from raypath.sweep.selection import robustness_metric, runs_frame
+from raypath.sweep.tracking import RunLedger
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ else from single search runs. Failed or unfinished runs never enter a group (iss
 import pandas as pd
 from mlflow import MlflowClient
 
-from raypath.config.compare import CompareConfig
-from raypath.train.selection import COMPLETED, config_means, rank_robust
+from raypath.evaluate.config import CompareConfig
+from raypath.sweep.selection import COMPLETED, config_means, rank_robust
 
 
 def sweep_experiments(client: MlflowClient, config: CompareConfig) -> dict[str, str]:

@@ -6,7 +6,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from raypath.train.tracking import TAG_FM, TAG_PHASE, TAG_SWEEP, RunLedger, stable_hash
+from raypath.sweep.tracking import TAG_FM, TAG_PHASE, TAG_SWEEP, RunLedger, stable_hash
 
 log = logging.getLogger(__name__)
 

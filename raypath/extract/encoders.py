@@ -12,8 +12,8 @@ from typing import Any
 
 from torch import nn
 
-from raypath.config.extract import ExtractConfig
 from raypath.encoders.registry import build_encoder
+from raypath.extract.config import ExtractConfig
 from raypath.store import provenance
 
 EncoderFactory = Callable[[], nn.Module]

@@ -18,7 +18,7 @@ from typing import Any
 import ray
 from ray.data import ActorPoolStrategy, DataContext
 
-from raypath.config.extract import ExtractConfig
+from raypath.extract.config import ExtractConfig
 from raypath.extract.encode import EncoderActor, InferenceSettings
 from raypath.extract.encoders import EncoderInfo
 from raypath.extract.tiles import ReadSettings, read_slides

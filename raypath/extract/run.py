@@ -13,11 +13,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 import numpy as np
 import ray
 
+from raypath.cluster import connect
 from raypath.cohort import load_manifest
-from raypath.config.extract import ExtractConfig
 from raypath.extract import rows
 from raypath.extract.assemble import Assembler, SlideEvent, encoded_counts
-from raypath.extract.cluster import connect
+from raypath.extract.config import ExtractConfig
 from raypath.extract.encoders import EncoderFactory, EncoderInfo, describe_encoders
 from raypath.extract.failures import RunRecords, SlideRecord
 from raypath.extract.pipeline import build_dataset, check_resources, data_context

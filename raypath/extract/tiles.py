@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import ray
 
-from raypath.config.tiling import TilingConfig
 from raypath.extract import rows
 from raypath.extract.isolation import ReaderProcessError, stream_in_child
 from raypath.slides import SlideError, SlideReader, detect_tissue, open_slide, plan_tiles, read_tiles
+from raypath.slides.config import TilingConfig
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,9 @@
-"""All bags of a cohort in memory once: one contiguous feature array plus per-slide offsets.
+"""All bags of a cohort as one contiguous feature array plus per-slide offsets.
 
-A ``BagSet`` is plain numpy + a DataFrame, so it pickles cheaply and can be put into Ray's
-object store once per node (numpy arrays are zero-copy there). Slides are sorted by specimen so
-each specimen's scans are a contiguous run, which makes specimen batches a slice computation.
+The array is usually a read-only memory map of the node-local feature cache (`raypath.mil.cache`),
+so a BagSet costs no memory per tile: batches gather the rows they need and the page cache holds
+the rest once per node. Slides are sorted by specimen so each specimen's scans are a contiguous
+run, which makes specimen batches a slice computation.
 ``locations`` gives each tile the index of the matching tile in its specimen's reference scan
 (from registration); −1 means unmatched. Identical coordinates are never assumed to match.
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from raypath.slides.synth.features import SimulatedCohort
 from raypath.store import Bag, FeatureStore, check_provenance
 
 log = logging.getLogger(__name__)
@@ -25,11 +27,12 @@ IDENTITY_COLUMNS = ("slide_id", "specimen_id", "patient_id", "scanner")
 class BagSet:
     """Features (T, D) of all tiles, offsets (S+1,), and one row per slide in `slides`."""
 
-    features: np.ndarray
+    features: np.ndarray  # float32/float16 (n, d), or bfloat16 bits as uint16 when `bfloat16`
     offsets: np.ndarray
     slides: pd.DataFrame
     coords: np.ndarray
     locations: np.ndarray | None = None
+    bfloat16: bool = False
 
     def __post_init__(self) -> None:
         if self.offsets.shape != (len(self.slides) + 1,) or self.offsets[-1] != len(self.features):
@@ -72,12 +75,6 @@ class BagSet:
         if locations.shape != (len(self.features),):
             raise ValueError(f"locations shape {locations.shape} != ({len(self.features)},)")
         return replace(self, locations=locations.astype(np.int64))
-
-    def with_features(self, features: np.ndarray) -> "BagSet":
-        """Same bags, transformed features (e.g. per-scanner correction)."""
-        if features.shape != self.features.shape:
-            raise ValueError(f"features shape {features.shape} != {self.features.shape}")
-        return replace(self, features=np.ascontiguousarray(features))
 
 
 def bagset_from_bags(bags: Sequence[Bag], *, dtype: type = np.float32) -> BagSet:
@@ -128,3 +125,10 @@ def locations_from_pairs(bagset: BagSet, pairs: dict[str, tuple[str, np.ndarray]
         start = bagset.offsets[row_of[slide_id]]
         locations[start + matched[:, 1]] = matched[:, 0]
     return locations
+
+
+def simulated_bagset(cohort: SimulatedCohort) -> BagSet:
+    """A simulated cohort as bags (true tissue locations as tile pairs), labels and splits attached."""
+    bags = BagSet(features=cohort.features, offsets=cohort.offsets, slides=cohort.slides,
+                  coords=cohort.coords, locations=cohort.locations)
+    return bags.with_columns(cohort.labels, on="patient_id").with_columns(cohort.splits, on="patient_id")

@@ -6,9 +6,12 @@ Models are plain ``nn.Module`` s without Python control flow over bags, so their
 be stacked with ``torch.func.stack_module_state`` and trained under ``vmap``.
 """
 
-from typing import Literal, NamedTuple
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import torch
+from pydantic import Field
 from torch import nn
 
 
@@ -73,14 +76,55 @@ class MeanPoolMIL(nn.Module):
         return MILOutput(self.head(embedding), embedding, attention, tiles)
 
 
-def build_mil(
-    kind: Literal["gated", "mean"], *, in_dim: int, hidden: int, attention_dim: int, dropout: float,
-    n_outputs: int,
-) -> nn.Module:
-    """The MIL backbone named in the config."""
-    if kind == "gated":
-        return GatedAttentionMIL(in_dim, hidden=hidden, attention_dim=attention_dim, dropout=dropout,
-                                 n_outputs=n_outputs)
-    if kind == "mean":
-        return MeanPoolMIL(in_dim, hidden=hidden, dropout=dropout, n_outputs=n_outputs)
-    raise ValueError(f"unknown MIL model kind {kind!r}; expected 'gated' or 'mean'")
+BackboneFactory = Callable[..., nn.Module]
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A registered MIL backbone: its factory and the config settings it declares."""
+
+    name: str
+    factory: BackboneFactory
+    settings: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
+
+
+BACKBONES: dict[str, BackboneSpec] = {}
+
+
+def register_backbone(name: str, *, settings: Mapping[str, tuple[Any, Any]] | None = None
+                      ) -> Callable[[BackboneFactory], BackboneFactory]:
+    """Decorator adding a MIL backbone, selectable as `model.kind: <name>`, with its settings fields.
+
+    The factory is called as `factory(in_dim, n_outputs=..., hidden=..., dropout=..., **settings)`.
+    """
+    def add(factory: BackboneFactory) -> BackboneFactory:
+        if name in BACKBONES:
+            raise ValueError(f"MIL backbone {name!r} is already registered")
+        BACKBONES[name] = BackboneSpec(name=name, factory=factory, settings=dict(settings or {}))
+        return factory
+    return add
+
+
+@register_backbone("gated", settings={
+    "attention_dim": (int, Field(64, gt=0, description="width of the gated attention"))})
+def _gated(in_dim: int, *, n_outputs: int, hidden: int, dropout: float, attention_dim: int,
+           **_: Any) -> nn.Module:
+    return GatedAttentionMIL(in_dim, hidden=hidden, attention_dim=attention_dim, dropout=dropout,
+                             n_outputs=n_outputs)
+
+
+@register_backbone("mean")
+def _mean(in_dim: int, *, n_outputs: int, hidden: int, dropout: float, **_: Any) -> nn.Module:
+    return MeanPoolMIL(in_dim, hidden=hidden, dropout=dropout, n_outputs=n_outputs)
+
+
+def build_mil(kind: str, *, in_dim: int, n_outputs: int, hidden: int, dropout: float,
+              **settings: Any) -> nn.Module:
+    """The registered MIL backbone `kind`; `settings` are the model config's declared fields (their
+    declared defaults where not given)."""
+    if kind not in BACKBONES:
+        raise ValueError(f"unknown MIL model kind {kind!r}; registered: {sorted(BACKBONES)}")
+    spec = BACKBONES[kind]
+    declared = {name: field_info.default for name, (_, field_info) in spec.settings.items()}
+    settings = {**declared, **settings}
+    return spec.factory(in_dim, n_outputs=n_outputs, hidden=hidden, dropout=dropout, **settings)

@@ -1,14 +1,19 @@
-"""Robustness losses by name. Each maps (model, output, batch) to a scalar tensor.
+"""Robustness losses by name: each declares its config weight, its settings and the head it needs.
 
-A loss with weight 0 is not in the active set and is never computed. New losses register with
-``@register_loss("name")``; the training config's weight keys must match registered names.
+A loss is one decorated function `(model, output, batch) -> scalar`; `register_loss` records what
+else it needs, and `raypath.mil.config.LossConfig` gains a weight field (0 = off, not computed) and
+the declared settings, `RobustMIL` builds the declared head only while the weight is non-zero, and
+data preparation checks `needs_tile_pairs`. Nothing else is edited to add a loss.
 """
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
 
 from raypath.mil.batch import Batch
 from raypath.mil.losses import (
@@ -25,38 +30,82 @@ if TYPE_CHECKING:
     from raypath.mil.robust import RobustMIL
 
 LossFn = Callable[["RobustMIL", MILOutput, Batch], torch.Tensor]
-LOSSES: dict[str, LossFn] = {}
-# Losses that compare tiles across scans need registered tile pairs in the data.
-NEEDS_TILE_PAIRS = frozenset({"tile_consistency", "attention_agreement"})
 
 
-def register_loss(name: str) -> Callable[[LossFn], LossFn]:
-    """Decorator adding a robustness loss to the registry under `name`."""
+@dataclass(frozen=True)
+class HeadContext:
+    """What a head factory may size itself by."""
+
+    hidden: int
+    projection_dim: int | None
+    n_scanners: int
+
+
+HeadFactory = Callable[[HeadContext], nn.Module]
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A registered robustness loss and what it needs besides the backbone."""
+
+    name: str
+    fn: LossFn
+    description: str
+    head: HeadFactory | None = None
+    needs_tile_pairs: bool = False
+    settings: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
+
+
+LOSSES: dict[str, LossSpec] = {}
+
+
+def register_loss(name: str, *, description: str, head: HeadFactory | None = None,
+                  needs_tile_pairs: bool = False, settings: Mapping[str, tuple[Any, Any]] | None = None
+                  ) -> Callable[[LossFn], LossFn]:
+    """Decorator adding a robustness loss (and its weight field `losses.<name>`) to the registry."""
     def add(fn: LossFn) -> LossFn:
         if name in LOSSES:
             raise ValueError(f"robustness loss {name!r} is already registered")
-        LOSSES[name] = fn
+        LOSSES[name] = LossSpec(name=name, fn=fn, description=description, head=head,
+                                needs_tile_pairs=needs_tile_pairs, settings=dict(settings or {}))
         return fn
     return add
 
 
-@register_loss("infonce")
+def projection(context: HeadContext) -> nn.Module:
+    """Small MLP head (SimCLR style) so a contrastive pull acts on a projection, not the embedding."""
+    if context.projection_dim is None:
+        return nn.Identity()
+    return nn.Sequential(nn.Linear(context.hidden, context.hidden), nn.ReLU(),
+                         nn.Linear(context.hidden, context.projection_dim))
+
+
+def scanner_classifier(context: HeadContext) -> nn.Module:
+    """Linear scanner classifier on the slide embedding (the adversary)."""
+    if context.n_scanners < 2:
+        raise ValueError("the adversarial scanner loss needs at least 2 training scanners")
+    return nn.Linear(context.hidden, context.n_scanners)
+
+
+@register_loss("infonce", head=projection,
+               description="slide InfoNCE: scans of one specimen attract, other specimens repel")
 def _infonce(model: "RobustMIL", output: MILOutput, batch: Batch) -> torch.Tensor:
-    """Slide embeddings of one specimen's scans attract; other specimens repel."""
-    return multi_positive_infonce(model.project_slide(output.embedding), batch.specimen, tau=model.tau)
+    return multi_positive_infonce(model.head("infonce")(output.embedding), batch.specimen, tau=model.tau)
 
 
-@register_loss("score_consistency")
+@register_loss("score_consistency",
+               description="variance of a specimen's scores (probabilities or risks) across its scans")
 def _score_consistency(model: "RobustMIL", output: MILOutput, batch: Batch) -> torch.Tensor:
-    """Variance of a specimen's scores (probabilities or risks) across its scans."""
     return group_variance(task_scores(model.task, output.prediction), batch.specimen)
 
 
-@register_loss("tile_consistency")
+@register_loss("tile_consistency", head=projection, needs_tile_pairs=True,
+               description="registered tiles of one specimen embed alike on every scanner",
+               settings={"tile_mode": (Literal["cosine", "infonce"], Field(
+                   "cosine", description="tile loss: cosine distance of pairs, or InfoNCE over tiles"))})
 def _tile_consistency(model: "RobustMIL", output: MILOutput, batch: Batch) -> torch.Tensor:
-    """Registered tiles of one specimen should embed alike on every scanner."""
-    tiles = model.project_tiles(output.tile_embedding)
-    if model.tile_mode == "infonce":
+    tiles = model.head("tile_consistency")(output.tile_embedding)
+    if model.options["tile_mode"] == "infonce":
         return _tile_infonce(tiles, batch.tile_group, tau=model.tau)
     return matched_tile_cosine(tiles, tile_group=batch.tile_group)
 
@@ -72,14 +121,14 @@ def _tile_infonce(tiles: torch.Tensor, tile_group: torch.Tensor, *, tau: float) 
     return multi_positive_infonce(flat, torch.where(groups >= 0, groups, unique_neg), tau=tau)
 
 
-@register_loss("attention_agreement")
+@register_loss("attention_agreement", needs_tile_pairs=True,
+               description="a matched tissue location gets the same attention on every scanner")
 def _attention_agreement(model: "RobustMIL", output: MILOutput, batch: Batch) -> torch.Tensor:
-    """A matched tissue location should get the same attention on every scanner."""
     return attention_agreement(output.attention, mask=batch.mask, tile_group=batch.tile_group)
 
 
-@register_loss("adversarial")
+@register_loss("adversarial", head=scanner_classifier, description=
+               "scanner classifier on gradient-reversed embeddings: the encoder hides the scanner")
 def _adversarial(model: "RobustMIL", output: MILOutput, batch: Batch) -> torch.Tensor:
-    """Scanner classifier on reversed-gradient embeddings: the encoder learns to hide the scanner."""
-    logits = model.scanner_head(grad_reverse(output.embedding))
+    logits = model.head("adversarial")(grad_reverse(output.embedding))
     return F.cross_entropy(logits, batch.scanner)

@@ -6,6 +6,8 @@ shared by matched tiles of one specimen so the scans of a specimen keep the same
 (registered pairs survive subsampling). Eval passes a freshly seeded generator: deterministic.
 """
 
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +17,7 @@ from raypath.mil.bags import BagSet
 from raypath.mil.batch import Batch
 
 UNKNOWN_SCANNER = -100  # cross_entropy's ignore_index: scanners unseen in training
+EVAL_SEED = 0  # eval tile sampling never depends on the training seed or epoch
 
 
 def specimen_groups(bagset: BagSet, slides: np.ndarray) -> list[np.ndarray]:
@@ -35,6 +38,29 @@ def specimen_batches(
             for start in range(0, len(groups), batch_specimens)]
 
 
+def eval_chunks(slides: np.ndarray, lengths: np.ndarray, *, max_bags: int, max_tiles: int | None,
+                tile_budget: int) -> list[np.ndarray]:
+    """Consecutive runs of `slides` with at most `max_bags` bags and (bags x longest bag, after
+    `max_tiles`) at most `tile_budget` padded tiles: evaluation memory stays bounded whatever the
+    bag sizes (a 10,000-tile bag is evaluated with few others, small bags many at a time)."""
+    sizes = lengths[slides] if max_tiles is None else np.minimum(lengths[slides], max_tiles)
+    chunks, start = [], 0
+    while start < len(slides):
+        stop, longest = start, 0
+        while stop < len(slides) and stop - start < max_bags:
+            longest_next = max(longest, int(sizes[stop]))
+            if stop > start and longest_next * (stop - start + 1) > tile_budget:
+                break
+            longest, stop = longest_next, stop + 1
+        chunks.append(slides[start:stop])
+        start = stop
+    return chunks
+
+
+# Applied to the gathered tiles of a batch: (features (n, d) float32, each tile's scanner) -> features.
+TileTransform = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
 @dataclass
 class Collator:
     """Torch views of a BagSet's arrays, made once, and the per-slide targets as tensors."""
@@ -47,23 +73,32 @@ class Collator:
     label: torch.Tensor
     time: torch.Tensor
     event: torch.Tensor
+    scanner_names: np.ndarray
+    transform: TileTransform | None = None
 
     @classmethod
-    def from_bagset(cls, bagset: BagSet, *, scanner_codes: dict[str, int]) -> "Collator":
+    def from_bagset(cls, bagset: BagSet, *, scanner_codes: dict[str, int],
+                    transform: TileTransform | None = None) -> "Collator":
+        """Views of the (possibly memory-mapped, read-only: batches only read) feature array."""
         slides = bagset.slides
         specimen = slides["specimen_id"].astype("category").cat.codes.to_numpy()
         scanner = slides["scanner"].map(scanner_codes).fillna(UNKNOWN_SCANNER).to_numpy()
         label = slides["label"].fillna(-1).to_numpy() if "label" in slides else np.full(len(slides), -1)
         time = slides["time"].to_numpy(float) if "time" in slides else np.full(len(slides), np.nan)
         event = slides["event"].fillna(0).to_numpy(float) if "event" in slides else np.zeros(len(slides))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            features = torch.from_numpy(bagset.features)
         return cls(
-            features=torch.from_numpy(bagset.features), offsets=torch.from_numpy(bagset.offsets),
+            features=features.view(torch.bfloat16) if bagset.bfloat16 else features,
+            offsets=torch.from_numpy(np.asarray(bagset.offsets)),
             locations=None if bagset.locations is None else torch.from_numpy(bagset.locations),
             specimen=torch.from_numpy(specimen.astype(np.int64)),
             scanner=torch.from_numpy(scanner.astype(np.int64)),
             label=torch.from_numpy(label.astype(np.int64)),
             time=torch.from_numpy(time.astype(np.float32)),
             event=torch.from_numpy(event.astype(np.float32)),
+            scanner_names=slides["scanner"].to_numpy(), transform=transform,
         )
 
     def __call__(self, slides: np.ndarray, *, max_tiles: int | None = None,
@@ -82,10 +117,23 @@ class Collator:
             loc = self._locations(starts, position, real)
         tile = torch.where(real, starts[:, None] + position, starts[:, None])
         features = self.features[tile.reshape(-1)].reshape(*tile.shape, -1).float()
+        if self.transform is not None:
+            tile_scanner = np.repeat(self.scanner_names[index.numpy()], real.sum(dim=1).numpy())
+            features[real] = torch.from_numpy(self.transform(features[real].numpy(), tile_scanner))
         features = features.masked_fill_(~real[..., None], 0.0)
         return Batch(features=features, mask=real, specimen=specimen, scanner=self.scanner[index],
                      tile_group=_tile_groups(loc, specimen), label=self.label[index],
                      time=self.time[index], event=self.event[index], slide=index)
+
+    def eval_batches(self, slides: np.ndarray, *, max_bags: int, max_tiles: int | None,
+                     tile_budget: int) -> Iterator[Batch]:
+        """Deterministic evaluation batches of `slides` in order (fixed-seed tile sampling), in
+        chunks bounded by bag count and padded tiles (`eval_chunks`)."""
+        generator = torch.Generator().manual_seed(EVAL_SEED)
+        lengths = (self.offsets[1:] - self.offsets[:-1]).numpy()
+        for chunk in eval_chunks(np.asarray(slides), lengths, max_bags=max_bags, max_tiles=max_tiles,
+                                 tile_budget=tile_budget):
+            yield self(chunk, max_tiles=max_tiles, generator=generator)
 
     def _locations(self, starts: torch.Tensor, position: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         if self.locations is None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from raypath.config.tiling import TilingConfig
+from raypath.slides.config import TilingConfig
 from raypath.slides.reader import SlideReader
 from raypath.slides.tissue import detect_tissue
 

@@ -7,7 +7,8 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from raypath.config.tiling import TissueConfig
+from raypath.slides.config import TissueConfig
+from raypath.units import MicronsPerPixel, Pixels, area_to_pixels, microns_to_pixels
 
 
 def saturation(image: np.ndarray) -> np.ndarray:
@@ -38,7 +39,7 @@ def disk(radius: int) -> np.ndarray:
     return xx**2 + yy**2 <= radius**2
 
 
-def close_holes_and_gaps(mask: np.ndarray, *, radius_px: int) -> np.ndarray:
+def close_holes_and_gaps(mask: np.ndarray, *, radius_px: Pixels) -> np.ndarray:
     """Closing bridges gaps between tissue fragments; padding keeps it from eroding at the border."""
     if radius_px >= 1:
         padded = np.pad(mask, radius_px)
@@ -58,7 +59,7 @@ def remove_small_regions(mask: np.ndarray, *, min_area_px: float) -> np.ndarray:
     return keep[labels]
 
 
-def detect_tissue(image: np.ndarray, *, mpp: float, config: TissueConfig) -> np.ndarray:
+def detect_tissue(image: np.ndarray, *, mpp: MicronsPerPixel, config: TissueConfig) -> np.ndarray:
     """Boolean tissue mask of an RGB thumbnail taken at `mpp` microns per pixel.
 
     Otsu on saturation adapts to stain intensity per slide; `min_saturation` keeps a blank slide
@@ -69,5 +70,5 @@ def detect_tissue(image: np.ndarray, *, mpp: float, config: TissueConfig) -> np.
     sat = ndimage.median_filter(saturation(image), size=3)  # speckle from noise/JPEG on glass
     threshold = max(otsu_threshold(sat.ravel()), config.min_saturation)
     mask = sat > threshold
-    mask = close_holes_and_gaps(mask, radius_px=round(config.closing_um / mpp))
-    return remove_small_regions(mask, min_area_px=math.ceil(config.min_region_um2 / mpp**2))
+    mask = close_holes_and_gaps(mask, radius_px=microns_to_pixels(config.closing_um, mpp=mpp))
+    return remove_small_regions(mask, min_area_px=math.ceil(area_to_pixels(config.min_region_um2, mpp=mpp)))

@@ -1,1 +1,1 @@
-"""Training in plain torch (no Ray, no MLflow): splits, data loading, the loop."""
+"""Training in plain torch (no Ray, no MLflow, no Optuna): data preparation, the engine, prediction."""

@@ -12,11 +12,10 @@ import numpy as np
 import torch
 from torch.func import functional_call, vmap
 
-from raypath.config.train import TrainConfig
 from raypath.mil.batch import Batch
 from raypath.mil.robust import Objective, RobustMIL, total_loss
 from raypath.mil.sampling import Collator
-from raypath.train.predict import EVAL_SEED
+from raypath.train.config import TrainConfig
 from raypath.train.stacked import stack
 
 
@@ -80,16 +79,16 @@ class FusedObjective:
 
     @torch.no_grad()
     def predict(
-        self, collator: Collator, slides: np.ndarray, *, batch_bags: int, max_tiles: int | None
+        self, collator: Collator, slides: np.ndarray, *, config: TrainConfig
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(G, n, outputs) predictions and (G, n, hidden) embeddings, as `predict` gives per model."""
         was_training = self.base.training
         self.base.eval()
-        generator = torch.Generator().manual_seed(EVAL_SEED)
         forward = vmap(self._member_forward, in_dims=(0, 0, None, None))
         predictions, embeddings = [], []
-        for start in range(0, len(slides), batch_bags):
-            batch = collator(slides[start : start + batch_bags], max_tiles=max_tiles, generator=generator)
+        batches = collator.eval_batches(slides, max_bags=config.eval_batch_bags,
+                                        max_tiles=config.eval_max_tiles, tile_budget=config.eval_batch_tiles)
+        for batch in batches:
             features, mask = batch.features.to(self.device), batch.mask.to(self.device)
             prediction, embedding = forward(self.params, self.buffers, features, mask)
             predictions.append(prediction.cpu())

@@ -7,21 +7,19 @@ import torch
 from raypath.mil.losses import task_scores
 from raypath.mil.robust import RobustMIL
 from raypath.mil.sampling import Collator
-
-EVAL_SEED = 0  # eval tile sampling never depends on the training seed or epoch
+from raypath.train.config import TrainConfig
 
 
 @torch.inference_mode()
 def predict(
-    model: RobustMIL, collator: Collator, slides: np.ndarray, *, batch_bags: int, max_tiles: int | None,
+    model: RobustMIL, collator: Collator, slides: np.ndarray, *, config: TrainConfig,
 ) -> tuple[torch.Tensor, np.ndarray]:
     """(raw predictions (n, out), slide embeddings (n, hidden)) in the order of `slides`."""
     was_training = model.training
     model.eval()
-    generator = torch.Generator().manual_seed(EVAL_SEED)
     predictions, embeddings = [], []
-    for start in range(0, len(slides), batch_bags):
-        batch = collator(slides[start: start + batch_bags], max_tiles=max_tiles, generator=generator)
+    for batch in collator.eval_batches(slides, max_bags=config.eval_batch_bags,
+                                       max_tiles=config.eval_max_tiles, tile_budget=config.eval_batch_tiles):
         output = model(batch.features, batch.mask)
         predictions.append(output.prediction)
         embeddings.append(output.embedding)

@@ -1,7 +1,7 @@
 """Everything derived from config + data before the first step: splits, correction, collator, model.
 
-Kept apart from the loop so a fused multi-config trainer (issue 6) can prepare the data once and
-build many models against the same ``Prepared`` (same splits, same batches).
+Kept apart from the engine so a pack prepares the data once and builds all its models against the
+same ``Prepared`` (same splits, same batches).
 """
 
 import logging
@@ -10,12 +10,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from raypath.config.train import TrainConfig
 from raypath.mil.bags import BagSet
 from raypath.mil.correction import fit_correction
-from raypath.mil.registry import NEEDS_TILE_PAIRS
+from raypath.mil.registry import LOSSES
 from raypath.mil.robust import RobustMIL, build_robust_mil
-from raypath.mil.sampling import Collator, specimen_groups
+from raypath.mil.sampling import Collator, TileTransform, specimen_groups
+from raypath.train.config import TrainConfig
 from raypath.train.splits import column_split, grouped_split, leave_scanner_out
 
 log = logging.getLogger(__name__)
@@ -65,29 +65,50 @@ def make_split(config: TrainConfig, bagset: BagSet, *, seed: int) -> pd.Series:
     return leave_scanner_out(split, slides["scanner"], scanner=config.split.held_out_scanner)
 
 
-def _corrected(config: TrainConfig, bagset: BagSet, split: pd.Series) -> BagSet:
-    """Per-scanner correction fitted on training tiles only (a no-op for correction 'none')."""
+def fit_tile_correction(config: TrainConfig, bagset: BagSet, split: pd.Series) -> TileTransform | None:
+    """Per-scanner correction fitted on training tiles only, applied to each batch as it is collated.
+
+    Fitted on up to `correction_tiles` evenly spaced tiles of each training slide, so fitting reads
+    a bounded sample however large the cohort; `None` for correction 'none'.
+    """
     if config.correction == "none":
-        return bagset
-    tile_scanner = np.repeat(bagset.slides["scanner"].to_numpy(), bagset.lengths)
-    train_tiles = np.repeat(split.to_numpy() == "train", bagset.lengths)
-    correction = fit_correction(bagset.features[train_tiles], tile_scanner[train_tiles],
-                                method=config.correction)
-    return bagset.with_features(correction.transform(bagset.features, tile_scanner))
+        return None
+    rows = [_sample_rows(bagset.offsets[s], bagset.offsets[s + 1], config.correction_tiles)
+            for s in np.flatnonzero(split.to_numpy() == "train")]
+    if not rows:
+        raise ValueError("no training slides to fit the feature correction on")
+    index = np.concatenate(rows)
+    features = np.asarray(bagset.features[index])
+    if bagset.bfloat16:
+        features = (features.astype(np.uint32) << 16).view(np.float32)
+    scanners = np.repeat(bagset.slides["scanner"].to_numpy()[split.to_numpy() == "train"],
+                         [len(r) for r in rows])
+    log.info("fitting %s correction on %d training tiles", config.correction, len(index))
+    return fit_correction(features.astype(np.float32), scanners, method=config.correction).transform
+
+
+def _sample_rows(start: int, stop: int, limit: int) -> np.ndarray:
+    """Evenly spaced row indices in [start, stop), at most `limit` of them."""
+    count = stop - start
+    if count <= limit:
+        return np.arange(start, stop)
+    return start + np.linspace(0, count - 1, limit).astype(np.int64)
 
 
 def prepare(config: TrainConfig, data: BagSet, *, seed: int) -> Prepared:
     """Split, correct, and index the data for `config`."""
     weights = config.losses.weights()
-    if data.locations is None and any(weights[name] for name in NEEDS_TILE_PAIRS):
+    pairs_needed = [name for name, spec in LOSSES.items() if spec.needs_tile_pairs and weights[name]]
+    if data.locations is None and pairs_needed:
         raise ValueError("tile-level losses need registered tile pairs; load the cohort with its "
                          "registration.parquet (identical coordinates are never assumed to match)")
     n_outputs = check_targets(config, data)
     split = make_split(config, data, seed=seed)
-    bagset = _corrected(config, data, split)
+    bagset = data
     train_scanners = sorted(bagset.slides.loc[split.to_numpy() == "train", "scanner"].unique())
     codes = {scanner: i for i, scanner in enumerate(train_scanners)}
-    collator = Collator.from_bagset(bagset, scanner_codes=codes)
+    collator = Collator.from_bagset(bagset, scanner_codes=codes,
+                                    transform=fit_tile_correction(config, bagset, split))
     groups = specimen_groups(bagset, np.flatnonzero(split.to_numpy() == "train"))
     log.info("split: %s", split.value_counts().to_dict())
     return Prepared(bagset=bagset, split=split, collator=collator, scanner_codes=codes,
@@ -99,6 +120,6 @@ def build_model(config: TrainConfig, prepared: Prepared) -> RobustMIL:
     m = config.model
     return build_robust_mil(
         task=config.task, kind=m.kind, in_dim=prepared.bagset.dim, n_outputs=prepared.n_outputs,
-        hidden=m.hidden, attention_dim=m.attention_dim, dropout=m.dropout,
-        weights=config.losses.weights(), projection_dim=m.projection_dim,
-        n_scanners=len(prepared.scanner_codes), tau=config.losses.tau, tile_mode=config.losses.tile_mode)
+        hidden=m.hidden, dropout=m.dropout, weights=config.losses.weights(), projection_dim=m.projection_dim,
+        n_scanners=len(prepared.scanner_codes), tau=config.losses.tau, options=config.losses.options(),
+        **m.backbone_settings())

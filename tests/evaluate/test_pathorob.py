@@ -3,15 +3,14 @@
 import numpy as np
 import pandas as pd
 import pytest
-from simkit import write_simulated
 
-from raypath.config.evaluate_fm import EvaluateFMConfig
 from raypath.evaluate.fm import average_performance_drop, clustering_score, robustness_curve
+from raypath.evaluate.fm.config import EvaluateFMConfig
 from raypath.evaluate.fm.data import cohort_frame, feature_sources
 from raypath.evaluate.fm.ri import curve_from_neighbours, k_grid
 from raypath.evaluate.fm.sampling import cell_labels, stratified_sample
 from raypath.evaluate.fm.splits import correlated_cell_counts
-from raypath.evaluate.robustness import nearest_neighbours, robustness_index
+from raypath.metrics.robustness import nearest_neighbours, robustness_index
 
 
 def _cohort(*, class_strength: float, center_strength: float, specimen_strength: float = 0.0,
@@ -178,8 +177,8 @@ def test_config_rejects_unknown_keys_and_requires_paths():
 
 
 @pytest.fixture(scope="module")
-def simulated_store(tmp_path_factory):
-    """A tiny feature-level cohort written in the feature-store schema by `raypath.mil.simulate`."""
+def simulated_store(tmp_path_factory, write_simulated):
+    """A tiny feature-level cohort written in the feature-store schema by `raypath.slides.synth.features`."""
     return write_simulated(tmp_path_factory.mktemp("sim"), n_specimens=24, scanner_shift=1.0)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 from faultkit import write_tissue_slide
 
-from raypath.config.extract import ExtractConfig
+from raypath.extract.config import ExtractConfig
 from raypath.store import FeatureStore
 
 GOOD_SLIDES = 18

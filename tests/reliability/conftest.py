@@ -29,7 +29,7 @@ from faultkit import (
     write_zero_bytes,
 )
 
-from raypath.config.extract import ExtractConfig
+from raypath.extract.config import ExtractConfig
 from raypath.extract.run import run_extraction
 
 

@@ -11,7 +11,7 @@ import pytest
 from cohortkit import ENCODER, GOOD_SLIDES, OVERRIDE_ID
 
 from raypath.cli import main
-from raypath.config.extract import ExtractConfig
+from raypath.extract.config import ExtractConfig
 from raypath.extract.rows import STAGES
 from raypath.store import FeatureStore
 

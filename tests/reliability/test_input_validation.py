@@ -1,6 +1,7 @@
 """Issue 8, cases 8 and 9: hostile slide ids and malformed label tables are refused before any
 work, with an error naming the file, the row and the column."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +13,10 @@ from cohortkit import ENCODER, extract_config, manifest_row, write_manifest
 import raypath.extract.run as extract_run
 from raypath.cli import main
 from raypath.cohort import CohortError, load_cohort, load_manifest
-from raypath.config.extract import ExtractConfig
-from raypath.config.sweep import SweepConfig
+from raypath.extract.config import ExtractConfig
 from raypath.extract.run import run_extraction
 from raypath.store import FeatureStore, provenance, tiles_table
+from raypath.sweep.config import SweepConfig
 
 # ---------------------------------------------------------------- case 8: hostile slide ids
 
@@ -154,21 +155,22 @@ def test_case9_the_cohort_loader_names_file_row_and_column(cohort_files, tmp_pat
 
 
 @pytest.mark.parametrize("case", ENTRY_POINT_CASES)
-def test_case9_train_validates_labels_before_training(cohort_files, tmp_path, monkeypatch, case):
+def test_case9_train_validates_labels_before_training(cohort_files, tmp_path, monkeypatch, capsys, case):
     _, features = cohort_files
 
     def forbidden(**kwargs: object) -> None:
         raise AssertionError("training started despite a malformed label table")
 
-    monkeypatch.setattr("raypath.commands.train.train_model", forbidden)
-    with pytest.raises(CohortError, match=MALFORMED[case][1]):
-        main(["train", "--features", str(features), "--encoder", ENCODER,
-              "--labels", str(labels_file(tmp_path, case))])
+    monkeypatch.setattr("raypath.train.engine.train_one", forbidden)
+    code = main(["train", "--features", str(features), "--encoder", ENCODER,
+                 "--labels", str(labels_file(tmp_path, case))])
+    assert code == 2
+    assert re.search(MALFORMED[case][1], capsys.readouterr().err)
 
 
 @pytest.mark.parametrize("case", ENTRY_POINT_CASES)
 def test_case9_tuning_validates_labels_before_ray_or_trials(cohort_files, tmp_path, monkeypatch, case):
-    from raypath.train import sweep
+    from raypath.sweep import driver as sweep
 
     _, features = cohort_files
 

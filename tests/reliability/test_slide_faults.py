@@ -10,7 +10,6 @@ import pytest
 from cohortkit import FaultyCohort
 from faultkit import level0_tiles, tissue_tile_index
 
-from raypath.config.tiling import TilingConfig
 from raypath.slides import (
     MissingMppError,
     SlideError,
@@ -20,6 +19,7 @@ from raypath.slides import (
     read_tiles,
     tile_slide,
 )
+from raypath.slides.config import TilingConfig
 
 READERS = ("auto", "openslide")
 

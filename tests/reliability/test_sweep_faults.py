@@ -14,22 +14,27 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
-from simkit import tiny_sweep_data, write_simulated
 
-from raypath.config.sweep import SweepConfig
-from raypath.train.selection import runs_frame
+from raypath.sweep.config import SweepConfig
+from raypath.sweep.selection import runs_frame
 
 pytestmark = pytest.mark.slow
 EXPERIMENT = "raypath/{sweep}/sim-16"
 
 
 @pytest.fixture(scope="module")
-def cohort_dir(tmp_path_factory):
+def cohort_dir(tmp_path_factory, write_simulated):
     return write_simulated(tmp_path_factory.mktemp("cohort"), n_specimens=30, label_strength=3.0)
 
 
-def sweep_data(cohort_dir: Path, out: Path, **changes) -> dict:
-    data = tiny_sweep_data(
+@pytest.fixture(scope="module")
+def sweep_data(tiny_sweep_data):
+    """`sweep_data(cohort_dir, out, **changes)`: the suite's small sweep, with top-level changes."""
+    return lambda cohort_dir, out, **changes: {**_sweep_data(tiny_sweep_data, cohort_dir, out), **changes}
+
+
+def _sweep_data(tiny_sweep_data, cohort_dir: Path, out: Path) -> dict:
+    return tiny_sweep_data(
         cohort_dir, out, sweep_id="faults",
         train={"epochs": 3, "early_stopping": {"enabled": False}},
         space={
@@ -39,7 +44,6 @@ def sweep_data(cohort_dir: Path, out: Path, **changes) -> dict:
         num_samples=8, pack_size=2, asha={"enabled": False}, replicates={"seeds": 0},
         resources={"max_concurrent_trials": 2},
     )
-    return {**data, **changes}
 
 
 def _runs(config: SweepConfig, *, view: ViewType = ViewType.ACTIVE_ONLY) -> list:
@@ -52,9 +56,10 @@ def _runs(config: SweepConfig, *, view: ViewType = ViewType.ACTIVE_ONLY) -> list
     )
 
 
-def test_killed_driver_resumes_to_exactly_n_trials_without_duplicates(local_ray, cohort_dir, tmp_path):
+def test_killed_driver_resumes_to_exactly_n_trials_without_duplicates(local_ray, cohort_dir, tmp_path,
+                                                                      sweep_data):
     """Case 10: SIGKILL the driver (and its local Ray) after k of N configurations, rerun the same sweep."""
-    from raypath.train.sweep import run_sweep
+    from raypath.sweep.driver import run_sweep
 
     data = sweep_data(
         cohort_dir,
@@ -97,11 +102,12 @@ def test_killed_driver_resumes_to_exactly_n_trials_without_duplicates(local_ray,
     assert state["issued"] == 12 and len(state["study"].trials) == 12
 
 
-def test_trials_that_raise_are_retried_then_failed_and_compare_ignores_them(local_ray, cohort_dir, tmp_path):
+def test_trials_that_raise_are_retried_then_failed_and_compare_ignores_them(local_ray, cohort_dir, tmp_path,
+                                                                           sweep_data):
     """Case 11: a tile-level loss without registration raises in every attempt of its pack."""
-    from raypath.config.compare import CompareConfig
+    from raypath.evaluate.config import CompareConfig
     from raypath.evaluate.groups import model_groups
-    from raypath.train.sweep import run_sweep
+    from raypath.sweep.driver import run_sweep
 
     space = {
         **sweep_data(cohort_dir, tmp_path)["space"],
@@ -176,9 +182,9 @@ def mlflow_server(tmp_path):
 
 def test_parallel_trials_log_exact_metric_counts_to_an_mlflow_server(
     local_ray, cohort_dir, tmp_path, mlflow_server
-):
+, sweep_data):
     """Case 12: every run has exactly one point per epoch plus the final one; nothing is lost or locked."""
-    from raypath.train.sweep import run_sweep
+    from raypath.sweep.driver import run_sweep
 
     config = SweepConfig.model_validate(
         sweep_data(cohort_dir, tmp_path, sweep_id="served", num_samples=8, tracking={"uri": mlflow_server})

@@ -9,6 +9,9 @@ import pytest
 import tifffile
 from PIL import Image
 
+from raypath.slides.synth import write_cohort
+from raypath.slides.synth.config import SynthConfig
+
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 
@@ -69,3 +72,18 @@ def no_mpp_tiff(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Generic pyramidal TIFF with no pixel size anywhere in its metadata."""
     path = tmp_path_factory.mktemp("slides") / "no_mpp.tiff"
     return write_pyramid_tiff(path, synthetic_tissue(512, 384), mpp=None, levels=2)
+
+
+@pytest.fixture(scope="session")
+def synth_small() -> dict:
+    """Settings of the small synthetic cohort: 2 specimens x 2 scanners at 20x, ~1200 px slides."""
+    return {"seed": 7, "specimens": 2, "scanners": ["aperio-gt450", "hamamatsu-s360"],
+            "field_um": (640.0, 560.0), "workers": 1, "max_rotation_deg": 8.0, "max_shift_um": 30.0}
+
+
+@pytest.fixture(scope="session")
+def synth_cohort(tmp_path_factory: pytest.TempPathFactory, synth_small: dict) -> Path:
+    """The small synthetic cohort (0.526 and 0.46 mpp scanners), written once per session."""
+    out = tmp_path_factory.mktemp("synth")
+    write_cohort(SynthConfig(**synth_small), out)
+    return out

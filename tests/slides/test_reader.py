@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import tifffile
 from PIL import Image
-from synth_fixtures import synth_cohort  # noqa: F401  (session fixture shared with test_synth)
 
 from raypath.slides.reader import (
     READERS,

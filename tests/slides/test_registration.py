@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import ndimage
-from synth_fixtures import synth_cohort  # noqa: F401  (session fixture)
 
 from raypath.cli import main
 from raypath.slides.reader import open_slide
@@ -77,7 +76,7 @@ def load_thumbnail(path) -> ScanImage:
         return ScanImage(image=thumb.image, image_mpp=slide.mpp * thumb.downsample, level0_mpp=slide.mpp)
 
 
-def test_recovers_known_transforms_of_synthetic_scans(synth_cohort):  # noqa: F811
+def test_recovers_known_transforms_of_synthetic_scans(synth_cohort):
     truth = pd.read_csv(synth_cohort / "truth.csv")
     moving_rows = truth[truth["slide_id"] != truth["reference_slide_id"]]
     assert len(moving_rows) == 2
@@ -97,7 +96,7 @@ def test_recovers_known_transforms_of_synthetic_scans(synth_cohort):  # noqa: F8
         assert score > 0.8
 
 
-def test_register_cli_writes_parquet(synth_cohort, tmp_path):  # noqa: F811
+def test_register_cli_writes_parquet(synth_cohort, tmp_path):
     out = tmp_path / "registration.parquet"
     assert (
         main(

@@ -7,13 +7,12 @@ import numpy as np
 import openslide
 import pandas as pd
 import pytest
-from synth_fixtures import SMALL, synth_cohort  # noqa: F401  (session fixture)
 
 from raypath.cli import main
 from raypath.cohort import load_cohort
 from raypath.config import ConfigError, load_config
-from raypath.config.synth import SynthConfig
 from raypath.slides.synth import PROFILES, SynthError, plan_cohort, true_transform, write_cohort
+from raypath.slides.synth.config import SynthConfig
 from raypath.slides.synth.render import ScanGeometry, apply_scanner, render_block
 from raypath.slides.synth.stain import TISSUE_STAINS, hed_to_rgb, rgb_to_hed
 from raypath.slides.synth.tiff import aperio_description, level_dimensions
@@ -35,8 +34,8 @@ def test_scanner_matrix_equals_explicit_hed_chain():
     assert np.abs(got.astype(int) - expected).max() <= 1
 
 
-def test_tissue_renders_the_same_in_any_block():
-    plan = plan_cohort(SynthConfig(**SMALL))[0]
+def test_tissue_renders_the_same_in_any_block(synth_small):
+    plan = plan_cohort(SynthConfig(**synth_small))[0]
     blob = plan.specimen.tissue.blobs[0]
     xs, ys = np.arange(300) * 0.5 + blob.cx - 75, np.arange(200) * 0.5 + blob.cy - 50
     whole = render_stains(plan.specimen.tissue, xs, ys)
@@ -45,8 +44,8 @@ def test_tissue_renders_the_same_in_any_block():
     assert whole[..., 0].max() > 0.5  # nuclei are drawn
 
 
-def test_render_is_deterministic_and_scanners_differ():
-    scans = plan_cohort(SynthConfig(**SMALL))
+def test_render_is_deterministic_and_scanners_differ(synth_small):
+    scans = plan_cohort(SynthConfig(**synth_small))
     first = [s for s in scans if s.specimen.specimen_id == "S0000"]
     kwargs = {"x0": 300, "y0": 300, "width": 96, "height": 64}
     a = render_block(
@@ -74,10 +73,10 @@ def test_render_is_deterministic_and_scanners_differ():
     assert np.abs(a.astype(int) - other).mean() > 5
 
 
-def test_true_transform_maps_the_same_tissue_point():
+def test_true_transform_maps_the_same_tissue_point(synth_small):
     a = ScanGeometry(mpp=0.25, field_um=(800, 600), rotation_deg=6.0, shift_um=(12.0, -30.0))
     r = ScanGeometry(mpp=0.5, field_um=(800, 600), rotation_deg=-3.0, shift_um=(-20.0, 8.0))
-    scan = dataclasses.replace(plan_cohort(SynthConfig(**SMALL))[0], geometry=a)
+    scan = dataclasses.replace(plan_cohort(SynthConfig(**synth_small))[0], geometry=a)
     reference = dataclasses.replace(scan, geometry=r)
     transform = true_transform(scan, reference)
     points = np.array([[100.0, 200.0], [2500.0, 1700.0], [1600.0, 1200.0]])
@@ -95,7 +94,7 @@ def test_pyramid_levels_and_aperio_description():
     assert text.startswith("Aperio Image Library") and "|AppMag = 40|MPP = 0.2512" in text
 
 
-def test_cohort_slides_open_in_openslide_and_cucim(synth_cohort):  # noqa: F811
+def test_cohort_slides_open_in_openslide_and_cucim(synth_cohort):
     cucim = pytest.importorskip("cucim")
     truth = pd.read_csv(synth_cohort / "truth.csv")
     for row in truth.itertuples():
@@ -112,10 +111,10 @@ def test_cohort_slides_open_in_openslide_and_cucim(synth_cohort):  # noqa: F811
         assert region.std() > 5  # not blank
 
 
-def test_pyramid_has_levels_and_stays_consistent(tmp_path):
+def test_pyramid_has_levels_and_stays_consistent(tmp_path, synth_small):
     config = SynthConfig(
         **{
-            **SMALL,
+            **synth_small,
             "specimens": 1,
             "scanners": ["leica-at2"],
             "field_um": (600.0, 560.0),
@@ -131,9 +130,9 @@ def test_pyramid_has_levels_and_stays_consistent(tmp_path):
     assert np.abs(low - expected).mean() < 4  # JPEG twice, nothing else
 
 
-def test_cohort_tables(synth_cohort):  # noqa: F811
+def test_cohort_tables(synth_cohort, synth_small):
     cohort = load_cohort(synth_cohort / "manifest.csv", synth_cohort / "labels.csv")
-    assert len(cohort.manifest) == 4 and set(cohort.manifest["scanner"]) == set(SMALL["scanners"])
+    assert len(cohort.manifest) == 4 and set(cohort.manifest["scanner"]) == set(synth_small["scanners"])
     assert sorted(cohort.labels["label"]) == [0, 1]
     truth = pd.read_csv(synth_cohort / "truth.csv").set_index("slide_id")
     references = truth[truth.index == truth["reference_slide_id"]]
@@ -145,13 +144,13 @@ def test_cohort_tables(synth_cohort):  # noqa: F811
     ).all()
 
 
-def test_rerun_skips_existing_and_refuses_other_config(synth_cohort):  # noqa: F811
+def test_rerun_skips_existing_and_refuses_other_config(synth_cohort, synth_small):
     slide = next((synth_cohort / "slides").glob("*.svs"))
     before = os.stat(slide).st_mtime_ns
-    write_cohort(SynthConfig(**SMALL), synth_cohort)
+    write_cohort(SynthConfig(**synth_small), synth_cohort)
     assert os.stat(slide).st_mtime_ns == before
     with pytest.raises(SynthError, match=r"different config.*seed"):
-        write_cohort(SynthConfig(**{**SMALL, "seed": 8}), synth_cohort)
+        write_cohort(SynthConfig(**{**synth_small, "seed": 8}), synth_cohort)
 
 
 def test_confounding_ties_train_scanner_to_label():

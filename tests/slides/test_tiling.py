@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from raypath.config.tiling import TilingConfig
+from raypath.slides.config import TilingConfig
 from raypath.slides.reader import open_slide
 from raypath.slides.tiling import (
     TileGrid,

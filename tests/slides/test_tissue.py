@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from raypath.config.tiling import TissueConfig
+from raypath.slides.config import TissueConfig
 from raypath.slides.reader import open_slide
 from raypath.slides.tissue import detect_tissue, otsu_threshold, saturation
 

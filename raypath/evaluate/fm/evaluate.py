@@ -5,9 +5,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from raypath.config.evaluate_fm import EvaluateFMConfig
 from raypath.evaluate.fm.apd import DropResult, average_performance_drop
 from raypath.evaluate.fm.clustering import ClusteringResult, clustering_score
+from raypath.evaluate.fm.config import EvaluateFMConfig
 from raypath.evaluate.fm.data import FeatureSet
 from raypath.evaluate.fm.ri import RobustnessCurve, robustness_curve
 from raypath.evaluate.fm.sampling import cell_labels, stratified_sample

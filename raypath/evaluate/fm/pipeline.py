@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from raypath.config.evaluate_fm import EvaluateFMConfig
+from raypath.evaluate.fm.config import EvaluateFMConfig
 from raypath.evaluate.fm.data import FeatureSet, cohort_frame, feature_sources, load_features
 from raypath.evaluate.fm.evaluate import LevelResult, evaluate_level
 from raypath.evaluate.fm.report import row_name, write_report

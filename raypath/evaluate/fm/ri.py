@@ -6,7 +6,7 @@ so, as in PathoROB, k is the grid value where a kNN classifier of the biological
 accurate (the neighbourhood size at which the features are best used for biology), and the whole
 curve is reported so a reader can see how stable RI is around it.
 
-The neighbour search is `raypath.evaluate.robustness.nearest_neighbours`: exact cosine kNN, blocked
+The neighbour search is `raypath.metrics.robustness.nearest_neighbours`: exact cosine kNN, blocked
 (query block × key block matmul with a running top-k), so memory is O(block²) however many tiles;
 it is run once at the largest k of the grid and every k is read off that one table. Compute is
 still O(n²·d), which is why tile-level callers cap n with a stratified sample.
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 
-from raypath.evaluate.robustness import nearest_neighbours
+from raypath.metrics.robustness import nearest_neighbours
 
 DEFAULT_K_GRID = (1, 3, 5, 7, 9, 11, 21, 31, 51, 75, 101, 151, 201)
 

@@ -6,8 +6,8 @@ from collections.abc import Callable
 import pandas as pd
 
 from raypath.cohort import load_manifest
-from raypath.config.register import RegisterConfig
 from raypath.slides.reader import open_slide
+from raypath.slides.registration.config import RegisterConfig
 from raypath.slides.registration.estimate import ScanImage
 from raypath.slides.registration.store import register_manifest, write_registration
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from raypath.config.synth import SynthConfig
 from raypath.slides.registration.transform import Transform
+from raypath.slides.synth.config import SynthConfig
 from raypath.slides.synth.render import ScanGeometry
 from raypath.slides.synth.scanners import ScannerProfile, get_profile
 from raypath.slides.synth.tissue import Blob, SpecimenTissue, tissue_field, tumour_field

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from raypath.config.synth import SynthConfig
+from raypath.slides.synth.config import SynthConfig
 from raypath.slides.synth.plan import ScanPlan, plan_cohort, true_transform
 from raypath.slides.synth.render import render_block
 from raypath.slides.synth.tiff import write_svs

@@ -1,0 +1,1 @@
+"""Sweeps: Ray Tune + Optuna + ASHA over packs of configurations, MLflow tracking, selection."""

@@ -1,0 +1,105 @@
+"""Sweep config: which FMs, what to search, how Tune schedules it, where MLflow records it."""
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from raypath.config import StrictModel
+from raypath.sweep.space import ParamSpec, check_space
+from raypath.train.config import TrainConfig
+
+
+class ObjectiveConfig(StrictModel):
+    """A validation metric the search optimises (reported each epoch by every trial)."""
+
+    metric: str = Field(description="e.g. val_auc, val_c_index, val_spread, val_flip_rate")
+    mode: Literal["max", "min"]
+
+
+class FeaturesConfig(StrictModel):
+    """Where the cohort's features live: `<root>/<fm>/<tiling_hash>/`, one sweep per FM."""
+
+    root: str = Field(description="feature-store root: local path, NFS path or s3:// URI")
+
+    @field_validator("root", mode="before")
+    @classmethod
+    def _path_as_text(cls, value: Any) -> Any:
+        """Kept as text so `s3://` survives (a Path would fold it to `s3:/`)."""
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
+    fms: list[str] = Field(min_length=1, description="one Tune experiment per FM")
+    tiling_hash: str | None = Field(None, description="None = the only tiling-hash directory of each FM")
+    labels: Path = Field(description="labels.csv (patient_id, label | time, event)")
+    splits: Path | None = Field(None, description="splits.csv (patient_id, split); sets split.source=column")
+    registration: Path | None = Field(None, description="registration.parquet, for tile-level losses")
+
+
+class AshaConfig(StrictModel):
+    """ASHA early stopping on the pack's best member (per-epoch reports)."""
+
+    enabled: bool = True
+    grace_period: int = Field(4, ge=1, description="epochs every pack trains before it can be stopped")
+    reduction_factor: float = Field(3.0, gt=1)
+
+
+class ResourcesConfig(StrictModel):
+    """Per-trial resources; a trial trains one pack, so threads = cpus_per_trial."""
+
+    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(0.0, ge=0, description="fractions share one GPU between trials")
+    max_concurrent_trials: int | None = Field(None, ge=1)
+
+
+class ReplicatesConfig(StrictModel):
+    """Seed replicates of the baseline and the best robust configurations, for confidence intervals."""
+
+    seeds: int = Field(5, ge=0, description="0 = no replicate phase")
+    top_k: int = Field(1, ge=1, description="robust configurations replicated besides the baseline")
+    accuracy_tolerance: float = Field(
+        0.02, ge=0, description="robust configs may lose at most this much validation accuracy"
+    )
+
+
+class TrackingConfig(StrictModel):
+    """MLflow: embedded SQLite under `output_dir` by default, or a `mlflow server` URI on clusters."""
+
+    uri: str | None = Field(None, description="http://host:5000 or sqlite:///path; None = embedded")
+    artifact_location: str | None = Field(None, description="artifact root for new experiments")
+
+
+class SweepConfig(StrictModel):
+    """Everything `raypath sweep` needs; the searched values override fields of `train`."""
+
+    sweep_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    output_dir: Path = Path("runs/sweeps")
+    storage_path: str | None = Field(None, description="Tune storage (path, NFS, s3://); None = output_dir")
+    features: FeaturesConfig
+    train: TrainConfig = TrainConfig()
+    space: dict[str, ParamSpec] = Field(default_factory=dict)
+    objectives: list[ObjectiveConfig] = Field(
+        default_factory=lambda: [ObjectiveConfig(metric="val_auc", mode="max")], min_length=1, max_length=3
+    )
+    sampler: Literal["tpe", "nsga2", "random"] = "tpe"
+    num_samples: int = Field(64, ge=1, description="trained configurations per FM (baseline included)")
+    pack_size: int = Field(8, ge=1, description="configurations trained together in one Tune trial")
+    asha: AshaConfig = AshaConfig()
+    resources: ResourcesConfig = ResourcesConfig()
+    max_failures: int = Field(2, ge=0, description="retries of a failed trial before it counts as failed")
+    replicates: ReplicatesConfig = ReplicatesConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    seed: int = 0
+    ray_address: str | None = Field(None, description="None = local Ray (or the cluster of a Ray job)")
+    resume: Literal["auto", "never"] = Field("auto", description="auto = Tuner.restore an existing sweep")
+
+    @model_validator(mode="after")
+    def _space_paths(self) -> "SweepConfig":
+        check_space(self.space, self.train)
+        return self
+
+    def tracking_uri(self) -> str:
+        """The MLflow URI; the embedded default is one SQLite file the Tune driver alone writes."""
+        return self.tracking.uri or f"sqlite:///{(self.output_dir / 'mlflow.db').resolve()}"
+
+    def tune_storage(self) -> str:
+        return self.storage_path or str((self.output_dir / "tune").resolve())

@@ -1,0 +1,69 @@
+"""Training config for one robust MIL model (``raypath train``, and each sweep trial)."""
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from raypath.config import StrictModel
+from raypath.mil.config import LossConfig, ModelConfig
+
+
+class OptimizerConfig(StrictModel):
+    """AdamW settings."""
+
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+
+
+class EarlyStoppingConfig(StrictModel):
+    """Stop when the validation metric has not improved for `patience` epochs; keep the best."""
+
+    enabled: bool = True
+    metric: Literal["auto", "auc", "c_index", "loss"] = Field(
+        "auto", description="auto = auc for classification, c_index for survival")
+    patience: int = Field(5, ge=1)
+    min_delta: float = Field(0.0, ge=0)
+
+
+class SplitConfig(StrictModel):
+    """Patient-grouped, label-stratified splits, or a predefined `split` column."""
+
+    source: Literal["random", "column"] = Field(
+        "random", description="column = use the slides' 'split' column (e.g. the simulator's splits.csv)")
+    train: float = Field(0.6, gt=0, lt=1)
+    val: float = Field(0.2, ge=0, lt=1)
+    held_out_scanner: str | None = Field(
+        None, description="leave-one-scanner-out: never trained or validated on; tested separately")
+
+    @model_validator(mode="after")
+    def _fractions(self) -> "SplitConfig":
+        if self.train + self.val >= 1:
+            raise ValueError(f"train ({self.train}) + val ({self.val}) must leave a test fraction")
+        return self
+
+
+class TrainConfig(StrictModel):
+    """Everything one training run needs besides the data and the seed."""
+
+    task: Literal["binary", "multiclass", "survival"] = "binary"
+    model: ModelConfig = ModelConfig()
+    losses: LossConfig = LossConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    epochs: int = Field(20, ge=1)
+    batch_specimens: int = Field(16, ge=1, description="K specimens per step, each with all its scans")
+    max_tiles: int | None = Field(None, gt=0, description="random tiles per bag per epoch in training")
+    eval_max_tiles: int | None = Field(None, gt=0, description="deterministic tiles per bag in eval")
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    split: SplitConfig = SplitConfig()
+    correction: Literal["none", "center", "combat"] = "none"
+    correction_tiles: int = Field(1024, ge=1, description="tiles per training slide the correction is fit on")
+    threshold: float = Field(0.5, description="decision threshold on probabilities (binary flip rate)")
+    eval_batch_bags: int = Field(128, ge=1)
+    eval_batch_tiles: int = Field(262144, ge=1, description="cap on padded tiles per eval batch (memory)")
+    num_threads: int | None = Field(None, ge=1, description="torch threads; None = leave as is")
+    robustness_k: int = Field(10, ge=1, description="neighbours of the robustness index")
+
+
+# What the engine takes as (G,) tensors, so configurations differing only in these train as one
+# pack; every other field (shapes, dropout, epochs, ...) must be equal across a pack.
+PER_MEMBER_FIELDS = {"optimizer": ("lr", "weight_decay"), "losses": (*LossConfig().weights(), "tau")}

@@ -1,0 +1,212 @@
+"""The one training engine: a pack of G configurations, stacked parameters, one vmapped step.
+
+A single model is a pack of one (`train_one`); `raypath train`, every sweep trial and the
+benchmarks run this code. Why packs: a reference-cohort model trains in seconds, so per-trial costs
+(Tune scheduling, data hand-off, Python step overhead) would dominate a sweep of thousands. Members
+share the seed (same split, same initial backbone, same batches: paired comparisons) and every
+*pack key* (shapes, dropout, epochs, ...); they differ in learning rate, weight decay, loss weights
+and τ, which enter the step as (G,) tensors. Each member is trained, early-stopped, restored to
+its best epoch and evaluated exactly as it would be alone (tested against a plain single-model
+loop in the tests), but the G forward/backward passes run as batched matmuls.
+"""
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+
+from raypath.mil.bags import BagSet
+from raypath.mil.sampling import specimen_batches
+from raypath.train.config import PER_MEMBER_FIELDS, TrainConfig
+from raypath.train.evaluation import final_evaluation, validation_summary
+from raypath.train.fused_model import FusedObjective
+from raypath.train.setup import Prepared, build_model, prepare
+from raypath.train.stacked import StackedAdamW, member_state
+from raypath.train.stopping import EarlyStopping
+
+log = logging.getLogger(__name__)
+
+@dataclass
+class TrainResult:
+    """Final metrics (``<split>/<name>``), per-slide predictions, best weights and history."""
+
+    metrics: dict[str, float]
+    predictions: pd.DataFrame
+    state_dict: dict[str, torch.Tensor]
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+
+
+PackCallback = Callable[[int, dict[str, dict[str, float]]], None]
+
+
+@dataclass(frozen=True)
+class PackMember:
+    """One configuration of a pack, identified by its trial key."""
+
+    key: str
+    config: TrainConfig
+
+
+def shared_part(config: TrainConfig) -> dict:
+    """The config without its per-member fields: must be identical across a pack."""
+    return config.model_dump(exclude={section: set(names) for section, names in PER_MEMBER_FIELDS.items()})
+
+
+def union_config(members: Sequence[PackMember]) -> TrainConfig:
+    """First member's config with every loss active in any member switched on (same heads for all)."""
+    first = members[0].config
+    weights = {name: max(m.config.losses.weights()[name] for m in members) for name in first.losses.weights()}
+    return first.model_copy(update={"losses": first.losses.model_copy(update=weights)})
+
+
+def _check_pack(members: Sequence[PackMember]) -> None:
+    if not members:
+        raise ValueError("a pack needs at least one member")
+    reference = shared_part(members[0].config)
+    for member in members[1:]:
+        if shared_part(member.config) != reference:
+            raise ValueError(
+                f"pack member {member.key} differs from {members[0].key} in a pack key "
+                "(shape, dropout, epochs, ...); group configurations by pack keys first"
+            )
+
+
+def _build_models(
+    union: TrainConfig, prepared: Prepared, *, seed: int, members: Sequence[PackMember]
+) -> list[torch.nn.Module]:
+    """One model per member with the union's heads, initialised as it would be alone.
+
+    Heads are created in a fixed order, so a member's own heads would get other random values in
+    the union model; its alone-built weights are copied in (heads it lacks stay unused: weight 0).
+    """
+    models = []
+    for member in members:
+        torch.manual_seed(seed)
+        model = build_model(union, prepared)
+        torch.manual_seed(seed)
+        model.load_state_dict(build_model(member.config, prepared).state_dict(), strict=False)
+        models.append(model)
+    return models
+
+
+def _train_epoch(
+    fused: FusedObjective,
+    optimizer: StackedAdamW,
+    prepared: Prepared,
+    *,
+    config: TrainConfig,
+    generator: torch.Generator,
+    active: torch.Tensor,
+) -> list[dict[str, float]]:
+    """One pass over the training specimens for all members (the batches a member would draw alone)."""
+    fused.train()
+    batches = specimen_batches(
+        prepared.train_groups, batch_specimens=config.batch_specimens, generator=generator
+    )
+    sums: dict[str, torch.Tensor] = {}
+    for slides in batches:
+        batch = prepared.collator(slides, max_tiles=config.max_tiles, generator=generator)
+        total, losses = fused.loss(batch)
+        grads = torch.autograd.grad(total.sum(), list(fused.params.values()), allow_unused=True)
+        optimizer.step(
+            {
+                k: torch.zeros_like(p) if g is None else g
+                for (k, p), g in zip(fused.params.items(), grads, strict=True)
+            },
+            active=active,
+        )
+        for name, value in {"loss": total, **losses}.items():
+            sums[name] = sums.get(name, 0.0) + value.detach()
+    n = max(len(batches), 1)
+    return [{f"train/{k}": float(v[g]) / n for k, v in sums.items()} for g in range(len(active))]
+
+
+def train_pack(
+    *,
+    members: Sequence[PackMember],
+    data: BagSet,
+    seed: int,
+    on_epoch: PackCallback | None = None,
+    device: torch.device | str = "cpu",
+) -> dict[str, TrainResult]:
+    """Train every member; `on_epoch(epoch, {key: metrics})` sees the members still training.
+
+    Batches are drawn on the CPU (the same generator for every member) and moved to `device` for the step;
+    the final evaluation runs on the CPU with the best weights.
+    """
+    _check_pack(members)
+    config, union = members[0].config, union_config(members)
+    if config.num_threads is not None:
+        torch.set_num_threads(config.num_threads)
+    torch.manual_seed(seed)
+    prepared = prepare(union, data, seed=seed)
+    models = _build_models(union, prepared, seed=seed, members=members)
+    fused = FusedObjective(models, configs=[m.config for m in members], device=device)
+    optimizer = StackedAdamW(fused.params, lr=fused.hyper["lr"], weight_decay=fused.hyper["weight_decay"])
+    generator = torch.Generator().manual_seed(seed)
+    stoppers = [EarlyStopping(config=m.config) for m in members]
+    best = [member_state(fused.params, fused.buffers, g) for g in range(len(members))]
+    history: list[list[dict[str, float]]] = [[] for _ in members]
+    active = torch.ones(len(members), dtype=torch.bool, device=fused.device)
+    for epoch in range(config.epochs):
+        train_metrics = _train_epoch(
+            fused, optimizer, prepared, config=config, generator=generator, active=active
+        )
+        val_metrics = validation_summary(fused, prepared, config=config)
+        reported = {}
+        for g, member in enumerate(members):
+            if not active[g]:
+                continue
+            metrics = {**train_metrics[g], **val_metrics[g]}
+            history[g].append({"epoch": epoch, **metrics})
+            reported[member.key] = metrics
+            if stoppers[g].update(epoch, metrics):
+                best[g] = member_state(fused.params, fused.buffers, g)
+            active[g] = not stoppers[g].should_stop
+        if on_epoch is not None:
+            on_epoch(epoch, reported)
+        if not bool(active.any()):
+            break
+    return {
+        m.key: _finish(
+            models[g],
+            best[g],
+            prepared,
+            config=m.config,
+            seed=seed,
+            history=history[g],
+            best_epoch=stoppers[g].best_epoch,
+        )
+        for g, m in enumerate(members)
+    }
+
+
+def _finish(
+    model: torch.nn.Module,
+    state: dict,
+    prepared: Prepared,
+    *,
+    config: TrainConfig,
+    seed: int,
+    history: list[dict[str, float]],
+    best_epoch: int,
+) -> TrainResult:
+    """Best-epoch weights into a plain model, then the final evaluation."""
+    model.load_state_dict(state)
+    metrics, table = final_evaluation(model, prepared, config=config, seed=seed)
+    metrics["best_epoch"] = float(best_epoch)
+    return TrainResult(
+        metrics=metrics, predictions=table, state_dict=state, history=history, best_epoch=best_epoch
+    )
+
+
+def train_one(*, config: TrainConfig, data: BagSet, seed: int,
+              on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+              device: torch.device | str = "cpu") -> TrainResult:
+    """Train one model: a pack of one. `on_epoch(epoch, metrics)` sees every epoch's metrics."""
+    callback = None if on_epoch is None else (lambda epoch, reported: on_epoch(epoch, reported["model"]))
+    return train_pack(members=[PackMember(key="model", config=config)], data=data, seed=seed,
+                      on_epoch=callback, device=device)["model"]

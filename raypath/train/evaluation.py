@@ -1,0 +1,68 @@
+"""Evaluation of trained models: per-epoch validation of every pack member, and the final metrics.
+
+Per epoch: task loss, AUC / C-index and the two cheap robustness metrics a multi-objective search
+optimises (cross-scanner score spread and flip rate on validation specimens), from one vmapped
+forward pass over the pack. At the end: every slide predicted once with the best weights, and all
+task and robustness metrics of the val and test splits.
+"""
+
+import numpy as np
+import pandas as pd
+import torch
+
+from raypath.metrics.robustness import flip_rate, score_spread
+from raypath.metrics.summary import score_matrix, summarize, task_summary
+from raypath.mil.losses import task_loss
+from raypath.mil.robust import RobustMIL
+from raypath.train.config import TrainConfig
+from raypath.train.fused_model import FusedObjective
+from raypath.train.predict import predict, prediction_table
+from raypath.train.setup import Prepared
+
+
+def validation_summary(
+    fused: FusedObjective, prepared: Prepared, *, config: TrainConfig
+) -> list[dict[str, float]]:
+    """One metrics dict per member; empty dicts when there is no validation split."""
+    slides = prepared.indices("val")
+    if len(slides) == 0:
+        return [{} for _ in range(fused.size)]
+    predictions, _ = fused.predict(prepared.collator, slides, config=config)
+    c, index = prepared.collator, torch.as_tensor(slides)
+    key = "c_index" if config.task == "survival" else "auc"
+    frame = prepared.bagset.slides.iloc[slides]
+    out = []
+    for prediction in predictions:
+        loss = task_loss(
+            config.task, prediction, label=c.label[index], time=c.time[index], event=c.event[index]
+        )
+        table = prediction_table(frame, prediction, task=config.task, threshold=config.threshold)
+        specimens = table["specimen_id"].to_numpy()
+        out.append(
+            {
+                "val/loss": float(loss),
+                f"val/{key}": task_summary(table, task=config.task)[key],
+                "val/score_spread": score_spread(score_matrix(table), specimens),
+                "val/flip_rate": flip_rate(table["decision"].to_numpy(), specimens),
+            }
+        )
+    return out
+
+
+def final_evaluation(model: RobustMIL, prepared: Prepared, *, config: TrainConfig,
+                     seed: int) -> tuple[dict[str, float], pd.DataFrame]:
+    """Predict every slide once; metrics for val and test (and the held-out scanner)."""
+    slides = np.arange(prepared.bagset.n_slides)
+    prediction, embeddings = predict(model, prepared.collator, slides, config=config)
+    train = prepared.split.to_numpy() == "train"
+    risk_cut = float(np.median(prediction[torch.as_tensor(train), 0].numpy())) if train.any() else None
+    table = prediction_table(prepared.bagset.slides, prediction, task=config.task,
+                             threshold=config.threshold, risk_cut=risk_cut)
+    table["split"] = prepared.split.to_numpy()
+    metrics: dict[str, float] = {}
+    for name in ("val", "test"):
+        rows = table["split"].to_numpy() == name
+        summary = summarize(table[rows], embeddings[rows], task=config.task, k=config.robustness_k,
+                            held_out_scanner=config.split.held_out_scanner, seed=seed)
+        metrics.update({f"{name}/{key}": value for key, value in summary.items()})
+    return metrics, table

@@ -1,0 +1,233 @@
+"""The extraction job on a tiny synthetic cohort with a tiny encoder, on a local Ray instance.
+
+One module-scoped cohort and first run are shared; tests that change the output copy it first.
+"""
+
+import ctypes
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from raypath.cli import main
+from raypath.encoders.registry import build_encoder
+from raypath.extract import rows
+from raypath.extract.config import ExtractConfig
+from raypath.extract.isolation import ReaderProcessError, stream_in_child
+from raypath.extract.pipeline import build_dataset, check_resources, data_context
+from raypath.extract.run import run_extraction
+from raypath.extract.tiles import ReadSettings, _SlideRead
+from raypath.slides import open_slide, read_tiles, tile_slide
+from raypath.slides.synth import write_cohort
+from raypath.slides.synth.config import SynthConfig
+from raypath.slides.synth.tiff import write_svs
+from raypath.store import FeatureStore, feature_schema
+
+ENCODER = "tiny-uni"
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cohort")
+    write_cohort(SynthConfig(specimens=2, field_um=(600.0, 600.0), workers=1), out)
+    return out
+
+
+def make_config(manifest: Path, output: Path, **changes) -> ExtractConfig:
+    base = {"manifest": manifest, "output": str(output), "encoders": [ENCODER], "batch_size": 16,
+            "tiles_per_chunk": 4, "run_id": "test"}
+    return ExtractConfig.model_validate({**base, **changes})
+
+
+@pytest.fixture(scope="module")
+def first_run(local_ray, cohort, tmp_path_factory):
+    output = tmp_path_factory.mktemp("features")
+    config = make_config(cohort / "manifest.csv", output)
+    return config, run_extraction(config)
+
+
+def store_of(config: ExtractConfig, encoder: str = ENCODER) -> FeatureStore:
+    return FeatureStore(config.output, encoder=encoder, tiling_hash=config.tiling.cache_key())
+
+
+def copy_output(config: ExtractConfig, target: Path, **changes) -> ExtractConfig:
+    shutil.copytree(config.output, target)
+    return make_config(config.manifest, target, **changes)
+
+
+def test_features_match_a_direct_forward_with_full_provenance(first_run, cohort):
+    config, summary = first_run
+    manifest = pd.read_csv(cohort / "manifest.csv")
+    assert summary.exit_code == 0 and summary.done == len(manifest) and summary.tiles > 0
+    store = store_of(config)
+    assert store.slide_ids() == sorted(manifest["slide_id"])
+    encoder = build_encoder(ENCODER)
+    bags = {bag.slide_id: bag for bag in store.read_bags()}
+    assert sum(len(b.features) for b in bags.values()) == summary.tiles == summary.encoded[ENCODER]
+    slide = manifest.iloc[0]
+    with open_slide(cohort / slide["path"]) as reader:
+        grid = tile_slide(reader, config.tiling)
+        expected = encoder(encoder.preprocess(read_tiles(reader, grid))).numpy()
+    bag = bags[slide["slide_id"]]
+    np.testing.assert_array_equal(bag.coords, grid.coords)
+    np.testing.assert_allclose(bag.features, expected, rtol=1e-4, atol=1e-5)
+    assert (bag.specimen_id, bag.patient_id, bag.scanner) == (slide["specimen_id"], slide["patient_id"],
+                                                              slide["scanner"])
+    meta = bag.metadata
+    assert meta["encoder"] == ENCODER and meta["weights_hash"] == encoder.weights_hash
+    assert meta["tiling_hash"] == config.tiling.cache_key() and meta["tiling"]["tile_px"] == 224
+    assert meta["card"]["name"] == ENCODER and meta["embed_dim"] == encoder.embed_dim
+    schema = pq.read_schema(store.slide_path(slide["slide_id"]))
+    assert schema.remove_metadata() == feature_schema(encoder.embed_dim)
+
+
+def test_run_records_show_node_and_counts(first_run):
+    config, summary = first_run
+    slides = pd.read_csv(Path(config.output) / "_runs" / "test" / "slides.csv")
+    assert set(slides["status"]) == {"done"} and slides["tiles"].sum() == summary.tiles
+    assert slides["node_id"].notna().all() and (slides["attempts"] == 1).all()
+    assert pd.read_csv(Path(config.output) / "failures.csv").empty
+
+
+def test_rerun_encodes_nothing_and_rewrites_nothing(first_run, tmp_path):
+    config = copy_output(first_run[0], tmp_path / "out")
+    store = store_of(config)
+    mtimes = {s: os.stat(store.slide_path(s)).st_mtime_ns for s in store.slide_ids()}
+    summary = run_extraction(config)
+    assert summary.encoded == {ENCODER: 0} and summary.tiles == 0
+    assert summary.already_done == len(mtimes) and summary.exit_code == 0
+    assert {s: os.stat(store.slide_path(s)).st_mtime_ns for s in store.slide_ids()} == mtimes
+
+
+def write_blank_svs(path: Path, size: int) -> None:
+    def white(x0: int, y0: int, width: int, height: int) -> np.ndarray:
+        return np.full((height, width, 3), 245, dtype=np.uint8)
+
+    write_svs(path, render=white, dimensions=(size, size), mpp=0.5, quality=90, stripe_px=1024)
+
+
+def add_bad_slides(manifest: pd.DataFrame, directory: Path) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Append a text file, a truncated slide, a blank slide, a single-level one and a missing one."""
+    good = manifest.iloc[0]
+    (directory / "text.svs").write_text("not a slide")
+    data = Path(good["path"]).read_bytes()
+    (directory / "truncated.svs").write_bytes(data[: len(data) // 3])
+    write_blank_svs(directory / "blank.svs", 1024)
+    write_blank_svs(directory / "flat.svs", 512)
+    bad = {"text": "text.svs", "truncated": "truncated.svs", "blank": "blank.svs", "flat": "flat.svs",
+           "missing": "missing.svs"}
+    extra = [{**good.to_dict(), "slide_id": name, "path": str(directory / file)}
+             for name, file in bad.items()]
+    return pd.concat([manifest, pd.DataFrame(extra)]), bad
+
+
+def test_resume_with_bad_slides_encodes_only_what_is_missing(first_run, cohort, tmp_path):
+    """One run: a deleted file, a new encoder, a stale temporary and five bad slides."""
+    config, first = first_run
+    store = store_of(copy_output(config, tmp_path / "out"))
+    victim = store.slide_ids()[0]
+    tiles = len(store.read_bag(victim).features)
+    os.remove(store.slide_path(victim))
+    Path(store.directory, f".{victim}.parquet.tmp-dead").write_bytes(b"half a file")
+    manifest = pd.read_csv(cohort / "manifest.csv")
+    manifest["path"] = [str(cohort / p) for p in manifest["path"]]
+    manifest, bad = add_bad_slides(manifest, tmp_path)
+    manifest.to_csv(tmp_path / "manifest.csv", index=False)
+    code = main(["extract", "--manifest", str(tmp_path / "manifest.csv"), "--out", str(tmp_path / "out"),
+                 "--encoder", ENCODER, "--encoder", "tiny-virchow2", "--run-id", "resume",
+                 "--set", "encoder_cpus=0.5", "--set", "tiles_per_chunk=4"])
+    assert code == 1
+    summary = json.loads((tmp_path / "out" / "_runs" / "resume" / "summary.json").read_text())
+    assert summary["encoded"] == {ENCODER: tiles, "tiny-virchow2": first.tiles}
+    assert not [p for p in os.listdir(store.directory) if p.startswith(".")]
+    good = sorted(manifest["slide_id"][: len(manifest) - len(bad)])
+    assert store.slide_ids() == good
+    assert FeatureStore(tmp_path / "out", encoder="tiny-virchow2", tiling_hash=store.tiling_hash
+                        ).slide_ids() == good
+    failures = pd.read_csv(tmp_path / "out" / "failures.csv").set_index("slide_id")
+    assert sorted(failures.index) == sorted(bad)
+    assert set(failures.loc[["text", "truncated", "missing"], "status"]) == {"failed"}
+    assert "unsupported or unreadable slide" in failures.loc["text", "reason"]
+    assert "cannot decode" in failures.loc["truncated", "reason"]
+    assert failures.loc["missing", "stage"] == "open" and (failures["attempts"] >= 1).all()
+    assert failures.loc["blank", "status"] == "skipped" and "tissue" in failures.loc["blank", "reason"]
+    assert failures.loc["flat", "status"] == "skipped" and "pyramidal" in failures.loc["flat", "reason"]
+
+
+def test_changed_tiling_goes_to_a_new_location(first_run, tmp_path):
+    old = first_run[0]
+    config = copy_output(old, tmp_path / "out", tiling={"tile_px": 112, "target_mpp": 1.0})
+    assert config.tiling.cache_key() != old.tiling.cache_key()
+    summary = run_extraction(config)
+    assert summary.done == first_run[1].done and summary.encoded[ENCODER] > 0
+    assert store_of(config).read_bags()[0].metadata["tiling"]["tile_px"] == 112
+    previous = FeatureStore(config.output, encoder=ENCODER, tiling_hash=old.tiling.cache_key())
+    assert previous.slide_ids() == store_of(old).slide_ids()
+
+
+def test_hostile_slide_ids_are_rejected_before_any_work(cohort, tmp_path):
+    manifest = pd.read_csv(cohort / "manifest.csv")
+    manifest["path"] = [str(cohort / p) for p in manifest["path"]]
+    manifest.loc[1, "slide_id"] = manifest.loc[0, "slide_id"].upper()
+    manifest.to_csv(tmp_path / "manifest.csv", index=False)
+    with pytest.raises(ValueError, match="slide_id"):
+        run_extraction(make_config(tmp_path / "manifest.csv", tmp_path / "out"))
+    assert not (tmp_path / "out" / ENCODER).exists()
+
+
+def test_reading_is_not_fused_into_the_inference_actors(local_ray, cohort, tmp_path, capsys):
+    config = make_config(cohort / "manifest.csv", tmp_path)
+    tasks = [{"slide_id": "a", "path": "a.svs", "mpp": float("nan"), rows.need_column(ENCODER): True}]
+    with data_context(config):
+        from raypath.extract.encoders import describe_encoders
+
+        build_dataset(tasks, config=config, encoders=describe_encoders(config)).explain()
+    optimized = capsys.readouterr().out.split("Physical Plan (Optimized)")[1]
+    assert "TaskPoolMapOperator[MapBatches(read_slides)]" in optimized
+    assert "ActorPoolMapOperator[MapBatches(EncoderActor)]" in optimized
+
+
+@pytest.mark.parametrize(("target", "kwargs", "message"), [
+    (ctypes.string_at, {"ptr": 0}, "SIGSEGV"),
+    (os.abort, {}, "SIGABRT"),
+    (signal.pause, {}, "silent"),
+])
+def test_a_dying_or_hanging_reader_costs_only_its_child(target, kwargs, message):
+    with pytest.raises(ReaderProcessError, match=message):
+        list(stream_in_child(target, kwargs=kwargs, timeout_s=2.0))
+
+
+def test_retry_resumes_after_the_last_delivered_tile(monkeypatch, cohort):
+    """A reader that dies mid-slide is retried from the next chunk; no tile is sent twice."""
+    starts = []
+
+    def flaky(target, *, kwargs, timeout_s, preload):
+        starts.append(kwargs["start_tile"])
+        yield ("grid", 6, {"extent_l0": 224, "mpp": 0.5})
+        for start in range(kwargs["start_tile"], 6, 2):
+            yield ("tiles", start, np.zeros((2, 8, 8, 3), np.uint8), np.zeros((2, 2)), np.ones(2))
+            if len(starts) == 1 and start == 2:
+                raise ReaderProcessError("reader process killed by SIGSEGV")
+
+    monkeypatch.setattr("raypath.extract.tiles.stream_in_child", flaky)
+    settings = ReadSettings(tiling=ExtractConfig().tiling, non_pyramidal="skip", tiles_per_chunk=2,
+                            max_attempts=2, timeout_s=1.0)
+    task = {"slide_id": "s", "path": "s.svs", "mpp": float("nan"), rows.need_column(ENCODER): True}
+    batches = list(_SlideRead(task, settings, {"node_id": "n", "node_ip": "ip"}).run())
+    assert starts == [0, 4]
+    assert np.concatenate([b["tile_index"] for b in batches]).tolist() == list(range(6))
+    assert batches[-1]["attempts"][0] == 2 and set(np.concatenate([b["status"] for b in batches])) == {"tile"}
+
+
+def test_a_pipeline_that_cannot_fit_the_cluster_is_refused(tmp_path):
+    config = make_config(tmp_path / "m.csv", tmp_path, encoders=[ENCODER, "tiny-virchow2"])
+    with pytest.raises(ValueError, match="CPU: needs 3"):
+        check_resources(config, stages=2, available={"CPU": 2.0})
+    check_resources(config.model_copy(update={"encoder_cpus": 0.5}), stages=2, available={"CPU": 2.0})

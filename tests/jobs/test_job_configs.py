@@ -1,0 +1,53 @@
+"""Every YAML shipped under jobs/configs/ parses into its job's strict config model."""
+
+from pathlib import Path
+
+import pytest
+
+from raypath.config import ConfigError, load_config
+from raypath.demo.config import DemoConfig
+from raypath.demo.pipeline import plan_demo
+from raypath.evaluate.config import CompareConfig
+from raypath.evaluate.fm.config import EvaluateFMConfig
+from raypath.extract.config import ExtractConfig
+from raypath.sweep.config import SweepConfig
+
+CONFIGS = Path(__file__).resolve().parents[2] / "jobs" / "configs"
+MODELS = {"extract": ExtractConfig, "sweep": SweepConfig, "compare": CompareConfig,
+          "evaluate-fm": EvaluateFMConfig, "demo": DemoConfig}
+
+
+def model_for(path: Path):
+    """The config model of a shipped file, from its name (`sweep-demo.yaml` -> SweepConfig)."""
+    for prefix in sorted(MODELS, key=len, reverse=True):
+        if path.stem == prefix or path.stem.startswith(prefix + "-"):
+            return MODELS[prefix]
+    raise AssertionError(f"{path.name}: no config model for this file name; add it to MODELS")
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_config_validates(path: Path):
+    config = load_config(model_for(path), path)
+    if isinstance(config, DemoConfig):
+        plan_demo(config, source=str(path))
+
+
+def test_every_job_has_a_config():
+    stems = {p.stem for p in CONFIGS.glob("*.yaml")}
+    assert {"extract", "sweep", "compare", "evaluate-fm", "demo"} <= stems
+
+
+def test_unknown_key_in_a_demo_section_names_file_and_key(tmp_path: Path):
+    path = tmp_path / "demo.yaml"
+    path.write_text("sweep:\n  num_sample: 3\n")
+    with pytest.raises(ConfigError) as error:
+        plan_demo(load_config(DemoConfig, path), source=str(path))
+    assert "num_sample" in str(error.value) and str(path) in str(error.value)
+
+
+def test_cli_override_beats_the_file(tmp_path: Path):
+    path = CONFIGS / "demo.yaml"
+    config = load_config(DemoConfig, path, overrides=["synth.specimens=6", f"out={tmp_path}"])
+    plan = plan_demo(config, source=str(path))
+    assert config.synth.specimens == 6
+    assert plan.extract.output == str(tmp_path.resolve() / "features")

@@ -1,0 +1,240 @@
+"""Sweep plumbing: search space, packing searcher, replicate grid; then a real sweep end to end."""
+
+import pickle
+
+import optuna
+import pytest
+from ray.tune.search import Searcher
+
+from raypath.config import ConfigError, load_config
+from raypath.sweep.config import SweepConfig
+from raypath.sweep.packing import PackedOptunaSearcher
+from raypath.sweep.replicates import replicate_packs
+from raypath.sweep.space import ROBUST_KEYS, baseline_params, pack_keys, to_optuna
+
+SPACE = {
+    "optimizer.lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2},
+    "losses.infonce": {"type": "uniform", "low": 0.0, "high": 1.0},
+    "losses.tau": {"type": "uniform", "low": 0.05, "high": 0.5},
+    "model.hidden": {"type": "choice", "values": [16, 32]},
+    "model.dropout": {"type": "choice", "values": [0.0, 0.1]},
+}
+
+
+def _config(**changes) -> SweepConfig:
+    data = {
+        "sweep_id": "unit",
+        "features": {"root": "/nowhere", "fms": ["fm"], "labels": "/nowhere.csv"},
+        "space": SPACE,
+        "train": {"model": {"hidden": 16, "dropout": 0.0}},
+        "num_samples": 10,
+        "pack_size": 4,
+    }
+    return SweepConfig.model_validate({**data, **changes})
+
+
+def _searcher(config: SweepConfig) -> PackedOptunaSearcher:
+    return PackedOptunaSearcher(
+        space=to_optuna(config.space),
+        metrics=["val/auc", "val/score_spread"],
+        modes=["max", "min"],
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        num_configs=config.num_samples,
+        pack_size=config.pack_size,
+        pack_keys=pack_keys(config.space),
+        baseline=baseline_params(config.space, config.train),
+        sweep_id="unit",
+        fm="fm",
+        seed=0,
+        robust_keys=ROBUST_KEYS,
+    )
+
+
+def test_space_splits_per_member_parameters_from_pack_keys():
+    config = _config()
+    assert pack_keys(config.space) == ["model.dropout", "model.hidden"]
+    assert baseline_params(config.space, config.train) == {
+        "optimizer.lr": 1e-3,
+        "losses.infonce": 0.0,
+        "losses.tau": 0.1,
+        "model.hidden": 16,
+        "model.dropout": 0.0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        (
+            {"losses.infonce": {"type": "loguniform", "low": 1e-3, "high": 1.0}},
+            "baseline value 0.0 is outside",
+        ),
+        ({"model.widht": {"type": "choice", "values": [1]}}, "'widht' is not a field"),
+        ({"model.hidden": {"type": "uniform", "low": 2.0, "high": 1.0}}, "low < high"),
+    ],
+)
+def test_bad_spaces_are_rejected_naming_the_key(tmp_path, space, message):
+    path = tmp_path / "sweep.yaml"
+    path.write_text("sweep_id: x\nfeatures: {root: /r, fms: [f], labels: /l.csv}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_config(SweepConfig, path, overrides=[f"space={space}"])
+
+
+def test_fixed_nonzero_weight_would_lose_the_baseline():
+    with pytest.raises(ValueError, match="all-zero baseline"):
+        _config(train={"losses": {"adversarial": 0.5}})
+
+
+def test_searcher_packs_exactly_num_samples_baseline_first_and_shares_pack_keys():
+    searcher = _searcher(_config())
+    packs = []
+    while (pack := searcher.suggest(f"t{len(packs)}")) is not Searcher.FINISHED:
+        packs.append(pack["pack"])
+    assert [len(p) for p in packs] == [4, 4, 2]
+    assert packs[0][0]["baseline"] and packs[0][0]["params"]["losses.infonce"] == 0.0
+    assert sum(m["baseline"] for p in packs for m in p) == 1
+    for pack in packs:
+        for key in ("model.hidden", "model.dropout"):
+            assert len({m["params"][key] for m in pack}) == 1
+    assert len({m["key"] for p in packs for m in p}) == 10
+
+
+def test_searcher_state_survives_a_save_and_restore(tmp_path):
+    searcher = _searcher(_config())
+    first = searcher.suggest("t0")
+    searcher.on_trial_complete(
+        "t0",
+        {
+            "members": [
+                {"key": m["key"], "metrics": {"val/auc": 0.7, "val/score_spread": 0.1}} for m in first["pack"]
+            ]
+        },
+    )
+    searcher.suggest("t1")
+    searcher.save(str(tmp_path / "state.pkl"))
+    restored = _searcher(_config())
+    restored.restore(str(tmp_path / "state.pkl"))
+    assert restored.issued == 8 and set(restored.pending) == {"t1"}
+    assert len(restored.study.get_trials(states=[optuna.trial.TrialState.COMPLETE])) == 4
+    assert restored.suggest("t2")["pack"][0]["index"] == 8
+    assert restored.suggest("t3") is Searcher.FINISHED
+    assert pickle.loads(pickle.dumps(restored.study)).trials
+
+
+def test_failed_or_silent_members_are_told_as_failed():
+    searcher = _searcher(_config())
+    pack = searcher.suggest("t0")["pack"]
+    reported = {"members": [{"key": pack[0]["key"], "metrics": {"val/auc": 0.6, "val/score_spread": 0.2}}]}
+    searcher.on_trial_complete("t0", reported)
+    states = [t.state for t in searcher.study.trials[:4]]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 1
+    assert states.count(optuna.trial.TrialState.FAIL) == 3
+
+
+def test_replicate_grid_covers_each_config_and_seed_once_paired_by_seed():
+    configs = [
+        {"model.hidden": 16, "losses.infonce": 0.0},
+        {"model.hidden": 16, "losses.infonce": 0.4},
+        {"model.hidden": 32, "losses.infonce": 0.2},
+    ]
+    packs = replicate_packs(
+        configs=configs,
+        seeds=[1, 2],
+        pack_keys=["model.hidden"],
+        pack_size=8,
+        sweep_id="s",
+        fm="f",
+        robust_keys=ROBUST_KEYS,
+    )
+    members = [m for p in packs for m in p["pack"]]
+    assert len(members) == 6 and len({m["key"] for m in members}) == 6
+    assert {(m["seed"], m["params"]["losses.infonce"]) for m in members} == {
+        (s, w) for s in (1, 2) for w in (0.0, 0.4, 0.2)
+    }
+    for pack in packs:
+        assert len({m["seed"] for m in pack["pack"]}) == 1
+        assert len({m["params"]["model.hidden"] for m in pack["pack"]}) == 1
+    assert sum(m["baseline"] for m in members) == 2
+
+
+# --- a real sweep (Ray Tune + Optuna + ASHA + MLflow on SQLite), resumed, then compared ----------------
+
+
+@pytest.fixture(scope="module")
+def cohort_dir(tmp_path_factory, write_simulated):
+    return write_simulated(tmp_path_factory.mktemp("cohort"), n_specimens=30, label_strength=3.0)
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(tiny_sweep_data):
+    """`tiny_sweep(cohort_dir, out, **changes)`: the end-to-end sweep config, with top-level changes."""
+    return lambda cohort_dir, out, **changes: _tiny_sweep(tiny_sweep_data, cohort_dir, out, **changes)
+
+
+def _tiny_sweep(tiny_sweep_data, cohort_dir, out, **changes) -> SweepConfig:
+    data = tiny_sweep_data(
+        cohort_dir, out, sweep_id="e2e",
+        train={"epochs": 4, "early_stopping": {"patience": 3}},
+        space={
+            "optimizer.lr": {"type": "loguniform", "low": 3e-4, "high": 3e-3},
+            "losses.infonce": {"type": "uniform", "low": 0.0, "high": 1.0},
+            "losses.score_consistency": {"type": "uniform", "low": 0.0, "high": 2.0},
+        },
+        objectives=[{"metric": "val/auc", "mode": "max"}, {"metric": "val/score_spread", "mode": "min"}],
+        num_samples=10, pack_size=4, asha={"grace_period": 2},
+        replicates={"seeds": 2, "top_k": 1, "accuracy_tolerance": 1.0},
+    )
+    return SweepConfig.model_validate({**data, **changes})
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_sweep_end_to_end_resume_without_duplicates_then_compare(local_ray, cohort_dir, tmp_path, tiny_sweep):
+    from mlflow import MlflowClient
+
+    from raypath.evaluate.compare import compare_sweep
+    from raypath.evaluate.config import CompareConfig
+    from raypath.sweep.driver import run_sweep
+    from raypath.sweep.selection import runs_frame
+
+    config = tiny_sweep(cohort_dir, tmp_path)
+    outcomes = {o.phase: o for o in run_sweep(config)}
+    assert outcomes["search"].trials == 10 and outcomes["search"].packs == 3
+    assert outcomes["replicates"].trials == 4 and outcomes["search"].errored_packs == 0
+
+    client = MlflowClient(config.tracking_uri())
+    experiment = client.get_experiment_by_name("raypath/e2e/sim-16")
+    runs = runs_frame(client, experiment.experiment_id)
+    search, replicates = runs[runs["phase"] == "search"], runs[runs["phase"] == "replicates"]
+    assert len(search) == 10 and search["key"].is_unique and set(search["status"]) == {"FINISHED"}
+    assert search["baseline"].sum() == 1 and replicates["baseline"].sum() == 2
+    baseline_run = search.loc[search["baseline"], "run_id"].iloc[0]
+    assert len(client.get_metric_history(baseline_run, "val/auc")) >= 2  # per-epoch reports reached MLflow
+    artifacts = {a.path for a in client.list_artifacts(replicates["run_id"].iloc[0], "model")}
+    assert artifacts == {"model/model.safetensors", "model/predictions.parquet"}
+
+    again = {o.phase: o for o in run_sweep(config)}  # everything finished: restored, nothing rerun
+    assert again["search"].trials == 10 and again["replicates"].trials == 4
+    assert set(runs_frame(client, experiment.experiment_id)["run_id"]) == set(runs["run_id"])
+
+    (result,) = compare_sweep(
+        CompareConfig(sweep_id="e2e", output_dir=tmp_path, accuracy_tolerance=1.0, heatmaps={"specimens": 1})
+    )
+    table = result.table.set_index(["model", "metric"])
+    assert set(result.wide.index) == {"baseline", "robust 1"}
+    assert table.loc[("baseline", "test/auc"), "n"] == 2
+    assert table.loc[("baseline", "test/auc"), "low"] <= table.loc[("baseline", "test/auc"), "mean"]
+    report = tmp_path / "e2e-report"
+    assert (report / "sim-16" / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(list((report / "sim-16").glob("heatmap_*.png"))) == 1
+    assert "| baseline |" in (report / "report.md").read_text()
+    (version,) = client.search_model_versions("name = 'raypath-e2e-sim-16'")
+    assert version.run_id in set(replicates["run_id"]) and result.registered == str(version.version)
+    report_runs = runs_frame(client, experiment.experiment_id, phase="report")
+    assert len(report_runs) == 1
+
+
+def test_features_root_may_be_an_object_store_uri(tmp_path):
+    config = SweepConfig.model_validate({"sweep_id": "s3", "features": {
+        "root": "s3://bucket/features", "fms": ["uni"], "labels": str(tmp_path / "labels.csv")}})
+    assert config.features.root == "s3://bucket/features"

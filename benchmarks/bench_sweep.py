@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import ray
+from machine import write_section
 
 from raypath.cluster import connect
 from raypath.logs import setup_logging
@@ -175,9 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         fused = fused_speed(data, epochs=2, pack=s["pack"])
     command = " ".join([".venv/bin/python", "benchmarks/bench_sweep.py", *(argv or sys.argv[1:])])
     text = report(s, outcome, fused, command=command, machine_text=machine_text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    log.info("wrote %s\n%s", args.out, text)
+    write_section(args.out, text)
     return 0
 
 

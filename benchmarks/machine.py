@@ -1,6 +1,7 @@
 """Describe the machine a benchmark ran on, for the header of its results section."""
 
 import datetime
+import logging
 import os
 import platform
 import shlex
@@ -41,3 +42,10 @@ def header(title: str) -> str:
             f"- machine: {os.cpu_count()} cores ({cpu_model()}), {memory_gib():.0f} GiB RAM, "
             f"{gpu_name()}; Python {platform.python_version()}\n"
             f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC\n")
+
+
+def write_section(path: Path, text: str) -> None:
+    """Write one benchmark's results section (run_all.py assembles RESULTS.md from them)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    logging.getLogger("benchmarks").info("wrote %s\n%s", path, text)

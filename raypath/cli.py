@@ -36,12 +36,15 @@ def _module(name: str):
 
 def build_parser(chosen: str | None) -> argparse.ArgumentParser:
     """Top-level parser; only the chosen subcommand's module is imported to add its flags."""
-    parser = argparse.ArgumentParser(prog="raypath", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of bad-input errors")
+    common = argparse.ArgumentParser(add_help=False)  # accepted before or after the command (jobs/*.py)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="debug logging")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks of bad-input errors")
+    parser = argparse.ArgumentParser(prog="raypath", description=__doc__.splitlines()[0], parents=[common])
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in COMMANDS.items():
-        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        sub = subparsers.add_parser(name, help=help_text, description=help_text, parents=[common])
         if name == chosen:
             _module(name).add_arguments(sub)
     return parser
@@ -52,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen = next((a for a in argv if a in COMMANDS), None)
     args = build_parser(chosen).parse_args(argv)
+    args.verbose, args.debug = getattr(args, "verbose", False), getattr(args, "debug", False)
     setup_logging(verbose=args.verbose)
     try:
         return int(_module(args.command).run(args) or 0)

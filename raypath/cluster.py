@@ -18,6 +18,7 @@ import socket
 from pathlib import Path
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,24 @@ def private_token_for_local_instance() -> None:
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
 
 
+@ray.remote(num_cpus=0)
+def _ready() -> None:
+    """Nothing: running it on this node means the node's runtime environment is in place."""
+
+
+def _settle_working_dir(cwd: str) -> None:
+    """Re-enter the job's working directory once Ray has finished setting it up.
+
+    Under `ray job submit --working-dir`, the driver's `ray.init` makes the node unpack the job's
+    working directory again, replacing the directory the driver was started in: its cwd then no
+    longer exists and anything that asks for it (MLflow, relative paths) fails. A task on this node
+    runs only after the runtime environment is ready, so after it the path is stable to re-enter.
+    """
+    node = ray.get_runtime_context().get_node_id()
+    ray.get(_ready.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote())
+    os.chdir(cwd)
+
+
 def connect(address: str | None, *, num_cpus: int | None = None, log_to_driver: bool = True) -> bool:
     """Initialise Ray unless already initialised; True when this call started it.
 
@@ -105,6 +124,7 @@ def connect(address: str | None, *, num_cpus: int | None = None, log_to_driver: 
     """
     if ray.is_initialized():
         return False
+    cwd = os.getcwd()
     if address:
         ray.init(address=address, log_to_driver=log_to_driver)
     elif os.environ.get("RAY_ADDRESS"):
@@ -112,6 +132,8 @@ def connect(address: str | None, *, num_cpus: int | None = None, log_to_driver: 
     else:
         private_token_for_local_instance()
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver)
+    if ray.get_runtime_context().runtime_env.get("working_dir"):
+        _settle_working_dir(cwd)
     resources = ray.cluster_resources()
     log.info("ray: %d node(s), %s CPUs, %s GPUs", len(ray.nodes()), resources.get("CPU", 0),
              resources.get("GPU", 0))

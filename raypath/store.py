@@ -12,6 +12,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 import raypath
 from raypath.paths import is_remote, join
@@ -171,7 +173,15 @@ def table_to_bag(table: pa.Table, metadata: dict[str, Any]) -> Bag:
 
 def tiling_hashes(root: str | Path, *, encoder: str) -> list[str]:
     """The tiling-hash directories one encoder has under a local root or a URI, sorted."""
-    directory = join(str(root), encoder)
+    return _subdirectories(join(str(root), encoder))
+
+
+def store_encoders(root: str | Path) -> list[str]:
+    """The encoders that have features under a store root (local or URI), sorted."""
+    return _subdirectories(str(root))
+
+
+def _subdirectories(directory: str) -> list[str]:
     filesystem, inner = pafs.FileSystem.from_uri(directory) if is_remote(directory) else (
         pafs.LocalFileSystem(), directory)
     if filesystem.get_file_info(inner).type != pafs.FileType.Directory:
@@ -252,6 +262,13 @@ class FeatureStore:
             ids = parquet.read_row_group(0, columns=[*IDENTITY, "extent_l0"]).slice(0, 1).to_pylist() \
                 if rows else [{name: "" for name in IDENTITY} | {"extent_l0": 0}]
         return SlideEntry(**ids[0], n_tiles=rows, metadata=json.loads(raw[METADATA_KEY]))
+
+    def slide_entries(self, slide_ids: Iterable[str] | None = None) -> list["SlideEntry"]:
+        """`slide_entry` of many slides, read in parallel (footers only: cheap even on s3://)."""
+        ids = self.slide_ids() if slide_ids is None else list(slide_ids)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            return list(tqdm(pool.map(self.slide_entry, ids), total=len(ids), desc="index features",
+                             leave=False, disable=len(ids) < 100))
 
     def read_tiles(self, slide_id: str) -> tuple[np.ndarray, np.ndarray]:
         """(features (n, dim) float32, level-0 coords (n, 2)) of one slide, nothing else read."""

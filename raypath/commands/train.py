@@ -3,6 +3,7 @@
 import argparse
 import json
 import logging
+import tempfile
 from pathlib import Path
 
 from raypath.commands.flags import add_config_flags, config_from_args
@@ -22,6 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--registration", type=Path, help="registration.parquet, for tile-level losses")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write metrics.json, predictions.csv, model.safetensors")
+    parser.add_argument("--cache-dir", type=Path,
+                        help="node-local feature cache; default <out>/cache, else <tmp>/raypath-cache")
+    parser.add_argument("--cache-storage", choices=("float16", "bfloat16", "float32"), default="float16",
+                        help="feature precision in the cache (compute is float32)")
+    parser.add_argument("--unmatched-labels", choices=("error", "warn"), default="error",
+                        help="label rows of patients without features: an error, or a warning")
     add_config_flags(parser, TrainConfig, ())
 
 
@@ -45,8 +52,10 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(TrainConfig, args, values={"split.source": "column"} if args.splits else None)
     store = FeatureStore(args.features, encoder=args.encoder,
                          tiling_hash=_tiling_hash(args.features, args.encoder, args.tiling_hash))
+    default_cache = args.out / "cache" if args.out else Path(tempfile.gettempdir()) / "raypath-cache"
     data = load_training_data(store=store, labels=args.labels, splits=args.splits,
-                              registration=args.registration)
+                              registration=args.registration, cache_root=args.cache_dir or default_cache,
+                              storage=args.cache_storage, unmatched_labels=args.unmatched_labels)
     result = train_one(config=config, data=data, seed=args.seed,
                        on_epoch=lambda epoch, m: log.info("epoch %d %s", epoch, _fmt(m)))
     log.info("final (best epoch %d): %s", result.best_epoch, _fmt(result.metrics))

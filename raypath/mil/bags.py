@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from raypath.slides.synth.features import SimulatedCohort
-from raypath.store import Bag, FeatureStore, check_provenance
+from raypath.store import Bag, check_provenance
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class BagSet:
         """Same bags with per-tile tissue location ids (−1 = unmatched)."""
         if locations.shape != (len(self.features),):
             raise ValueError(f"locations shape {locations.shape} != ({len(self.features)},)")
-        return replace(self, locations=locations.astype(np.int64))
+        return replace(self, locations=np.asarray(locations, dtype=np.int64))
 
 
 def bagset_from_bags(bags: Sequence[Bag], *, dtype: type = np.float32) -> BagSet:
@@ -97,14 +97,6 @@ def bagset_from_bags(bags: Sequence[Bag], *, dtype: type = np.float32) -> BagSet
     slides = pd.DataFrame([{c: getattr(b, c) for c in IDENTITY_COLUMNS} for b in kept])
     slides["extent_l0"] = [b.extent_l0 for b in kept]
     return BagSet(features=features, offsets=offsets, slides=slides, coords=coords)
-
-
-def load_bagset(store: FeatureStore, *, slide_ids: Sequence[str] | None = None,
-                dtype: type = np.float32) -> BagSet:
-    """Read a feature store once (provenance checked) into a BagSet."""
-    bags = store.read_bags(slide_ids)
-    log.info("loaded %d bags from %s", len(bags), store.directory)
-    return bagset_from_bags(bags, dtype=dtype)
 
 
 def locations_from_pairs(bagset: BagSet, pairs: dict[str, tuple[str, np.ndarray]]) -> np.ndarray:

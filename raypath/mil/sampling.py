@@ -89,10 +89,10 @@ class Collator:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             features = torch.from_numpy(bagset.features)
+            locations = None if bagset.locations is None else torch.from_numpy(bagset.locations)
         return cls(
             features=features.view(torch.bfloat16) if bagset.bfloat16 else features,
-            offsets=torch.from_numpy(np.asarray(bagset.offsets)),
-            locations=None if bagset.locations is None else torch.from_numpy(bagset.locations),
+            offsets=torch.from_numpy(np.asarray(bagset.offsets)), locations=locations,
             specimen=torch.from_numpy(specimen.astype(np.int64)),
             scanner=torch.from_numpy(scanner.astype(np.int64)),
             label=torch.from_numpy(label.astype(np.int64)),

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from raypath.config import StrictModel
 from raypath.sweep.space import ParamSpec, check_space
-from raypath.train.config import TrainConfig
+from raypath.train.config import CacheConfig, TrainConfig
 
 
 class ObjectiveConfig(StrictModel):
@@ -22,17 +22,21 @@ class FeaturesConfig(StrictModel):
     """Where the cohort's features live: `<root>/<fm>/<tiling_hash>/`, one sweep per FM."""
 
     root: str = Field(description="feature-store root: local path, NFS path or s3:// URI")
+    fms: list[str] = Field(min_length=1, description="one Tune experiment per FM")
+    tiling_hash: str | None = Field(None, description="None = the only tiling-hash directory of each FM")
+    labels: Path = Field(description="labels.csv (patient_id, label | time, event)")
+    splits: Path | None = Field(None, description="splits.csv (patient_id, split); sets split.source=column")
+    registration: Path | None = Field(None, description="registration.parquet, for tile-level losses")
+    unmatched_labels: Literal["error", "warn"] = Field(
+        "error", description="label rows of patients without features: an error (a typo) or a warning "
+                             "(a clinical table knowingly larger than the cohort)")
+    cache: CacheConfig = CacheConfig()
 
     @field_validator("root", mode="before")
     @classmethod
     def _path_as_text(cls, value: Any) -> Any:
         """Kept as text so `s3://` survives (a Path would fold it to `s3:/`)."""
         return os.fspath(value) if isinstance(value, os.PathLike) else value
-    fms: list[str] = Field(min_length=1, description="one Tune experiment per FM")
-    tiling_hash: str | None = Field(None, description="None = the only tiling-hash directory of each FM")
-    labels: Path = Field(description="labels.csv (patient_id, label | time, event)")
-    splits: Path | None = Field(None, description="splits.csv (patient_id, split); sets split.source=column")
-    registration: Path | None = Field(None, description="registration.parquet, for tile-level losses")
 
 
 class AshaConfig(StrictModel):

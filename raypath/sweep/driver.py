@@ -16,16 +16,21 @@ from pathlib import Path
 from ray import tune
 
 from raypath.cluster import connect
-from raypath.mil.bags import BagSet
 from raypath.sweep.config import SweepConfig
-from raypath.sweep.inputs import effective_train, experiment_tags, fm_store, load_fm_data
+from raypath.sweep.inputs import (
+    TrialData,
+    effective_train,
+    experiment_tags,
+    fm_store,
+    sweep_tables,
+    trial_data,
+)
 from raypath.sweep.replicates import replicate_packs
 from raypath.sweep.selection import baseline_params_from, runs_frame, select_robust
 from raypath.sweep.space import ROBUST_KEYS, baseline_params, pack_keys
 from raypath.sweep.tracking import RunLedger, experiment_name
 from raypath.sweep.trainable import run_pack
 from raypath.sweep.tuner import build_tuner
-from raypath.train.data import read_labels
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +55,7 @@ def run_phase(
     *,
     fm: str,
     phase: str,
-    data: BagSet,
+    data: TrialData,
     ledger: RunLedger,
     packs: list[dict] | None = None,
 ) -> PhaseOutcome:
@@ -126,13 +131,15 @@ def run_sweep(config: SweepConfig) -> list[PhaseOutcome]:
     # Only the JSON logger (results for the ResultGrid) is kept: the automatic CSV and TensorBoard
     # loggers cannot represent the nested per-member results. Must be set before Tune builds them.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    read_labels(config.features.labels)  # a malformed label table fails here, before Ray starts
+    # Bad tables, unknown FMs and labels that do not cover the features fail here, before Ray starts.
+    tables = sweep_tables(config)
+    stores = {fm: fm_store(config, fm) for fm in config.features.fms}
+    inputs = {fm: trial_data(config, store, tables) for fm, store in stores.items()}
     connect(config.ray_address, log_to_driver=False)
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     outcomes = []
-    for fm in config.features.fms:
-        store = fm_store(config, fm)
-        data = load_fm_data(config, store)
+    for fm, store in stores.items():
+        data = inputs[fm]
         ledger = RunLedger(
             tracking_uri=config.tracking_uri(),
             experiment=experiment_name(sweep_id=config.sweep_id, fm=fm),

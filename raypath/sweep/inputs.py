@@ -1,15 +1,23 @@
-"""What a sweep phase reads and records before Tune starts: features, base train config, MLflow tags."""
+"""What a sweep reads before Tune starts, and what each trial receives to open its data.
 
+The driver reads the small tables (labels, splits, registration), checks them against the store's
+slides and fingerprints the store: all before Ray starts. Trials get a `TrialData` (paths, tables,
+fingerprint: kilobytes), open the node-local feature cache and read only the tiles they sample;
+the driver never holds the cohort.
+"""
+
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raypath.mil.bags import BagSet
+import pandas as pd
+
 from raypath.paths import is_remote, join
-from raypath.store import FeatureStore, tiling_hashes
+from raypath.store import FeatureStore, store_encoders, tiling_hashes
 from raypath.sweep.config import SweepConfig
 from raypath.sweep.tracking import TAG_FM, TAG_SWEEP
 from raypath.train.config import TrainConfig
-from raypath.train.data import load_training_data
+from raypath.train.data import TrainingTables, check_coverage, read_tables
 
 
 def effective_train(config: SweepConfig) -> TrainConfig:
@@ -23,6 +31,8 @@ def effective_train(config: SweepConfig) -> TrainConfig:
 def fm_store(config: SweepConfig, fm: str) -> FeatureStore:
     """The FM's feature store; the tiling hash may be left out when only one exists."""
     f = config.features
+    if fm not in store_encoders(f.root):
+        raise ValueError(f"no features of FM {fm!r} under {f.root}; found {store_encoders(f.root)}")
     hashes = [f.tiling_hash] if f.tiling_hash else tiling_hashes(f.root, encoder=fm)
     if len(hashes) != 1:
         raise ValueError(f"{join(f.root, fm)}: expected one tiling-hash directory, found {hashes}; "
@@ -30,10 +40,42 @@ def fm_store(config: SweepConfig, fm: str) -> FeatureStore:
     return FeatureStore(f.root, encoder=fm, tiling_hash=hashes[0])
 
 
-def load_fm_data(config: SweepConfig, store: FeatureStore) -> BagSet:
-    """Read one FM's features once in the driver; labels are validated before any trial starts."""
+def sweep_tables(config: SweepConfig) -> TrainingTables:
+    """Labels, splits and registration, read and validated once by the driver."""
     f = config.features
-    return load_training_data(store=store, labels=f.labels, splits=f.splits, registration=f.registration)
+    return read_tables(labels=f.labels, splits=f.splits, registration=f.registration)
+
+
+@dataclass(frozen=True)
+class TrialData:
+    """Everything a trial needs to open one FM's training data on whichever node it runs."""
+
+    root: str
+    encoder: str
+    tiling_hash: str
+    fingerprint: str
+    tables: TrainingTables
+    cache_dir: str  # may contain '{node}'
+    storage: str
+
+    def store(self) -> FeatureStore:
+        return FeatureStore(self.root, encoder=self.encoder, tiling_hash=self.tiling_hash)
+
+    def cache_root(self, *, node: str) -> Path:
+        """This node's cache root: `cache_dir` with `{node}` filled in."""
+        return Path(self.cache_dir.replace("{node}", node))
+
+
+def trial_data(config: SweepConfig, store: FeatureStore, tables: TrainingTables) -> TrialData:
+    """Check the tables against the store's slides (before any trial), and describe the data."""
+    patients = pd.Series([entry.patient_id for entry in store.slide_entries()], dtype=str)
+    check_coverage(patients, tables, features=store.directory, labels=str(config.features.labels),
+                   unmatched_labels=config.features.unmatched_labels)
+    cache = config.features.cache
+    cache_dir = cache.dir if cache.dir else str((config.output_dir / "cache").resolve())
+    return TrialData(root=store.root, encoder=store.encoder, tiling_hash=store.tiling_hash,
+                     fingerprint=store.fingerprint(), tables=tables, cache_dir=cache_dir,
+                     storage=cache.storage)
 
 
 def experiment_tags(config: SweepConfig, store: FeatureStore) -> dict[str, str]:

@@ -1,30 +1,53 @@
 """The Tune function trainable: train one pack, report every member each epoch.
 
-The cohort (a `BagSet`) arrives through `tune.with_parameters`, i.e. one `ray.put` by the driver
-and zero-copy reads from the node's object store by every trial: features are never re-read from
-the feature store per trial. Trials never talk to MLflow; the driver's callback logs what is
-reported here, and weights/predictions travel as a Tune checkpoint (one folder per member key).
+A trial receives a `TrialData` (paths, small tables, the store's fingerprint) and maps its node's
+feature cache, built by the first trial on the node: nothing of the cohort passes through the
+driver or the object store, and a reused worker keeps its mapping for the next trial. Trials never
+talk to MLflow; the driver's callback logs what is reported here, and weights/predictions travel as
+a Tune checkpoint (one folder per member key).
 """
 
 import logging
 import math
+import resource
 import tempfile
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import ray
 import torch
 from ray import tune
 from safetensors.torch import save_file
 
 from raypath.mil.bags import BagSet
+from raypath.mil.cache import cache_directory, open_cache
+from raypath.sweep.inputs import TrialData
 from raypath.sweep.packing import PACK_METRIC
 from raypath.sweep.space import apply_params
 from raypath.train.config import TrainConfig
+from raypath.train.data import attach_tables
 from raypath.train.engine import PackMember, TrainResult, train_pack
 
 log = logging.getLogger(__name__)
+
+
+def process_memory() -> dict[str, float]:
+    """This process's peak resident memory and its current anonymous / file-backed parts, in MB.
+
+    File-backed pages are the mapped feature cache: shared by every process on the node (the page
+    cache), so `rss_anon_mb` is what a trial costs on its own.
+    """
+    fields = {"VmHWM": "peak_rss_mb", "RssAnon": "rss_anon_mb", "RssFile": "rss_file_mb"}
+    status = Path("/proc/self/status")
+    if not status.exists():
+        return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    values = {}
+    for line in status.read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in fields:
+            values[fields[name]] = int(rest.split()[0]) / 1024  # kB
+    return values
 
 
 def pack_objective(reported: Mapping[str, Mapping[str, float]], *, metric: str, mode: str) -> float:
@@ -51,10 +74,23 @@ def save_member(result: TrainResult, *, directory: Path, params: Mapping[str, An
     result.predictions.to_parquet(directory / "predictions.parquet", index=False)
 
 
+_OPENED: dict[Path, BagSet] = {}  # this worker's mapped cache; reused actors open it once
+
+
+def _node_bags(data: TrialData) -> BagSet:
+    """The trial's bags from this node's cache (mapped once per worker process), tables attached."""
+    store, root = data.store(), data.cache_root(node=ray.get_runtime_context().get_node_id()[:16])
+    directory = cache_directory(root, store, storage=data.storage, fingerprint=data.fingerprint)
+    if directory not in _OPENED:
+        _OPENED.clear()
+        _OPENED[directory] = open_cache(store, root=root, storage=data.storage, fingerprint=data.fingerprint)
+    return attach_tables(_OPENED[directory], data.tables, cache=directory)
+
+
 def run_pack(
     config: dict[str, Any],
     *,
-    data: BagSet,
+    data: TrialData,
     train: dict[str, Any],
     metric: str,
     mode: str,
@@ -62,8 +98,6 @@ def run_pack(
     device: str = "cpu",
 ) -> None:
     """Tune entry point: `config` is a pack from the searcher (or the replicate grid)."""
-    # The shared features are read-only object-store memory; torch warns, but nothing writes to them.
-    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
     base = TrainConfig.model_validate(train)
     pack: Sequence[dict[str, Any]] = config["pack"]
     members = [PackMember(key=m["key"], config=apply_params(base, m["params"])) for m in pack]
@@ -83,13 +117,16 @@ def run_pack(
 
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("gpus_per_trial > 0 but this trial sees no CUDA device")
-    results = train_pack(members=members, data=data, seed=seed, on_epoch=on_epoch, device=device)
+    bags = _node_bags(data)
+    results = train_pack(members=members, data=bags, seed=seed, on_epoch=on_epoch, device=device)
     final = {key: dict(r.metrics) for key, r in results.items()}
     payload = {
         "epoch": epochs_done,
         PACK_METRIC: pack_objective(final, metric=metric, mode=mode),
         "members": _members_payload(final),
         "final": True,
+        "memory": process_memory(),
+        "node": ray.get_runtime_context().get_node_id(),
     }
     if not save_models:
         tune.report(payload)

@@ -42,6 +42,16 @@ class SplitConfig(StrictModel):
         return self
 
 
+class CacheConfig(StrictModel):
+    """The node-local feature cache every training process reads (`raypath.mil.cache`)."""
+
+    dir: str | None = Field(
+        None, description="node-local directory ('{node}' becomes the Ray node id: one cache per node "
+                          "even on a shared path); None = <output_dir>/cache")
+    storage: Literal["float16", "bfloat16", "float32"] = Field(
+        "float16", description="feature precision on disk and in the page cache; compute is float32")
+
+
 class TrainConfig(StrictModel):
     """Everything one training run needs besides the data and the seed."""
 

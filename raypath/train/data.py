@@ -1,22 +1,37 @@
-"""Assemble a training BagSet from the previous stages' outputs: feature store, labels, optional
-splits file and registration. Reads everything once; the loop never touches the disk again."""
+"""Training data from the previous stages' outputs: the feature store (through the node-local cache),
+labels, an optional splits file and registration.
 
+The tables are small and read (and validated against the store's slides) once, before any training
+starts; the features are never read into memory: `open_training_data` maps the node's cache, so a
+process that trains on a cohort of any size holds only the batches it is working on.
+"""
+
+import hashlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from raypath.cohort import load_labels
-from raypath.mil.bags import BagSet, load_bagset, locations_from_pairs
+from raypath.cohort import CohortError, load_labels
+from raypath.mil.bags import BagSet, locations_from_pairs
+from raypath.mil.cache import Storage, cache_directory, cached_array, open_cache
+from raypath.slides.registration import read_registration, registration_transforms, tile_pairs
 from raypath.store import FeatureStore
 
 log = logging.getLogger(__name__)
+SHOWN = 5  # ids named in a coverage error
 
 
-def read_labels(path: Path) -> pd.DataFrame:
-    """labels.csv keyed by patient_id, validated so a bad row fails before any training starts."""
-    return load_labels(path, patients=None)
+@dataclass(frozen=True)
+class TrainingTables:
+    """Per-patient labels, optional splits and the registration table, validated."""
+
+    labels: pd.DataFrame
+    splits: pd.DataFrame | None = None
+    registration: pd.DataFrame | None = None
 
 
 def read_splits(path: Path) -> pd.DataFrame:
@@ -28,11 +43,40 @@ def read_splits(path: Path) -> pd.DataFrame:
     return table[["patient_id", "split"]]
 
 
-def registered_locations(bagset: BagSet, registration: Path) -> np.ndarray:
-    """Tile location ids from registration.parquet via the registered tile pairs."""
-    from raypath.slides.registration import load_registration, tile_pairs
+def read_tables(*, labels: Path, splits: Path | None = None,
+                registration: Path | None = None) -> TrainingTables:
+    """Read and validate the tables; a malformed row fails here, naming file, line and column."""
+    return TrainingTables(labels=load_labels(labels, patients=None),
+                          splits=None if splits is None else read_splits(splits),
+                          registration=None if registration is None else read_registration(registration))
 
-    transforms = load_registration(registration)
+
+def check_coverage(patients: pd.Series, tables: TrainingTables, *, features: str, labels: str,
+                   unmatched_labels: Literal["error", "warn"] = "error") -> None:
+    """Every patient with features has a label row, and label rows name patients with features.
+
+    Label rows without features are an error by default (a typo in the ids), or a warning where the
+    label table is knowingly a superset (e.g. a clinical table of patients never scanned).
+    """
+    have = set(patients.astype(str))
+    labelled = set(tables.labels["patient_id"].astype(str))
+    unlabelled = sorted(have - labelled)
+    if unlabelled:
+        raise CohortError(f"{labels}: {len(unlabelled)} patients with features under {features} have no "
+                          f"label row, e.g. {unlabelled[:SHOWN]}")
+    unmatched = sorted(labelled - have)
+    if unmatched and (unmatched_labels == "error" or len(unmatched) == len(labelled)):
+        raise CohortError(f"{labels}: {len(unmatched)} of {len(labelled)} labelled patients have no features "
+                          f"under {features}, e.g. {unmatched[:SHOWN]} (set unmatched_labels: warn if the "
+                          "label table is knowingly larger than the cohort)")
+    if unmatched:
+        log.warning("%s: %d labelled patients have no features, e.g. %s", labels, len(unmatched),
+                    unmatched[:SHOWN])
+
+
+def registered_locations(bagset: BagSet, registration: pd.DataFrame) -> np.ndarray:
+    """Tile location ids (index of the matching tile in the specimen's reference scan, −1 = none)."""
+    transforms = registration_transforms(registration)
     row_of = {s: i for i, s in enumerate(bagset.slides["slide_id"])}
     pairs: dict[str, tuple[str, np.ndarray]] = {}
     for slide_id, (reference, transform) in transforms.items():
@@ -41,21 +85,46 @@ def registered_locations(bagset: BagSet, registration: Path) -> np.ndarray:
         a, b = row_of[reference], row_of[slide_id]
         extents = (float(bagset.slides.at[a, "extent_l0"]), float(bagset.slides.at[b, "extent_l0"]))
         pairs[slide_id] = (reference, tile_pairs(
-            coords_a=bagset.coords[bagset.offsets[a]: bagset.offsets[a + 1]],
-            coords_b=bagset.coords[bagset.offsets[b]: bagset.offsets[b + 1]],
+            coords_a=np.asarray(bagset.coords[bagset.offsets[a]: bagset.offsets[a + 1]]),
+            coords_b=np.asarray(bagset.coords[bagset.offsets[b]: bagset.offsets[b + 1]]),
             transform_a=transforms[reference][1], transform_b=transform, extent_l0=extents))
     log.info("registered tile pairs for %d of %d slides", len(pairs), bagset.n_slides)
     return locations_from_pairs(bagset, pairs)
 
 
-def load_training_data(
-    *, store: FeatureStore, labels: Path, splits: Path | None = None, registration: Path | None = None,
-    dtype: type = np.float32,
-) -> BagSet:
-    """Bags of every slide in `store` with labels (and split, tile locations) attached."""
-    bagset = load_bagset(store, dtype=dtype).with_columns(read_labels(labels), on="patient_id")
-    if splits is not None:
-        bagset = bagset.with_columns(read_splits(splits), on="patient_id")
-    if registration is not None:
-        bagset = bagset.with_locations(registered_locations(bagset, registration))
+def open_training_data(store: FeatureStore, tables: TrainingTables, *, cache_root: Path,
+                       storage: Storage = "float16", fingerprint: str | None = None) -> BagSet:
+    """The store's bags from the node-local cache with labels, splits and tile locations attached."""
+    directory = cache_directory(cache_root, store, storage=storage, fingerprint=fingerprint)
+    bags = open_cache(store, root=cache_root, storage=storage, fingerprint=fingerprint)
+    return attach_tables(bags, tables, cache=directory)
+
+
+def attach_tables(bags: BagSet, tables: TrainingTables, *, cache: Path) -> BagSet:
+    """Labels and splits joined by patient; tile locations from the registration, computed once per
+    cache and registration table (`locations-<hash>.npy` in the cache directory, memory-mapped)."""
+    bagset = bags.with_columns(tables.labels, on="patient_id")
+    if tables.splits is not None:
+        bagset = bagset.with_columns(tables.splits, on="patient_id")
+    if tables.registration is not None:
+        rows = pd.util.hash_pandas_object(tables.registration, index=False).to_numpy()
+        locations = cached_array(cache / f"locations-{_digest(rows)}.npy",
+                                 lambda: registered_locations(bagset, tables.registration))
+        bagset = bagset.with_locations(locations)
     return bagset
+
+
+def _digest(values: np.ndarray) -> str:
+    return hashlib.sha256(values.tobytes()).hexdigest()[:16]
+
+
+def load_training_data(*, store: FeatureStore, labels: Path, cache_root: Path, splits: Path | None = None,
+                       registration: Path | None = None, storage: Storage = "float16",
+                       unmatched_labels: Literal["error", "warn"] = "error") -> BagSet:
+    """Tables read and checked against the store's slides (before any features are read), then
+    `open_training_data`."""
+    tables = read_tables(labels=labels, splits=splits, registration=registration)
+    patients = pd.Series([entry.patient_id for entry in store.slide_entries()], dtype=str)
+    check_coverage(patients, tables, features=store.directory, labels=str(labels),
+                   unmatched_labels=unmatched_labels)
+    return open_training_data(store, tables, cache_root=cache_root, storage=storage)

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from raypath.mil.bags import bagset_from_bags, load_bagset
+from raypath.mil.bags import bagset_from_bags
+from raypath.mil.cache import open_cache
 from raypath.store import SCHEMA_VERSION, FeatureStore, ProvenanceError, provenance, tiles_table
 from raypath.train.data import load_training_data
 
@@ -56,10 +57,11 @@ def test_case13_the_store_refuses_to_mix_fm_versions(mixed_store):
     assert str(old) in str(error.value) and str(new) in str(error.value)
 
 
-def test_case13_the_mil_bag_loader_refuses_to_mix_fm_versions(mixed_store):
+def test_case13_the_feature_cache_refuses_to_mix_fm_versions(mixed_store, tmp_path):
     store, key, _ = mixed_store
     with pytest.raises(ProvenanceError, match=key):
-        load_bagset(store)
+        open_cache(store, root=tmp_path / "cache")
+    assert not list((tmp_path / "cache").rglob("*.npy")), "a refused build leaves nothing behind"
 
 
 def test_case13_packing_bags_of_different_fm_versions_is_refused(mixed_store):
@@ -75,11 +77,19 @@ def test_case13_training_data_refuses_to_mix_fm_versions(mixed_store, tmp_path):
     labels = Path(tmp_path, "labels.csv")
     labels.write_text("patient_id,label\nP0,0\nP1,1\n")
     with pytest.raises(ProvenanceError, match=key):
-        load_training_data(store=store, labels=labels)
+        load_training_data(store=store, labels=labels, cache_root=tmp_path / "cache")
 
 
 def test_case13_a_single_file_of_an_unsupported_schema_version_is_refused(tmp_path):
     store = FeatureStore(tmp_path, encoder=ENCODER, tiling_hash=TILING_HASH)
     write_slide(store, 0, metadata(schema_version=SCHEMA_VERSION + 1))
     with pytest.raises(ProvenanceError, match="schema version"):
-        load_bagset(store)
+        open_cache(store, root=tmp_path / "cache")
+
+
+def test_features_filed_under_another_fms_name_are_refused(tmp_path):
+    """Issue 16, case 5: A's features copied under B's name never train as B's."""
+    store = FeatureStore(tmp_path / "features", encoder="tiny-virchow2", tiling_hash=TILING_HASH)
+    write_slide(store, 0, metadata())  # recorded encoder: tiny-uni
+    with pytest.raises(ProvenanceError, match="written by encoder 'tiny-uni', not 'tiny-virchow2'"):
+        open_cache(store, root=tmp_path / "cache")

@@ -48,6 +48,7 @@ def test_written_cohort_reads_back_through_the_feature_store(tmp_path):
     assert (tmp_path / manifest["path"].iloc[0]).exists()
     reread = FeatureStore(tmp_path / "features", encoder="sim-8", tiling_hash=store.tiling_hash)
     data = load_training_data(store=reread, labels=tmp_path / "labels.csv", splits=tmp_path / "splits.csv",
+                              cache_root=tmp_path / "cache", storage="float32",
                               registration=tmp_path / "registration.parquet")
     np.testing.assert_array_equal(data.features, cohort.features)
     # registration recovers the true tissue correspondence although tile order differs per scan

@@ -18,7 +18,9 @@ from raypath.slides.registration.store import (
     RegistrationError,
     choose_references,
     load_registration,
+    read_registration,
     register_manifest,
+    registration_transforms,
     write_registration,
 )
 from raypath.slides.registration.transform import Transform
@@ -33,7 +35,9 @@ __all__ = [
     "estimate_transform",
     "load_registration",
     "optical_density",
+    "read_registration",
     "register_manifest",
+    "registration_transforms",
     "tile_pairs",
     "working_mpp",
     "write_registration",

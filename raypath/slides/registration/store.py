@@ -83,10 +83,20 @@ def write_registration(table: pd.DataFrame, path: str | Path) -> None:
 
 def load_registration(path: str | Path) -> dict[str, tuple[str, Transform]]:
     """slide_id -> (reference_slide_id, Transform) from a registration.parquet."""
+    return registration_transforms(read_registration(path))
+
+
+def read_registration(path: str | Path) -> pd.DataFrame:
+    """The registration table, its columns checked (so a bad file fails before any training)."""
     table = pd.read_parquet(path)
     missing = [name for name in COLUMNS if name not in table.columns and name != "scale"]
     if missing:
         raise RegistrationError(f"{path}: missing column(s) {missing}")
+    return table
+
+
+def registration_transforms(table: pd.DataFrame) -> dict[str, tuple[str, Transform]]:
+    """slide_id -> (reference_slide_id, Transform) of a table `read_registration` returned."""
     scale = table["scale"] if "scale" in table.columns else pd.Series(1.0, index=table.index)
     return {
         str(row.slide_id): (

@@ -1,0 +1,272 @@
+"""Cohort-scale sweeps: cost against cohort size, up to a feature store larger than the machine's RAM.
+
+For each size: a simulated store is written (float32 Parquet, streamed), the disk's own sequential
+read rate is measured (O_DIRECT, bypassing the page cache), then a 16-configuration sweep runs in a
+fresh driver process with `max_tiles` sampling, reading through the node-local float16 cache.
+Reported per size: cache build time, driver and per-trial peak RSS (and the trial's anonymous part,
+the page cache aside), seconds per epoch, bags/s, disk read MB/s during the sweep against the disk's
+sequential rate, and object-store spilling; then a linear fit of seconds per epoch against tiles
+read per epoch.
+
+    .venv/bin/python benchmarks/bench_scale.py                      # 300, 1200, 2400 slides x 4000 x 1024
+    .venv/bin/python benchmarks/bench_scale.py --quick              # 3 tiny sizes, minutes
+    .venv/bin/python benchmarks/bench_scale.py --work /big/disk/dir # where stores and caches go
+
+Writes benchmarks/results/scale.md. Needs free disk of about 1.5x the largest store.
+"""
+
+import argparse
+import json
+import logging
+import mmap
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from machine import header, write_section
+
+log = logging.getLogger("bench_scale")
+RESULTS = Path(__file__).resolve().parent / "results" / "scale.md"
+SPACE = {
+    "optimizer.lr": {"type": "loguniform", "low": 1e-4, "high": 3e-3},
+    "losses.infonce": {"type": "uniform", "low": 0.0, "high": 1.0},
+    "losses.score_consistency": {"type": "uniform", "low": 0.0, "high": 5.0},
+}
+
+
+def simulate(args: argparse.Namespace, slides: int, out: Path) -> dict:
+    from raypath.slides.synth.feature_config import SimulateConfig
+    from raypath.slides.synth.feature_store import write_feature_cohort
+
+    config = SimulateConfig(n_specimens=slides // 2, scanners=["A", "B"], tiles=args.tiles, dim=args.dim,
+                            seed=0)
+    started = time.perf_counter()
+    store = write_feature_cohort(config, out=out)
+    size = sum(p.stat().st_size for p in Path(store.directory).glob("*.parquet"))
+    return {"store_gb": size / 1e9, "write_s": time.perf_counter() - started, "encoder": config.encoder}
+
+
+def sequential_read_mb_s(path: Path, *, limit: int = 2 << 30, block: int = 16 << 20) -> float:
+    """The disk's own sequential read rate: O_DIRECT reads of `path`, the page cache bypassed."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    buffer = mmap.mmap(-1, block)  # page-aligned, as O_DIRECT needs
+    try:
+        done, started = 0, time.perf_counter()
+        while done < limit:
+            count = os.readv(fd, [buffer])
+            if count <= 0:
+                break
+            done += count
+        return done / 1e6 / (time.perf_counter() - started)
+    finally:
+        os.close(fd)
+        buffer.close()
+
+
+def disk_read_bytes(path: Path) -> int:
+    """Bytes read so far from the block device that holds `path` (/proc/diskstats)."""
+    device = os.stat(path).st_dev
+    major, minor = os.major(device), os.minor(device)
+    for line in Path("/proc/diskstats").read_text().splitlines():
+        fields = line.split()
+        if int(fields[0]) == major and int(fields[1]) == minor:
+            return int(fields[5]) * 512
+    # an overlay or partition-less mount: fall back to the first whole disk
+    first = Path("/proc/diskstats").read_text().splitlines()[0].split()
+    return int(first[5]) * 512
+
+
+def sweep_config(args: argparse.Namespace, *, cohort: Path, out: Path, encoder: str) -> dict:
+    return {
+        "sweep_id": "scale", "output_dir": str(out),
+        "features": {"root": str(cohort / "features"), "fms": [encoder], "labels": str(cohort / "labels.csv"),
+                     "splits": str(cohort / "splits.csv"),
+                     "cache": {"dir": str(out / "cache"), "storage": "float16"}},
+        "train": {"epochs": args.epochs, "batch_specimens": 16, "max_tiles": args.max_tiles,
+                  "eval_max_tiles": args.max_tiles, "early_stopping": {"enabled": False},
+                  "model": {"hidden": 128, "attention_dim": 64, "projection_dim": 64, "dropout": 0.0}},
+        "space": SPACE, "num_samples": args.configs, "pack_size": 8, "sampler": "random",
+        "objectives": [{"metric": "val/auc", "mode": "max"}], "asha": {"enabled": False},
+        "resources": {"cpus_per_trial": 1, "max_concurrent_trials": 2}, "replicates": {"seeds": 0},
+    }
+
+
+def run_driver(config: dict) -> dict:
+    """The sweep in this process (the child): driver peak RSS, spilled bytes, Tune's results."""
+    from ray._private.internal_api import memory_summary
+
+    from raypath.cluster import connect
+    from raypath.sweep.config import SweepConfig
+    from raypath.sweep.driver import run_sweep
+
+    connect(None, num_cpus=2, log_to_driver=False)
+    (outcome,) = run_sweep(SweepConfig.model_validate(config))
+    summary = memory_summary(stats_only=True)
+    spilled = [line for line in summary.splitlines() if "Spilled" in line]
+    return {"wall_s": outcome.wall_s, "startup_s": outcome.startup_s, "path": outcome.path,
+            "spilled": spilled[0].strip() if spilled else "no spilling reported"}
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_child(arguments: list[str]) -> tuple[dict, float]:
+    """Run this script as a child with `arguments`; its JSON answer and its peak RSS (polled)."""
+    child = subprocess.Popen([sys.executable, __file__, *arguments], stdout=subprocess.PIPE, text=True)
+    peak = [0.0]
+
+    def poll() -> None:
+        while child.poll() is None:
+            try:
+                peak[0] = max(peak[0], peak_rss_mb(child.pid))
+            except (OSError, ValueError):
+                break
+            time.sleep(0.5)
+
+    watcher = threading.Thread(target=poll, daemon=True)
+    watcher.start()
+    output, _ = child.communicate()
+    watcher.join()
+    if child.returncode:
+        raise RuntimeError(f"child {arguments[:2]} exited with {child.returncode}")
+    return json.loads(output.strip().splitlines()[-1]), peak[0]
+
+
+def build_cache(cohort: Path, cache: Path, encoder: str) -> dict:
+    """The child that builds the node cache (timed) exactly as the first trial on a node would."""
+    from raypath.mil.cache import open_cache
+    from raypath.store import FeatureStore, tiling_hashes
+
+    root = cohort / "features"
+    store = FeatureStore(root, encoder=encoder, tiling_hash=tiling_hashes(root, encoder=encoder)[0])
+    started = time.perf_counter()
+    bags = open_cache(store, root=cache, storage="float16")
+    return {"build_s": time.perf_counter() - started, "tiles": int(bags.offsets[-1]), "slides": bags.n_slides}
+
+
+def trial_stats(experiment: Path) -> dict:
+    """Per-trial peak/anon RSS, median s/epoch and trained bags from Tune's result.json files."""
+    peaks, anon, epoch_s = [], [], []
+    for result in experiment.glob("pack_*/result.json"):
+        rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        final = [r for r in rows if r.get("final")]
+        epoch_s += [r["time_this_iter_s"] for r in rows if not r.get("final")][1:]  # first epoch warms up
+        if final and "memory" in final[-1]:
+            peaks.append(final[-1]["memory"]["peak_rss_mb"])
+            anon.append(final[-1]["memory"].get("rss_anon_mb", float("nan")))
+    return {"trial_peak_mb": max(peaks), "trial_anon_mb": max(anon), "s_per_epoch": float(np.median(epoch_s))}
+
+
+def measure(args: argparse.Namespace, slides: int, work: Path) -> dict:
+    cohort, out = work / f"cohort-{slides}", work / f"sweep-{slides}"
+    shutil.rmtree(out, ignore_errors=True)
+    row = {"slides": slides, **simulate(args, slides, cohort)}
+    log.info("%d slides: store %.1f GB written in %.0f s", slides, row["store_gb"], row["write_s"])
+    cache = out / "cache"
+    built, row["build_peak_mb"] = run_child(["--build-cache", str(cohort), str(cache), row["encoder"]])
+    row.update(built)
+    log.info("%d slides: cache built in %.0f s (peak RSS %.0f MB)", slides, row["build_s"],
+             row["build_peak_mb"])
+    (features,) = cache.rglob("features.npy")
+    row["disk_seq_mb_s"] = sequential_read_mb_s(features,
+                                                limit=min(2 << 30, features.stat().st_size // 4096 * 4096))
+    before, started = disk_read_bytes(work), time.perf_counter()
+    config = sweep_config(args, cohort=cohort, out=out, encoder=row["encoder"])
+    (out / "config.json").parent.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(config))
+    driven, row["driver_peak_mb"] = run_child(["--run-sweep", str(out / "config.json")])
+    elapsed = time.perf_counter() - started
+    row.update(driven)
+    row["disk_read_mb_s"] = (disk_read_bytes(work) - before) / 1e6 / elapsed
+    row.update(trial_stats(Path(driven["path"])))
+    train_bags = int((np.loadtxt(cohort / "splits.csv", delimiter=",", dtype=str, skiprows=1)[:, 1]
+                      == "train").sum()) * 2
+    eval_bags = row["slides"] - train_bags
+    row["tiles_per_epoch"] = (train_bags + eval_bags) * min(args.max_tiles, args.tiles)
+    row["bags_per_s"] = train_bags / row["s_per_epoch"]
+    log.info("%d slides: %s", slides, json.dumps(row))
+    return row
+
+
+def report(rows: list[dict], args: argparse.Namespace) -> str:
+    x = np.array([r["tiles_per_epoch"] for r in rows], float)
+    y = np.array([r["s_per_epoch"] for r in rows], float)
+    slope, intercept = np.polyfit(x, y, 1)
+    predicted = slope * x + intercept
+    r2 = 1 - ((y - predicted) ** 2).sum() / max(((y - y.mean()) ** 2).sum(), 1e-12)
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+    lines = [
+        header("Cohort-scale sweeps (node-local float16 cache, max_tiles sampling)"),
+        f"Simulated stores of N slides (N/2 specimens x 2 scanners) x {args.tiles} tiles x {args.dim} dims "
+        f"(float32 Parquet); a {args.configs}-configuration sweep (random search, packs of 8, 2 concurrent "
+        f"trials x 1 CPU, {args.epochs} epochs, {args.max_tiles} sampled tiles per bag in training and "
+        f"evaluation, gated-attention MIL hidden 128). RAM {ram:.1f} GB. Driver and trials run in their own "
+        "processes; RSS = resident set (the trial's mapped cache pages are file-backed page cache shared by "
+        "the node; its anonymous part is what it holds alone).\n",
+        "| slides | store GB (fp32) | x RAM | cache build s | build peak RSS MB | driver peak RSS MB "
+        "| trial peak RSS MB | trial anon MB | s / epoch | bags/s per trial | disk read MB/s (sweep) "
+        "| disk sequential MB/s | spilling |",
+        "|" + "---|" * 13,
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['slides']} | {r['store_gb']:.1f} | {r['store_gb'] / ram:.2f} | {r['build_s']:.0f} | "
+            f"{r['build_peak_mb']:.0f} | {r['driver_peak_mb']:.0f} | {r['trial_peak_mb']:.0f} | "
+            f"{r['trial_anon_mb']:.0f} | {r['s_per_epoch']:.1f} | {r['bags_per_s']:.1f} | "
+            f"{r['disk_read_mb_s']:.0f} | {r['disk_seq_mb_s']:.0f} | {r['spilled']} |")
+    lines += ["", f"Seconds per epoch against tiles read per epoch: s = {slope * 1e6:.3f} x (tiles / 10^6) + "
+              f"{intercept:.2f}, R^2 = {r2:.4f}.", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")], default=[300, 1200, 2400])
+    parser.add_argument("--tiles", type=int, default=4000)
+    parser.add_argument("--dim", type=int, default=1024)
+    parser.add_argument("--configs", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--max-tiles", type=int, default=256)
+    parser.add_argument("--work", type=Path, default=Path("runs/bench-scale"))
+    parser.add_argument("--keep", action="store_true", help="keep each size's store and cache")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a check that everything runs")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--build-cache", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--run-sweep", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.build_cache:
+        cohort, cache, encoder = args.build_cache
+        print(json.dumps(build_cache(Path(cohort), Path(cache), encoder)))
+        return 0
+    if args.run_sweep:
+        print(json.dumps(run_driver(json.loads(Path(args.run_sweep).read_text()))))
+        return 0
+    from raypath.logs import setup_logging
+
+    setup_logging()
+    if args.quick:
+        args.sizes, args.tiles, args.dim, args.configs, args.max_tiles = [40, 80, 160], 200, 64, 8, 64
+    args.work = args.work.resolve()
+    args.work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for slides in args.sizes:
+        rows.append(measure(args, slides, args.work))
+        if not args.keep:
+            shutil.rmtree(args.work / f"cohort-{slides}", ignore_errors=True)
+            shutil.rmtree(args.work / f"sweep-{slides}", ignore_errors=True)
+    text = report(rows, args)
+    write_section(args.out, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

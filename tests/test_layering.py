@@ -22,10 +22,13 @@ LAYERS = [
     {"encoders"},
     {"extract"},
     {"metrics"},
+    {"registry"},
     {"mil"},
     {"train"},
+    {"registry"},
     {"sweep"},
     {"evaluate"},
+    {"predict"},
     {"demo"},
     {"commands", "cli"},
 ]

@@ -129,3 +129,13 @@ def _print_outcome(plan: DemoPlan, results: list) -> None:
     write(f"\nreport:   {report / 'report.html'}\n          {report / 'report.md'}\n")
     write(f"MLflow UI: mlflow ui --backend-store-uri {plan.sweep.tracking_uri()} --port 5000\n"
           "           (then open http://127.0.0.1:5000)\n")
+    for result in results:
+        if result.registered is None:
+            continue
+        name = f"raypath-{plan.sweep.sweep_id}-{result.fm}"
+        out = plan.config.out.resolve() / "predictions"
+        write(f"\npredict with the champion {result.fm} model (version {result.registered}) on new slides:\n"
+              f"  raypath predict --model models:/{name}@champion \\\n"
+              f"    --tracking-uri {plan.sweep.tracking_uri()} \\\n"
+              f"    --manifest {plan.register.manifest} --features {plan.extract.output} \\\n"
+              f"    --out {out} --heatmap-top 2\n")

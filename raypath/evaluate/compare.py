@@ -6,6 +6,7 @@ FM: table.csv, pareto.png, heatmap_<specimen>.png, report.md/.html (also logged 
 'report' run), and the best robust model registered as `raypath-<sweep>-<fm>`.
 """
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from raypath.evaluate.config import CompareConfig
 from raypath.evaluate.groups import model_groups, sweep_experiments
 from raypath.evaluate.heatmaps import heatmap_figure
 from raypath.evaluate.pareto import pareto_plot
-from raypath.evaluate.publish import log_report, register_best
+from raypath.evaluate.publish import log_report, register_model
 from raypath.evaluate.report import (
     comparison_table,
     html_report,
@@ -81,16 +82,15 @@ def _heatmaps(
     store = FeatureStore(
         tags["raypath.features_root"], encoder=tags["raypath.fm"], tiling_hash=tags["raypath.tiling_hash"]
     )
-    predictions = loaded["baseline"][1]
+    predictions = loaded["baseline"].predictions
     manifest = load_manifest_paths(config.heatmaps.manifest)
     images = []
     for specimen in pick_specimens(predictions, count=config.heatmaps.specimens):
         rows = specimen_views(
-            models={n: m for n, (m, _) in loaded.items()},
+            models=loaded,
             store=store,
             predictions=predictions,
             specimen=specimen,
-            task=tags["raypath.task"],
             manifest=manifest,
             thumbnail_mpp=config.heatmaps.thumbnail_mpp,
         )
@@ -100,18 +100,28 @@ def _heatmaps(
     return images
 
 
-def _register(
-    client: MlflowClient, groups: dict[str, pd.DataFrame], config: CompareConfig, fm: str
-) -> str | None:
+def _register(client: MlflowClient, groups: dict[str, pd.DataFrame], table: pd.DataFrame,
+              config: CompareConfig, *, fm: str, tags: dict[str, str]) -> str | None:
+    """The best seed of the most robust configuration, as `raypath-<sweep>-<fm>@champion`."""
     if not config.register_model or "robust 1" not in groups:
         return None
-    best = groups["robust 1"].sort_values(config.objectives[0].metric, ascending=False).iloc[0]
-    return register_best(
-        client,
-        name=f"raypath-{config.sweep_id}-{fm}",
-        run_id=best["run_id"],
-        description=f"most robust configuration of sweep {config.sweep_id} on {fm}",
-    )
+    replicated = groups["robust 1"][groups["robust 1"]["phase"] == "replicates"]
+    if replicated.empty:
+        log.warning("%s: the chosen configuration has no replicate runs (replicates.seeds: 0), so no "
+                    "model was saved to register", fm)
+        return None
+    best = replicated.sort_values(config.objectives[0].metric, ascending=False).iloc[0]
+    metrics = table[table["model"] == "robust 1"]
+    version_tags = {
+        "fm": fm, "sweep_id": config.sweep_id, "weights_hash": tags.get("raypath.weights_hash", ""),
+        "tiling_hash": tags.get("raypath.tiling_hash", ""), "seed": str(best["seed"]),
+        "loss_weights": json.dumps({k: v for k, v in best["params"].items() if k.startswith("losses.")}),
+        **{f"metric.{row.metric}": f"{row.mean:.4f} [{row.low:.4f}, {row.high:.4f}] over {row.n} seeds"
+           for row in metrics.itertuples()},
+    }
+    return register_model(client, name=f"raypath-{config.sweep_id}-{fm}", run_id=best["run_id"],
+                          description=f"most robust configuration of sweep {config.sweep_id} on {fm}",
+                          tags=version_tags)
 
 
 def compare_fm(client: MlflowClient, config: CompareConfig, *, fm: str, experiment_id: str) -> FmComparison:
@@ -136,7 +146,7 @@ def compare_fm(client: MlflowClient, config: CompareConfig, *, fm: str, experime
         table=table,
         wide=wide_table(table),
         images=images,
-        registered=_register(client, groups, config, fm),
+        registered=_register(client, groups, table, config, fm=fm, tags=tags),
     )
     title = f"raypath sweep {config.sweep_id}: {fm}"
     (out / "report.md").write_text(

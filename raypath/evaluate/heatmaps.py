@@ -16,12 +16,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
-from torch import nn
-
-from raypath.mil.losses import task_scores
-from raypath.mil.models import build_mil
-from raypath.store import Bag
 
 log = logging.getLogger(__name__)
 
@@ -37,34 +31,6 @@ class ScanView:
     score: float
     thumbnail: np.ndarray | None = None
     downsample: float = 1.0  # level-0 px per thumbnail px
-
-
-def backbone_from_state(state: Mapping[str, torch.Tensor]) -> nn.Module:
-    """Rebuild the MIL backbone from a RobustMIL state dict; sizes come from the weight shapes."""
-    weights = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
-    hidden, in_dim = weights["project.0.weight"].shape
-    kind = "gated" if "gate.weight" in weights else "mean"
-    attention_dim = weights["gate.weight"].shape[0] // 2 if kind == "gated" else 1
-    model = build_mil(
-        kind,
-        in_dim=in_dim,
-        hidden=hidden,
-        attention_dim=attention_dim,
-        dropout=0.0,
-        n_outputs=weights["head.weight"].shape[0],
-    )
-    model.load_state_dict(weights)
-    return model.eval()
-
-
-@torch.inference_mode()
-def attend(backbone: nn.Module, bag: Bag, *, task: str) -> tuple[np.ndarray, float]:
-    """(attention relative to uniform, score) of one whole bag (no tile subsampling)."""
-    features = torch.from_numpy(np.array(bag.features, dtype=np.float32))[None]  # a writable copy
-    output = backbone(features, torch.ones(features.shape[:2], dtype=torch.bool))
-    score = task_scores(task, output.prediction)
-    value = float(score.max() if score.dim() > 1 else score[0])
-    return output.attention[0].numpy() * len(bag.features), value
 
 
 def _grid_image(view: ScanView, origin: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -107,7 +73,7 @@ def heatmap_figure(rows: Mapping[str, Sequence[ScanView]], *, title: str, path: 
     extent = views[0].extent_l0
     far = np.max([v.coords.max(axis=0) for v in views], axis=0)
     shape = (int((far[1] - origin[1]) // extent) + 1, int((far[0] - origin[0]) // extent) + 1)
-    vmax = float(np.percentile(np.concatenate([v.attention for v in views]), 99))
+    vmax = float(np.nanpercentile(np.concatenate([v.attention for v in views]), 99))
     n_cols = max(len(row) for row in rows.values())
     figure, axes = plt.subplots(
         len(rows), n_cols, figsize=(2.6 * n_cols, 2.6 * len(rows)), dpi=110, squeeze=False

@@ -4,27 +4,40 @@ thumbnails from the slides when a manifest is given, and which test specimens to
 import logging
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
-from safetensors.torch import load_file
 from torch import nn
 
-from raypath.evaluate.heatmaps import ScanView, attend, backbone_from_state
+from raypath.evaluate.heatmaps import ScanView
+from raypath.registry.network import load_backbone, predict_bag
+from raypath.registry.spec import ModelSpec
 from raypath.store import FeatureStore
 
 log = logging.getLogger(__name__)
 
 
-def load_run_model(client: MlflowClient, run_id: str) -> tuple[nn.Module, pd.DataFrame]:
-    """(backbone, per-slide predictions) saved by a replicate trial (no pickle anywhere)."""
+@dataclass(frozen=True)
+class RunModel:
+    """A replicate run's model, ready to predict, and the predictions the sweep logged for it."""
+
+    backbone: nn.Module
+    spec: ModelSpec
+    predictions: pd.DataFrame
+
+
+def load_run_model(client: MlflowClient, run_id: str) -> RunModel:
+    """The pyfunc model and predictions a replicate trial logged (safetensors + JSON: no pickle)."""
     with tempfile.TemporaryDirectory() as tmp:
-        local = Path(client.download_artifacts(run_id, "model", tmp))
-        state = load_file(str(local / "model.safetensors"))
-        predictions = pd.read_parquet(local / "predictions.parquet")
-    return backbone_from_state(state), predictions
+        model = Path(client.download_artifacts(run_id, "model", tmp))
+        spec = ModelSpec.read(model / "artifacts" / "model.json")
+        backbone = load_backbone(spec, model / "artifacts" / "model.safetensors")
+        predictions = pd.read_parquet(Path(client.download_artifacts(run_id, "predictions", tmp))
+                                      / "predictions.parquet")
+    return RunModel(backbone=backbone, spec=spec, predictions=predictions)
 
 
 def pick_specimens(predictions: pd.DataFrame, *, count: int) -> list[str]:
@@ -40,14 +53,21 @@ def _thumbnail(
 ) -> tuple[np.ndarray | None, float]:
     if manifest is None or slide_id not in manifest.index:
         return None, 1.0
+    return slide_thumbnail(manifest.at[slide_id, "path"], mpp=mpp)
+
+
+def slide_thumbnail(path: str | Path | None, *, mpp: float) -> tuple[np.ndarray | None, float]:
+    """(thumbnail, level-0 px per thumbnail px) of a slide; (None, 1) when there is no image to read
+    (a feature-level cohort's path is a feature file): heatmaps then draw on the tile grid."""
     from raypath.slides.reader import SlideError, open_slide
 
-    path = Path(manifest.at[slide_id, "path"])
+    if path is None:
+        return None, 1.0
     try:
-        with open_slide(path) as reader:
+        with open_slide(Path(path)) as reader:
             thumb = reader.thumbnail(mpp=mpp)
-    except (SlideError, OSError) as exc:  # a feature-level cohort's 'path' is not a slide
-        log.info("no thumbnail for %s (%s); drawing on the tile grid", slide_id, exc)
+    except (SlideError, OSError) as exc:
+        log.info("no thumbnail for %s (%s); drawing on the tile grid", path, exc)
         return None, 1.0
     return thumb.image, thumb.downsample
 
@@ -63,11 +83,10 @@ def load_manifest_paths(path: Path | None) -> pd.DataFrame | None:
 
 def specimen_views(
     *,
-    models: Mapping[str, nn.Module],
+    models: Mapping[str, RunModel],
     store: FeatureStore,
     predictions: pd.DataFrame,
     specimen: str,
-    task: str,
     manifest: pd.DataFrame | None,
     thumbnail_mpp: float,
 ) -> dict[str, list[ScanView]]:
@@ -79,7 +98,8 @@ def specimen_views(
     for name, model in models.items():
         rows[name] = []
         for bag, (image, downsample) in zip(bags, thumbs, strict=True):
-            attention, score = attend(model, bag, task=task)
+            scores, attention = predict_bag(model.backbone, model.spec, bag.features)
+            score = float(scores.max())
             rows[name].append(
                 ScanView(
                     scanner=bag.scanner,

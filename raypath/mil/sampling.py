@@ -3,7 +3,7 @@
 Collation is index arithmetic plus one gather from the shared feature tensor: no per-bag Python
 loop. Tile subsampling draws random keys and keeps the ``max_tiles`` smallest per bag; keys are
 shared by matched tiles of one specimen so the scans of a specimen keep the same tissue locations
-(registered pairs survive subsampling). Eval passes a freshly seeded generator: deterministic.
+(registered pairs survive subsampling). Evaluation takes evenly spaced tiles: deterministic per slide.
 """
 
 import warnings
@@ -17,7 +17,6 @@ from raypath.mil.bags import BagSet
 from raypath.mil.batch import Batch
 
 UNKNOWN_SCANNER = -100  # cross_entropy's ignore_index: scanners unseen in training
-EVAL_SEED = 0  # eval tile sampling never depends on the training seed or epoch
 
 
 def specimen_groups(bagset: BagSet, slides: np.ndarray) -> list[np.ndarray]:
@@ -103,7 +102,9 @@ class Collator:
 
     def __call__(self, slides: np.ndarray, *, max_tiles: int | None = None,
                  generator: torch.Generator | None = None) -> Batch:
-        """Padded batch of the given slides (global indices); subsample if `max_tiles` is set."""
+        """Padded batch of the given slides (global indices); bags longer than `max_tiles` keep a
+        random subset (drawn from `generator`) or, without a generator, evenly spaced tiles: the
+        deterministic choice evaluation and prediction make, whatever a slide is batched with."""
         index = torch.as_tensor(slides, dtype=torch.int64)
         starts, lengths = self.offsets[index], self.offsets[index + 1] - self.offsets[index]
         specimen = torch.unique(self.specimen[index], return_inverse=True)[1]
@@ -111,7 +112,10 @@ class Collator:
         position = torch.arange(longest).expand(len(index), longest)
         real = position < lengths[:, None]
         loc = self._locations(starts, position, real)
-        if max_tiles is not None and longest > max_tiles:
+        if max_tiles is not None and longest > max_tiles and generator is None:
+            position, real = _even_subsample(lengths, max_tiles=max_tiles)
+            loc = self._locations(starts, position, real)
+        elif max_tiles is not None and longest > max_tiles:
             position, real = _subsample(position, real, loc, specimen, max_tiles=max_tiles,
                                         generator=generator)
             loc = self._locations(starts, position, real)
@@ -127,19 +131,33 @@ class Collator:
 
     def eval_batches(self, slides: np.ndarray, *, max_bags: int, max_tiles: int | None,
                      tile_budget: int) -> Iterator[Batch]:
-        """Deterministic evaluation batches of `slides` in order (fixed-seed tile sampling), in
-        chunks bounded by bag count and padded tiles (`eval_chunks`)."""
-        generator = torch.Generator().manual_seed(EVAL_SEED)
+        """Deterministic evaluation batches of `slides` in order (evenly spaced tiles above
+        `max_tiles`), in chunks bounded by bag count and padded tiles (`eval_chunks`)."""
         lengths = (self.offsets[1:] - self.offsets[:-1]).numpy()
         for chunk in eval_chunks(np.asarray(slides), lengths, max_bags=max_bags, max_tiles=max_tiles,
                                  tile_budget=tile_budget):
-            yield self(chunk, max_tiles=max_tiles, generator=generator)
+            yield self(chunk, max_tiles=max_tiles)
 
     def _locations(self, starts: torch.Tensor, position: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         if self.locations is None:
             return torch.full(position.shape, -1, dtype=torch.int64)
         tile = torch.where(real, starts[:, None] + position, starts[:, None])
         return torch.where(real, self.locations[tile], -1)
+
+
+def even_positions(length: int, count: int) -> np.ndarray:
+    """`count` evenly spaced tile positions of a bag of `length` tiles (all of them if fewer)."""
+    if length <= count:
+        return np.arange(length)
+    return (np.arange(count) * length) // count
+
+
+def _even_subsample(lengths: torch.Tensor, *, max_tiles: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`even_positions` of every bag at once: (positions (B, max_tiles), real mask)."""
+    slots = torch.arange(max_tiles)[None, :]
+    long = lengths[:, None] > max_tiles
+    position = torch.where(long, (slots * lengths[:, None]) // max_tiles, slots)
+    return position, long | (slots < lengths[:, None])
 
 
 def _subsample(position: torch.Tensor, real: torch.Tensor, loc: torch.Tensor, specimen: torch.Tensor, *,

@@ -1,92 +1,119 @@
 """The Tune callback that mirrors packed trials into MLflow from the driver process.
 
 A Tune trial trains a *pack* of configurations (see `raypath.train.engine`); each member becomes its
-own MLflow run, because a "trial" in every report and count is one trained configuration. Trials
-report `{"epoch": e, "members": [{"key": ..., "metrics": {...}}, ...]}`; checkpoints hold one
-sub-directory per member key with its weights and predictions.
+own MLflow run, nested under one parent run per FM and phase, named `<fm>/<phase>/<index>`, with
+every hyperparameter it trained with as a param (the flattened train config, FM, seed, baseline
+flag, pack), the feature store as a dataset input and the code version as tags. Search trials log
+validation (and training) metrics only: test metrics are logged where nothing is selected on them
+(replicates). Trials report `{"epoch": e, "members": [{"key": ..., "metrics": {...}}, ...]}`;
+replicate checkpoints hold one folder per member key with its weights, spec and predictions, logged
+as an MLflow pyfunc model (`model/`) and a predictions table (`predictions/`).
 """
 
 import json
 import logging
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mlflow.entities import Dataset
 from ray.tune import Callback
 
+from raypath.registry.package import save_model
+from raypath.registry.spec import ModelSpec
+from raypath.sweep.space import apply_params
 from raypath.sweep.tracking import (
     TAG_BASELINE,
     TAG_CONFIG,
     TAG_FM,
+    TAG_KIND,
     TAG_PARAMS,
     TAG_PHASE,
     TAG_SEED,
     TAG_SWEEP,
     RunLedger,
+    flatten,
+    stable_hash,
 )
+from raypath.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
 
 class MlflowSweepCallback(Callback):
-    """Open, fill and close one MLflow run per pack member; idempotent across restores."""
+    """Open, fill and close one MLflow run per pack member under the phase's parent run."""
 
-    def __init__(self, *, ledger: RunLedger, sweep_id: str, fm: str, max_epochs: int) -> None:
-        self.ledger = ledger
-        self.sweep_id = sweep_id
-        self.fm = fm
-        self.max_epochs = max_epochs
-        self._runs: dict[str, dict[str, str | None]] = {}
-        self._last_epoch: dict[str, int] = {}
+    def __init__(self, *, ledger: RunLedger, sweep_id: str, fm: str, phase: str, train: Mapping[str, Any],
+                 dataset: Dataset, tags: Mapping[str, str]) -> None:
+        self.ledger, self.sweep_id, self.fm, self.phase = ledger, sweep_id, fm, phase
+        self.train, self.dataset, self.tags = dict(train), dataset, dict(tags)
+        self._parent: str | None = None
+        self._runs: dict[str, dict[str, str]] = {}
+        self._final: set[str] = set()
 
     def setup(self, **info: Any) -> None:
         """No trial of this sweep is alive before the driver starts: anything RUNNING was killed."""
         self.ledger.close_stale()
+        key = stable_hash({"sweep_id": self.sweep_id, "fm": self.fm, "phase": self.phase})
+        self._parent = self.ledger.open_parent(key=key, name=f"{self.fm}/{self.phase}", tags=self._common())
+        self.ledger.log_params(self._parent, {**flatten(self.train), "fm": self.fm, "phase": self.phase})
+        self.ledger.log_dataset(self._parent, self.dataset)
 
-    def _tags(self, member: dict[str, Any], trial: Any) -> dict[str, str]:
-        return {
-            TAG_SWEEP: self.sweep_id,
-            TAG_FM: self.fm,
-            TAG_CONFIG: member["config_key"],
-            TAG_BASELINE: str(bool(member["baseline"])).lower(),
-            TAG_PHASE: trial.config["phase"],
-            TAG_SEED: str(member["seed"]),
-            TAG_PARAMS: json.dumps(member["params"], sort_keys=True),
-            "raypath.tune_trial": trial.trial_id,
-        }
+    def _common(self) -> dict[str, str]:
+        return {TAG_SWEEP: self.sweep_id, TAG_FM: self.fm, TAG_PHASE: self.phase, **self.tags}
 
-    def _open(self, trial: Any) -> dict[str, str | None]:
+    def _params(self, member: dict[str, Any], trial: Any) -> dict[str, str]:
+        """Every trained hyperparameter: the member's full train config plus what identifies it."""
+        config = apply_params(TrainConfig.model_validate(self.train), member["params"])
+        return {**flatten(config.model_dump(mode="json")), "fm": self.fm, "seed": str(member["seed"]),
+                "baseline": str(bool(member["baseline"])).lower(), "phase": self.phase,
+                "pack": trial.trial_id, "sweep_id": self.sweep_id}
+
+    def _open(self, trial: Any) -> dict[str, str]:
         if trial.trial_id not in self._runs:
-            self._runs[trial.trial_id] = {
-                m["key"]: self.ledger.start(
-                    key=m["key"],
-                    name=f"{trial.trial_id}-{m['index']}",
-                    params=m["params"],
-                    tags=self._tags(m, trial),
-                )
-                for m in trial.config["pack"]
-            }
+            runs = {}
+            for member in trial.config["pack"]:
+                tags = {**self._common(), TAG_KIND: "trial", TAG_CONFIG: member["config_key"],
+                        TAG_BASELINE: str(bool(member["baseline"])).lower(), TAG_SEED: str(member["seed"]),
+                        TAG_PARAMS: json.dumps(member["params"], sort_keys=True),
+                        "raypath.tune_trial": trial.trial_id}
+                runs[member["key"]] = self.ledger.start(
+                    key=member["key"], name=f"{self.fm}/{self.phase}/{member['index']:04d}",
+                    params=self._params(member, trial), tags=tags, parent=self._parent)
+                self.ledger.log_dataset(runs[member["key"]], self.dataset)
+            self._runs[trial.trial_id] = runs
         return self._runs[trial.trial_id]
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._runs.pop(trial.trial_id, None)
+        self._final.discard(trial.trial_id)
         self._open(trial)
+
+    def _loggable(self, metrics: Mapping[str, float]) -> dict[str, float]:
+        """Search trials are selected on validation data: their test metrics are not logged."""
+        if self.phase == "search":
+            return {k: v for k, v in metrics.items() if not k.startswith("test/")}
+        return dict(metrics)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         runs = self._open(trial)
         epoch = int(result.get("epoch", 0))
-        self._last_epoch[trial.trial_id] = epoch
+        if result.get("final"):
+            self._final.add(trial.trial_id)
         for member in result.get("members", []):
             run_id = runs.get(member["key"])
             if run_id is not None:
-                self.ledger.log_metrics(run_id, member["metrics"], step=epoch)
+                self.ledger.log_metrics(run_id, self._loggable(member["metrics"]), step=epoch)
 
     def _close(self, trial: Any, status: str) -> None:
-        early = self._last_epoch.get(trial.trial_id, 0) < self.max_epochs
+        completed = trial.trial_id in self._final
         for run_id in self._runs.pop(trial.trial_id, {}).values():
-            if run_id is not None:
-                if status == "FINISHED":
-                    self.ledger.set_tags(run_id, {"raypath.stopped_early": str(early).lower()})
-                self.ledger.end(run_id, status=status)
+            tags = {"raypath.completed": str(completed).lower()}
+            if status == "FINISHED" and not completed:
+                tags["raypath.stopped_by"] = "asha"
+            self.ledger.set_tags(run_id, tags)
+            self.ledger.end(run_id, status=status)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._close(trial, "FINISHED")
@@ -99,14 +126,23 @@ class MlflowSweepCallback(Callback):
         self._close(trial, "FAILED")
 
     def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
-        """Log each member's weights and predictions into its own run."""
+        """Each member's weights as an MLflow pyfunc model, and its per-slide predictions."""
         runs = self._open(trial)
-        with checkpoint.as_directory() as directory:
+        with checkpoint.as_directory() as directory, tempfile.TemporaryDirectory() as tmp:
             for key, run_id in runs.items():
                 member_dir = Path(directory) / key
-                if run_id is not None and member_dir.is_dir():
-                    self.ledger.client.log_artifacts(run_id, str(member_dir), artifact_path="model")
+                if not (member_dir / "model.json").exists():
+                    continue
+                model_dir = save_model(Path(tmp) / key, weights=member_dir / "model.safetensors",
+                                       spec=ModelSpec.read(member_dir / "model.json"))
+                self.ledger.client.log_artifacts(run_id, str(model_dir), artifact_path="model")
+                self.ledger.client.log_artifact(run_id, str(member_dir / "predictions.parquet"),
+                                                artifact_path="predictions")
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        if self._parent is not None:
+            self.ledger.end(self._parent, status="FINISHED")
 
     def __getstate__(self) -> dict[str, Any]:
         """Open-run bookkeeping is per driver process; a restored driver rebuilds it."""
-        return {**self.__dict__, "_runs": {}, "_last_epoch": {}}
+        return {**self.__dict__, "_runs": {}, "_final": set(), "_parent": None}

@@ -105,5 +105,13 @@ class SweepConfig(StrictModel):
         """The MLflow URI; the embedded default is one SQLite file the Tune driver alone writes."""
         return self.tracking.uri or f"sqlite:///{(self.output_dir / 'mlflow.db').resolve()}"
 
+    def artifact_location(self) -> str | None:
+        """Where new experiments keep artifacts: `tracking.artifact_location`, else next to the
+        embedded SQLite store under `output_dir` (never the current directory); a server's own
+        artifact root when `tracking.uri` names a server."""
+        if self.tracking.artifact_location or self.tracking.uri:
+            return self.tracking.artifact_location
+        return (self.output_dir / "mlartifacts").resolve().as_uri()
+
     def tune_storage(self) -> str:
         return self.storage_path or str((self.output_dir / "tune").resolve())

@@ -16,11 +16,14 @@ from pathlib import Path
 from ray import tune
 
 from raypath.cluster import connect
+from raypath.sweep.callback import MlflowSweepCallback
 from raypath.sweep.config import SweepConfig
 from raypath.sweep.inputs import (
     TrialData,
+    code_tags,
     effective_train,
     experiment_tags,
+    feature_dataset,
     fm_store,
     sweep_tables,
     trial_data,
@@ -61,6 +64,9 @@ def run_phase(
 ) -> PhaseOutcome:
     """Run (or resume) one phase to completion and count what Tune finished."""
     train = effective_train(config)
+    tracking = MlflowSweepCallback(ledger=ledger, sweep_id=config.sweep_id, fm=fm, phase=phase,
+                                   train=train.model_dump(mode="json"), dataset=feature_dataset(data),
+                                   tags=code_tags())
     resources = {"cpu": config.resources.cpus_per_trial, "gpu": config.resources.gpus_per_trial}
     trainable = tune.with_resources(
         tune.with_parameters(
@@ -75,7 +81,7 @@ def run_phase(
         resources,
     )
     started, started_at = time.monotonic(), time.time()
-    grid = build_tuner(config, fm=fm, phase=phase, trainable=trainable, ledger=ledger, packs=packs).fit()
+    grid = build_tuner(config, fm=fm, phase=phase, trainable=trainable, tracking=tracking, packs=packs).fit()
     wall = time.monotonic() - started
     members = sum(len(r.config["pack"]) for r in grid if r.config)
     errored = sum(1 for r in grid if r.error is not None)
@@ -143,7 +149,7 @@ def run_sweep(config: SweepConfig) -> list[PhaseOutcome]:
         ledger = RunLedger(
             tracking_uri=config.tracking_uri(),
             experiment=experiment_name(sweep_id=config.sweep_id, fm=fm),
-            artifact_location=config.tracking.artifact_location,
+            artifact_location=config.artifact_location(),
         )
         ledger.tag_experiment(experiment_tags(config, store))
         outcomes.append(run_phase(config, fm=fm, phase="search", data=data, ledger=ledger))

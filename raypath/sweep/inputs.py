@@ -6,14 +6,18 @@ fingerprint: kilobytes), open the node-local feature cache and read only the til
 the driver never holds the cohort.
 """
 
+import json
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from mlflow.entities import Dataset
 
+import raypath
 from raypath.paths import is_remote, join
-from raypath.store import FeatureStore, store_encoders, tiling_hashes
+from raypath.store import FeatureStore, code_hash, store_encoders, tiling_hashes
 from raypath.sweep.config import SweepConfig
 from raypath.sweep.tracking import TAG_FM, TAG_SWEEP
 from raypath.train.config import TrainConfig
@@ -78,6 +82,29 @@ def trial_data(config: SweepConfig, store: FeatureStore, tables: TrainingTables)
                      storage=cache.storage)
 
 
+def feature_dataset(data: TrialData) -> Dataset:
+    """The feature store as an MLflow dataset: FM card, weights and tiling hash in its profile."""
+    store = data.store()
+    first = store.slide_entry(store.slide_ids()[0]).metadata
+    profile = {k: first.get(k) for k in ("encoder", "weights_hash", "tiling_hash", "embed_dim", "tiling")}
+    profile["card"] = first.get("card", {}).get("name")
+    return Dataset(name=f"{store.encoder}/{store.tiling_hash}", digest=data.fingerprint[:16],
+                   source_type="raypath-feature-store", source=json.dumps({"uri": store.directory}),
+                   profile=json.dumps(profile, default=str))
+
+
+def code_tags() -> dict[str, str]:
+    """The code that trained: raypath's version, its source hash and, in a git checkout, the commit."""
+    tags = {"raypath.version": raypath.__version__, "raypath.code_hash": code_hash()}
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(raypath.__file__).parent, text=True,
+                                capture_output=True, timeout=10, check=True).stdout.strip()
+        tags["mlflow.source.git.commit"] = commit
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return tags
+
+
 def experiment_tags(config: SweepConfig, store: FeatureStore) -> dict[str, str]:
     """What `raypath compare` needs besides the runs: where the features are, how trials trained."""
     train = effective_train(config)
@@ -86,6 +113,7 @@ def experiment_tags(config: SweepConfig, store: FeatureStore) -> dict[str, str]:
         TAG_FM: store.encoder,
         "raypath.features_root": store.root if is_remote(store.root) else str(Path(store.root).resolve()),
         "raypath.tiling_hash": store.tiling_hash,
+        "raypath.weights_hash": str(store.slide_entry(store.slide_ids()[0]).metadata.get("weights_hash")),
         "raypath.task": train.task,
         "raypath.train": train.model_dump_json(),
     }

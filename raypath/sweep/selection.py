@@ -15,7 +15,15 @@ from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
 from raypath.sweep.config import ObjectiveConfig
-from raypath.sweep.tracking import TAG_BASELINE, TAG_CONFIG, TAG_KEY, TAG_PARAMS, TAG_PHASE, TAG_SEED
+from raypath.sweep.tracking import (
+    TAG_BASELINE,
+    TAG_CONFIG,
+    TAG_KEY,
+    TAG_KIND,
+    TAG_PARAMS,
+    TAG_PHASE,
+    TAG_SEED,
+)
 
 log = logging.getLogger(__name__)
 COMPLETED = "best_epoch"  # only logged by a member that finished training and its final evaluation
@@ -23,7 +31,7 @@ COMPLETED = "best_epoch"  # only logged by a member that finished training and i
 
 def runs_frame(client: MlflowClient, experiment_id: str, *, phase: str | None = None) -> pd.DataFrame:
     """One row per active run: run_id, status, key, config_key, baseline, seed, params, metrics..."""
-    query = f"tags.`{TAG_PHASE}` = '{phase}'" if phase else ""
+    query = f"tags.`{TAG_KIND}` = 'trial'" + (f" and tags.`{TAG_PHASE}` = '{phase}'" if phase else "")
     runs = client.search_runs(
         [experiment_id], filter_string=query, run_view_type=ViewType.ACTIVE_ONLY, max_results=50000
     )

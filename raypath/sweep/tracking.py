@@ -1,21 +1,24 @@
-"""MLflow bookkeeping for sweeps: one experiment per sweep and FM, one run per trained configuration.
+"""MLflow bookkeeping for sweeps: one experiment per sweep and FM, a parent run per phase, and one
+nested child run per trained configuration.
 
 Only the Tune driver talks to MLflow (through `MlflowSweepCallback`), so an embedded SQLite store has
 a single writer and never reports "database is locked"; on a cluster the same code points at a
-`mlflow server` URI. Every run carries a stable `trial_key` tag (hash of sweep id, FM, configuration
-and seed): before creating a run the ledger looks the key up, so a resumed sweep reuses or replaces
-runs instead of duplicating them, and runs left RUNNING by a killed driver are closed as KILLED.
+`mlflow server` URI. Every run carries a stable key tag (hash of sweep id, FM, configuration, seed
+and position): a trial Tune starts again (a retry, or after a restore) replaces the run of its key,
+so MLflow holds exactly one run per key, the one whose results Tune and Optuna used; runs left
+RUNNING by a killed driver are closed as KILLED. Only finite metrics are logged.
 """
 
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunStatus, RunTag, ViewType
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +30,27 @@ TAG_SWEEP, TAG_FM, TAG_KEY, TAG_CONFIG = (
 )
 TAG_BASELINE, TAG_PHASE, TAG_SEED = "raypath.baseline", "raypath.phase", "raypath.seed"
 TAG_PARAMS = "raypath.params"  # the searched values as JSON, typed (MLflow params are strings)
+TAG_KIND = "raypath.kind"  # "trial" (a trained configuration), "phase" (its parent) or "report"
+TAG_PARENT = "mlflow.parentRunId"
 _MAX_PARAM_CHARS = 6000
+_BATCH = 100  # MLflow's per-request limit on params
+
+
+def flatten(data: Mapping[str, Any], *, prefix: str = "") -> dict[str, str]:
+    """Nested config as `section.field` -> text, the form MLflow's params table and plots take."""
+    flat: dict[str, str] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, prefix=f"{name}."))
+        else:
+            flat[name] = json.dumps(value) if isinstance(value, list | tuple) else str(value)
+    return flat
+
+
+def finite(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Only the metrics that exist: NaN or infinite values (undefined on this data) are left out."""
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and math.isfinite(v)}
 
 
 def stable_hash(payload: Mapping[str, Any], *, length: int = 16) -> str:
@@ -97,7 +120,7 @@ class RunLedger:
             self.client.set_experiment_tag(self.experiment_id, key, str(value))
 
     def find(self, key: str) -> Any | None:
-        """The active run carrying this trial key, if any."""
+        """The active run carrying this key, if any."""
         runs = self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.`{TAG_KEY}` = '{key}'",
@@ -106,32 +129,47 @@ class RunLedger:
         )
         return runs[0] if runs else None
 
-    def start(self, *, key: str, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str | None:
-        """Open the run of `key`; None when it already finished (a resumed sweep must not redo it).
-
-        A run of the same key that did not finish (killed driver, retried trial) is deleted and
-        replaced, so its partial metric history never mixes with the new attempt's.
-        """
+    def open_parent(self, *, key: str, name: str, tags: Mapping[str, str]) -> str:
+        """The parent run of a phase: reopened (RUNNING again) when a restored sweep continues it."""
         existing = self.find(key)
-        if existing is not None and existing.info.status == "FINISHED":
-            return None
+        if existing is not None:
+            self.client.update_run(existing.info.run_id, status="RUNNING")
+            return existing.info.run_id
+        run = self.client.create_run(self.experiment_id, run_name=name,
+                                     tags={**tags, TAG_KEY: key, TAG_KIND: "phase"})
+        return run.info.run_id
+
+    def start(self, *, key: str, name: str, params: Mapping[str, Any], tags: Mapping[str, str],
+              parent: str | None = None) -> str:
+        """A fresh run for `key`, replacing any earlier one (a retried or restarted trial): the run
+        MLflow keeps is always the attempt whose results Tune and Optuna received."""
+        existing = self.find(key)
         attempt = 1
         if existing is not None:
             attempt = int(existing.data.tags.get("raypath.attempt", "1")) + 1
             self.client.delete_run(existing.info.run_id)
-        run = self.client.create_run(
-            self.experiment_id, run_name=name, tags={**tags, TAG_KEY: key, "raypath.attempt": str(attempt)}
-        )
-        batch = [Param(k, str(v)[:_MAX_PARAM_CHARS]) for k, v in sorted(params.items())]
-        self.client.log_batch(run.info.run_id, params=batch)
+        extra = {TAG_PARENT: parent} if parent else {}
+        run = self.client.create_run(self.experiment_id, run_name=name,
+                                     tags={**tags, **extra, TAG_KEY: key, "raypath.attempt": str(attempt)})
+        self.log_params(run.info.run_id, params)
         return run.info.run_id
 
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        items = [Param(k, str(v)[:_MAX_PARAM_CHARS]) for k, v in sorted(params.items())]
+        for start in range(0, len(items), _BATCH):
+            self.client.log_batch(run_id, params=items[start:start + _BATCH])
+
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], *, step: int) -> None:
-        """One batched write per run and epoch (SQLite-friendly: one transaction)."""
+        """One batched write per run and epoch (SQLite-friendly: one transaction); finite values only."""
         stamp = int(time.time() * 1000)
-        batch = [Metric(k, float(v), stamp, step) for k, v in metrics.items() if v is not None]
+        batch = [Metric(k, v, stamp, step) for k, v in finite(metrics).items()]
         if batch:
             self.client.log_batch(run_id, metrics=batch)
+
+    def log_dataset(self, run_id: str, dataset: Dataset, *, context: str = "training") -> None:
+        """The feature store the run trained on, as an MLflow dataset input."""
+        tags = [InputTag("mlflow.data.context", context)]
+        self.client.log_inputs(run_id, [DatasetInput(dataset, tags=tags)])
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
@@ -152,11 +190,8 @@ class RunLedger:
         for run in stale:
             self.client.set_terminated(run.info.run_id, status="KILLED")
         if stale:
-            log.warning(
-                "%s: marked %d runs left RUNNING by an interrupted sweep as KILLED",
-                self.experiment,
-                len(stale),
-            )
+            log.warning("%s: marked %d runs left RUNNING by an interrupted sweep as KILLED", self.experiment,
+                        len(stale))
         return len(stale)
 
     def __getstate__(self) -> dict[str, Any]:

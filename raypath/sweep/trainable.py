@@ -20,8 +20,11 @@ import torch
 from ray import tune
 from safetensors.torch import save_file
 
+import raypath
 from raypath.mil.bags import BagSet
-from raypath.mil.cache import cache_directory, open_cache
+from raypath.mil.cache import CacheInfo, cache_directory, open_cache
+from raypath.registry.spec import ModelSpec
+from raypath.store import code_hash
 from raypath.sweep.inputs import TrialData
 from raypath.sweep.packing import PACK_METRIC
 from raypath.sweep.space import apply_params
@@ -62,29 +65,39 @@ def _members_payload(reported: Mapping[str, Mapping[str, float]]) -> list[dict[s
     return [{"key": key, "metrics": dict(metrics)} for key, metrics in reported.items()]
 
 
-def save_member(result: TrainResult, *, directory: Path, params: Mapping[str, Any]) -> None:
-    """Weights as safetensors (no pickle) with the config in its metadata, predictions as Parquet."""
+def member_spec(result: TrainResult, *, config: TrainConfig, provenance: dict, member: Mapping[str, Any],
+                storage: str) -> ModelSpec:
+    """The spec that travels with a member's weights (see `raypath.registry.spec`)."""
+    return ModelSpec(task=config.task, n_outputs=result.n_outputs, in_dim=result.in_dim,
+                     model=config.model.model_dump(mode="json"), threshold=config.threshold,
+                     risk_cut=result.risk_cut, feature_storage=storage, eval_max_tiles=config.eval_max_tiles,
+                     provenance=provenance, raypath_version=raypath.__version__, code_hash=code_hash(),
+                     training={"key": member["key"], "seed": member["seed"], "params": member["params"],
+                               "best_epoch": result.best_epoch, "train": config.model_dump(mode="json")})
+
+
+def save_member(result: TrainResult, *, directory: Path, spec: ModelSpec) -> None:
+    """Weights as safetensors (no pickle), the spec as JSON, predictions as Parquet."""
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in result.state_dict.items()}
-    save_file(
-        state,
-        str(directory / "model.safetensors"),
-        metadata={"params": repr(dict(params)), "best_epoch": str(result.best_epoch)},
-    )
+    save_file(state, str(directory / "model.safetensors"), metadata={"best_epoch": str(result.best_epoch)})
+    spec.write(directory / "model.json")
     result.predictions.to_parquet(directory / "predictions.parquet", index=False)
 
 
 _OPENED: dict[Path, BagSet] = {}  # this worker's mapped cache; reused actors open it once
 
 
-def _node_bags(data: TrialData) -> BagSet:
-    """The trial's bags from this node's cache (mapped once per worker process), tables attached."""
+def _node_bags(data: TrialData) -> tuple[BagSet, dict]:
+    """The trial's bags from this node's cache (mapped once per worker process), tables attached,
+    and the provenance the cache recorded."""
     store, root = data.store(), data.cache_root(node=ray.get_runtime_context().get_node_id()[:16])
     directory = cache_directory(root, store, storage=data.storage, fingerprint=data.fingerprint)
     if directory not in _OPENED:
         _OPENED.clear()
         _OPENED[directory] = open_cache(store, root=root, storage=data.storage, fingerprint=data.fingerprint)
-    return attach_tables(_OPENED[directory], data.tables, cache=directory)
+    provenance = CacheInfo.read(directory).provenance
+    return attach_tables(_OPENED[directory], data.tables, cache=directory), provenance
 
 
 def run_pack(
@@ -117,7 +130,7 @@ def run_pack(
 
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("gpus_per_trial > 0 but this trial sees no CUDA device")
-    bags = _node_bags(data)
+    bags, provenance = _node_bags(data)
     results = train_pack(members=members, data=bags, seed=seed, on_epoch=on_epoch, device=device)
     final = {key: dict(r.metrics) for key, r in results.items()}
     payload = {
@@ -132,6 +145,8 @@ def run_pack(
         tune.report(payload)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        for member in pack:
-            save_member(results[member["key"]], directory=Path(tmp) / member["key"], params=member["params"])
+        for member, trained in zip(pack, members, strict=True):
+            spec = member_spec(results[member["key"]], config=trained.config, provenance=provenance,
+                               member=member, storage=data.storage)
+            save_member(results[member["key"]], directory=Path(tmp) / member["key"], spec=spec)
         tune.report(payload, checkpoint=tune.Checkpoint.from_directory(tmp))

@@ -19,7 +19,6 @@ from raypath.sweep.config import SweepConfig
 from raypath.sweep.packing import PACK_METRIC, PackedOptunaSearcher
 from raypath.sweep.progress import ProgressCallback
 from raypath.sweep.space import ROBUST_KEYS, baseline_params, make_sampler, pack_keys, to_optuna
-from raypath.sweep.tracking import RunLedger
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +62,8 @@ def _searcher(config: SweepConfig, fm: str) -> PackedOptunaSearcher:
 
 
 def build_tuner(
-    config: SweepConfig, *, fm: str, phase: str, trainable: Any, ledger: RunLedger, packs: list[dict] | None
+    config: SweepConfig, *, fm: str, phase: str, trainable: Any, tracking: MlflowSweepCallback,
+    packs: list[dict] | None,
 ) -> tune.Tuner:
     """A new Tuner for the phase, or the restored one when its experiment directory exists."""
     name = f"{config.sweep_id}-{fm}-{phase}"
@@ -86,7 +86,7 @@ def build_tuner(
     )
     total = config.num_samples if search else sum(len(p["pack"]) for p in packs or [])
     callbacks = [
-        MlflowSweepCallback(ledger=ledger, sweep_id=config.sweep_id, fm=fm, max_epochs=config.train.epochs),
+        tracking,
         ProgressCallback(total=total, description=f"{fm} {phase}"),
         JsonLoggerCallback(),
     ]

@@ -37,6 +37,9 @@ class TrainResult:
     state_dict: dict[str, torch.Tensor]
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
+    risk_cut: float | None = None  # survival: the training median risk that splits high from low
+    in_dim: int = 0
+    n_outputs: int = 1
 
 
 PackCallback = Callable[[int, dict[str, dict[str, float]]], None]
@@ -196,11 +199,10 @@ def _finish(
 ) -> TrainResult:
     """Best-epoch weights into a plain model, then the final evaluation."""
     model.load_state_dict(state)
-    metrics, table = final_evaluation(model, prepared, config=config, seed=seed)
-    metrics["best_epoch"] = float(best_epoch)
-    return TrainResult(
-        metrics=metrics, predictions=table, state_dict=state, history=history, best_epoch=best_epoch
-    )
+    evaluation = final_evaluation(model, prepared, config=config, seed=seed)
+    return TrainResult(metrics={**evaluation.metrics, "best_epoch": float(best_epoch)},
+                       predictions=evaluation.table, state_dict=state, history=history, best_epoch=best_epoch,
+                       risk_cut=evaluation.risk_cut, in_dim=prepared.bagset.dim, n_outputs=prepared.n_outputs)
 
 
 def train_one(*, config: TrainConfig, data: BagSet, seed: int,

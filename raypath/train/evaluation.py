@@ -6,6 +6,8 @@ forward pass over the pack. At the end: every slide predicted once with the best
 task and robustness metrics of the val and test splits.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import torch
@@ -49,8 +51,16 @@ def validation_summary(
     return out
 
 
-def final_evaluation(model: RobustMIL, prepared: Prepared, *, config: TrainConfig,
-                     seed: int) -> tuple[dict[str, float], pd.DataFrame]:
+@dataclass(frozen=True)
+class Evaluation:
+    """Final metrics (`<split>/<name>`), per-slide predictions, and the survival decision cut."""
+
+    metrics: dict[str, float]
+    table: pd.DataFrame
+    risk_cut: float | None
+
+
+def final_evaluation(model: RobustMIL, prepared: Prepared, *, config: TrainConfig, seed: int) -> Evaluation:
     """Predict every slide once; metrics for val and test (and the held-out scanner)."""
     slides = np.arange(prepared.bagset.n_slides)
     prediction, embeddings = predict(model, prepared.collator, slides, config=config)
@@ -65,4 +75,4 @@ def final_evaluation(model: RobustMIL, prepared: Prepared, *, config: TrainConfi
         summary = summarize(table[rows], embeddings[rows], task=config.task, k=config.robustness_k,
                             held_out_scanner=config.split.held_out_scanner, seed=seed)
         metrics.update({f"{name}/{key}": value for key, value in summary.items()})
-    return metrics, table
+    return Evaluation(metrics=metrics, table=table, risk_cut=risk_cut if config.task == "survival" else None)

@@ -50,13 +50,28 @@ def test_trial_key_is_stable_and_sensitive_to_what_defines_a_trial():
     assert same == config_key(sweep_id="s", fm="fm", params={"a": 0.1})
 
 
-def test_a_finished_key_is_never_run_twice(ledger):
+def test_a_key_tune_starts_again_keeps_only_the_new_attempt(ledger):
+    """Issue 16, case 7: a finished run whose trial Tune retrains (restored from an older state)
+    is replaced: MLflow then holds exactly the results Tune and Optuna used."""
     run_id = ledger.start(key="k1", name="n", params={"lr": 0.1}, tags={"t": "1"})
-    ledger.log_metrics(run_id, {"val/auc": 0.7}, step=1)
+    ledger.log_metrics(run_id, {"val/auc": 0.7, "val/probe": float("nan")}, step=1)
     ledger.end(run_id, status="FINISHED")
-    assert ledger.start(key="k1", name="n", params={"lr": 0.1}, tags={}) is None
-    run = ledger.client.get_run(run_id)
-    assert run.data.params == {"lr": "0.1"} and run.data.metrics == {"val/auc": 0.7}
+    assert ledger.client.get_run(run_id).data.metrics == {"val/auc": 0.7}  # NaN is never logged
+    again = ledger.start(key="k1", name="n", params={"lr": 0.1}, tags={})
+    active = ledger.client.search_runs([ledger.experiment_id], run_view_type=ViewType.ACTIVE_ONLY)
+    assert [r.info.run_id for r in active] == [again] and again != run_id
+    assert ledger.client.get_run(again).data.tags["raypath.attempt"] == "2"
+
+
+def test_a_parent_run_is_reopened_not_duplicated_and_children_nest_under_it(ledger):
+    parent = ledger.open_parent(key="phase", name="fm/search", tags={})
+    ledger.end(parent, status="KILLED")
+    assert ledger.open_parent(key="phase", name="fm/search", tags={}) == parent
+    assert ledger.client.get_run(parent).info.status == "RUNNING"
+    child = ledger.start(key="c", name="fm/search/0000", params={f"p{i}": i for i in range(150)}, tags={},
+                         parent=parent)
+    run = ledger.client.get_run(child)
+    assert run.data.tags["mlflow.parentRunId"] == parent and len(run.data.params) == 150
 
 
 def test_an_unfinished_key_is_replaced_not_duplicated(ledger):

@@ -49,9 +49,10 @@ def reference_train(*, config: TrainConfig, data, seed: int) -> TrainResult:
         if stopper.should_stop:
             break
     model.load_state_dict(best)
-    metrics, table = final_evaluation(model, prepared, config=config, seed=seed)
-    return TrainResult(metrics={**metrics, "best_epoch": float(stopper.best_epoch)}, predictions=table,
-                       state_dict=best, history=history, best_epoch=stopper.best_epoch)
+    evaluation = final_evaluation(model, prepared, config=config, seed=seed)
+    return TrainResult(metrics={**evaluation.metrics, "best_epoch": float(stopper.best_epoch)},
+                       predictions=evaluation.table, state_dict=best, history=history,
+                       best_epoch=stopper.best_epoch)
 
 
 def _validation(model, prepared, config) -> dict[str, float]:

@@ -1,0 +1,54 @@
+"""Write a trained model as an MLflow pyfunc model directory, and read one back from any model URI."""
+
+import tempfile
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import infer_signature
+
+import raypath
+from raypath.registry import model_code
+from raypath.registry.network import load_backbone
+from raypath.registry.pyfunc import predict_frame
+from raypath.registry.spec import ModelSpec
+
+
+def input_example(spec: ModelSpec, *, tiles: int = 3) -> pd.DataFrame:
+    """Two slides of a few random tiles: shows the input's shape in the MLmodel."""
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({"slide_id": ["slide-a"] * tiles + ["slide-b"] * tiles,
+                         "features": [rng.standard_normal(spec.in_dim).astype(np.float32).tolist()
+                                      for _ in range(2 * tiles)]})
+
+
+def save_model(directory: Path, *, weights: Path, spec: ModelSpec) -> Path:
+    """`directory` becomes an MLflow model: MLmodel, signature, input example, weights, spec."""
+    with tempfile.TemporaryDirectory() as tmp:
+        spec_path = spec.write(Path(tmp) / "model.json")
+        example = input_example(spec)
+        output = predict_frame(load_backbone(spec, weights), spec, example)
+        mlflow.pyfunc.save_model(
+            path=str(directory), python_model=model_code.__file__,
+            artifacts={"weights": str(weights), "spec": str(spec_path)},
+            signature=infer_signature(example, output), input_example=example,
+            pip_requirements=[f"raypath=={raypath.__version__}", "torch", "safetensors", "pandas", "numpy"],
+            metadata={"raypath_spec_version": spec.version, "fm": spec.provenance.get("encoder")})
+    return directory
+
+
+def download_model(model_uri: str, *, tracking_uri: str | None, into: Path) -> tuple[Path, ModelSpec]:
+    """(local model directory, its spec) of `models:/name@alias`, `models:/name/3`, `runs:/id/model`
+    or a local path."""
+    if Path(model_uri).is_dir():
+        local = Path(model_uri)
+    else:
+        if tracking_uri:
+            mlflow.set_tracking_uri(tracking_uri)
+            mlflow.set_registry_uri(tracking_uri)
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(into)))
+    spec_files = list(local.glob("artifacts/model.json"))
+    if not (local / "MLmodel").exists() or not spec_files:
+        raise FileNotFoundError(f"{model_uri} is not a raypath model (no MLmodel with artifacts/model.json)")
+    return local, ModelSpec.read(spec_files[0])

@@ -52,7 +52,8 @@ def test_combat_fit_on_train_rows_applies_to_other_rows_chunk_by_chunk(tmp_path)
     features, scanners = _unequal_batches(seed=1)
     train = np.random.default_rng(1).random(len(features)) < 0.5
     fitted = fit_correction(features[train], scanners[train], method="combat")
-    stored = np.lib.format.open_memmap(tmp_path / "tiles.npy", mode="w+", dtype=np.float16, shape=features.shape)
+    stored = np.lib.format.open_memmap(tmp_path / "tiles.npy", mode="w+", dtype=np.float16,
+                                       shape=features.shape)
     stored[:] = features
     whole = fitted.transform(stored, scanners)
     chunks = np.concatenate([fitted.transform(stored[i:i + 97], scanners[i:i + 97])

@@ -10,6 +10,7 @@ Writes benchmarks/results/fm_robustness.md.
 
 import argparse
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -30,8 +31,11 @@ SIZES = {
                           "tiny-hibou-l", "tiny-conch", "tiny-prov-gigapath"],
              "sim_specimens": 200, "tiles_per_slide": 64},
 }
-SHOWN = ["row", "level", "n", "ri", "best_k", "knn_bacc", "ri_all", "apd_id", "apd_ood", "cs", "ari_class",
-         "ari_center"]
+SHOWN = ["row", "level", "n", "ri", "best_k", "knn_bacc", "apd_id", "apd_ood", "cs", "ari_class",
+         "ari_center", "ri_specimen", "apd_id_specimen", "apd_ood_specimen"]
+# PathoROB's protocol except two cost caps, both PathoROB-sized: at most 7 balanced slides per APD
+# cell (its Camelyon value) and 500 tiles per (class, center) cell of a clustering subset (its Tolkach set).
+SETTINGS = ("apd.max_balanced_slides=7", "clustering.max_per_cell=500")
 log = logging.getLogger("bench_fm_robustness")
 
 
@@ -45,8 +49,10 @@ def cli(*args: str) -> float:
 def evaluate(*, features: Path, manifest: Path, labels: Path, out: Path,
              size: dict) -> tuple[pd.DataFrame, float]:
     """`raypath evaluate-fm` on every encoder of a store; returns its table and wall time."""
+    overrides = [flag for setting in (f"tiles_per_slide={size['tiles_per_slide']}", *SETTINGS)
+                 for flag in ("--set", setting)]
     seconds = cli("evaluate-fm", "--features", str(features), "--manifest", str(manifest), "--labels",
-                  str(labels), "--out", str(out), "--set", f"tiles_per_slide={size['tiles_per_slide']}")
+                  str(labels), "--out", str(out), *overrides)
     return pd.read_csv(out / "table.csv"), seconds
 
 
@@ -89,23 +95,36 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def section(results: dict[str, tuple[pd.DataFrame, dict[str, float]]], *, mode: str) -> str:
+def section(results: dict[str, tuple[pd.DataFrame, dict[str, float]]], *, mode: str,
+            load: tuple[str, str]) -> str:
     """The results section: method notes, then one table and timing line per cohort."""
     parts = [header("FM robustness (PathoROB: robustness index, APD, clustering score)"),
-             f"Mode `{mode}`. RI: exact cosine kNN, blocked (1024 queries × 65,536 keys per matmul, "
-             "running top-k), on at most 20,000 (class × center)-stratified samples; k from "
-             "{1,3,5,7,9,11,21,31,51,75,101} (capped by the smallest class) maximising kNN balanced "
-             "accuracy of the biological class; `ri` "
-             "excludes neighbours from the same specimen (rescans), `ri_all` only the sample itself. APD: "
-             "logistic probe, patient-grouped splits, 5 increasingly class–center-correlated training splits "
-             "(max strength 0.9), 3 repeats, in-domain (`apd_id`) and held-out center (`apd_ood`). CS = "
-             "ARI(class) − ARI(center) of k-means (K by silhouette in 2..10, 5 restarts). Rows "
-             "'+ centering' / '+ ComBat' apply `raypath.mil.correction` per center to the tile features "
-             "first. Center = the manifest's center column where set, else the scanner.\n"]
+             f"Mode `{mode}`; load average (1, 5, 15 min) at the start {load[0]}, at the end {load[1]} "
+             "(the machine is shared: wall times depend on it, the metrics do not).\n\n"
+             "Every metric follows PathoROB's protocol (bifold-pathomics/PathoROB, checked against its "
+             "code in `tests/evaluate/test_pathorob_reference.py`). RI (`ri`, `best_k`, `knn_bacc`): exact"
+             " cosine kNN on all samples, same-slide neighbours excluded, k from 1, 3, 5, 7, 9, 11, 21, "
+             "... below 600 maximising the biological kNN balanced accuracy (ties of the vote to the "
+             "smallest label). APD (`apd_id`, `apd_ood`): logistic probe on raw features, C from "
+             "10^-8..10^4 by validation balanced accuracy, splits from balanced to fully class-center-"
+             "correlated, 20 reshuffles, mean of per-iteration ratios, the last center (sorted) held out "
+             "as out-of-domain. CS: every 2-class x 2-center subset, K in 2..30 by cosine silhouette, "
+             "ARI(class) - ARI(center) over 50 k-means runs. "
+             f"Settings beyond the defaults: `{'`, `'.join(SETTINGS)}` (cost caps, PathoROB-sized). "
+             "raypath's additions beside them: `ri_specimen` excludes same-specimen neighbours (rescans of "
+             "one tissue); "
+             "`apd_*_specimen` leave test slides of specimens seen in training out; slide-level rows use "
+             "slide means. Rows '+ centering' / '+ ComBat' apply `raypath.mil.correction` per center to the "
+             "tile features first (ComBat: neuroCombat's empirical Bayes). Center = the manifest's center "
+             "column where set, else the scanner.\n"]
     for name, (table, timings) in results.items():
         seconds = ", ".join(f"{stage} {value:.1f} s" for stage, value in timings.items())
         parts.append(f"### {name}\n\nWall time: {seconds}.\n\n{markdown(table)}")
     return "\n".join(parts)
+
+
+def _load() -> str:
+    return ", ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 def main() -> int:
@@ -117,12 +136,13 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     mode = "quick" if args.quick else "full"
+    load_at_start = _load()
     with tempfile.TemporaryDirectory(prefix="bench-fm-") as scratch:
         work = args.work or Path(scratch)
         work.mkdir(parents=True, exist_ok=True)
         results = {COHORTS[name][0]: COHORTS[name][1](work, SIZES[mode]) for name in args.cohorts}
     RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(section(results, mode=mode))
+    RESULT.write_text(section(results, mode=mode, load=(load_at_start, _load())))
     log.info("wrote %s", RESULT)
     return 0
 

@@ -5,11 +5,12 @@ import pandas as pd
 import pytest
 
 from raypath.evaluate.fm import average_performance_drop, clustering_score, robustness_curve
+from raypath.evaluate.fm.apd import DropResult, held_out_centers, unseen_rows
 from raypath.evaluate.fm.config import EvaluateFMConfig
 from raypath.evaluate.fm.data import cohort_frame, feature_sources
-from raypath.evaluate.fm.ri import curve_from_neighbours, k_grid
+from raypath.evaluate.fm.ri import curve_from_neighbours, pathorob_k_grid, usable_ks
 from raypath.evaluate.fm.sampling import cell_labels, stratified_sample
-from raypath.evaluate.fm.splits import correlated_cell_counts
+from raypath.evaluate.fm.splits import balanced_slides, preferred_centers, schedule, split_rows
 from raypath.metrics.robustness import nearest_neighbours, robustness_index
 
 
@@ -50,7 +51,8 @@ def test_center_only_features_give_ri_near_zero_and_negative_cluster_score():
     ri, accuracy = curve.at_best
     assert ri < 0.1
     assert accuracy < 0.7  # biology is not readable from these features
-    clusters = clustering_score(data["features"], classes=data["classes"], centers=data["centers"], k_max=5)
+    clusters = clustering_score(data["features"], classes=data["classes"], centers=data["centers"], k_max=5,
+                                trials=3)
     assert clusters.score < -0.5
 
 
@@ -60,8 +62,10 @@ def test_class_only_features_give_ri_near_one_and_positive_cluster_score():
                              groups=data["specimens"])
     ri, accuracy = curve.at_best
     assert ri > 0.9 and accuracy > 0.95
-    clusters = clustering_score(data["features"], classes=data["classes"], centers=data["centers"], k_max=5)
+    clusters = clustering_score(data["features"], classes=data["classes"], centers=data["centers"], k_max=5,
+                                trials=3)
     assert clusters.score > 0.5 and clusters.k == 2
+    assert len(clusters.subsets) == 3  # 1 class pair x 3 center pairs
 
 
 def test_rescans_flatter_ri_unless_same_specimen_neighbours_are_excluded():
@@ -101,41 +105,90 @@ def test_ri_curve_agrees_with_the_shared_robustness_index_at_every_k():
     np.testing.assert_allclose(curve.robustness_index, expected)
 
 
-def test_k_grid_is_capped_by_class_size_and_group_size():
+def test_vote_ties_go_to_the_smallest_label_as_in_pathorob_or_to_the_nearer_neighbours():
+    # Each sample's two neighbours: one of each class, the other class nearer -> a 1:1 tie at k=2.
+    classes, centers = np.array([0, 1, 0, 1]), np.array(["a", "b", "b", "a"])
+    table = np.array([[1, 2], [0, 3], [3, 0], [2, 1]])
+    smallest = curve_from_neighbours(table, classes=classes, centers=centers, ks=np.array([2]))
+    nearest = curve_from_neighbours(table, classes=classes, centers=centers, ks=np.array([2]),
+                                    tie_rule="nearest")
+    # The smallest label predicts 0 everywhere (bacc 0.5); the nearer neighbour is always wrong.
+    assert smallest.balanced_accuracy[0] == 0.5 and nearest.balanced_accuracy[0] == 0.0
+
+
+def test_k_grid_is_pathorobs_and_capped_by_samples_minus_the_largest_excluded_group():
+    grid = pathorob_k_grid(600)
+    assert grid[:7] == (1, 3, 5, 7, 9, 11, 21) and grid[-1] == 591 and len(grid) == 64
     classes = np.array([0] * 10 + [1] * 30)
-    assert k_grid(classes=classes, groups=None).max() == 9
-    groups = np.repeat(np.arange(4), 10)
-    assert k_grid(classes=classes, groups=groups, grid=(1, 3, 50)).tolist() == [1, 3]
+    slides = np.repeat(np.arange(4), 10)
+    assert usable_ks(grid, classes=classes, groups=slides).max() == 21  # 40 - 10 (largest slide)
+    assert usable_ks(grid, classes=classes, groups=None).max() == 31  # only the sample itself
+    assert usable_ks((1, 3, 50), classes=classes, groups=None, class_cap=True).tolist() == [1, 3]
     with pytest.raises(ValueError, match="no k"):
-        k_grid(classes=np.array([0, 1]), groups=None, grid=(3,))
+        usable_ks((3,), classes=np.array([0, 1]), groups=None)
+
+
+def _apd(data: dict[str, np.ndarray], **options) -> DropResult:
+    return average_performance_drop(data["features"], classes=data["classes"],
+                                    centers=data["centers"].astype(str), slides=data["units"], iterations=2,
+                                    max_balanced_slides=3, **options)
 
 
 def test_apd_near_zero_without_center_signal():
-    data = _cohort(class_strength=2.0, center_strength=0.0, tiles=4)
-    drop = average_performance_drop(data["features"], classes=data["classes"], centers=data["centers"],
-                                    units=data["units"], patients=data["specimens"], repeats=2)
+    drop = _apd(_cohort(class_strength=2.0, center_strength=0.0, tiles=4), held_out=("2",))
     assert abs(drop.apd_id) < 0.03 and abs(drop.apd_ood) < 0.03
-    assert drop.accuracy_id[0] > 0.9
+    assert drop.accuracy_id[0].mean() > 0.9
 
 
 def test_apd_strongly_negative_when_class_is_only_readable_through_a_center_shortcut():
-    data = _cohort(class_strength=0.15, center_strength=3.0, tiles=4)
-    drop = average_performance_drop(data["features"], classes=data["classes"], centers=data["centers"],
-                                    units=data["units"], patients=data["specimens"], repeats=2)
-    assert drop.accuracy_id[0] > 0.6  # the balanced split still learns the weak biology
+    drop = _apd(_cohort(class_strength=0.15, center_strength=3.0, tiles=4), held_out=("2",))
+    assert drop.accuracy_id[0].mean() > 0.6  # the balanced split still learns the weak biology
     assert drop.apd_id < -0.1
-    assert drop.accuracy_id[-1] < drop.accuracy_id[0]
+    assert drop.accuracy_id[-1].mean() < drop.accuracy_id[0].mean()
 
 
-def test_correlated_splits_keep_class_totals_and_grow_the_shortcut():
-    counts = correlated_cell_counts(np.array([[20, 20], [20, 20]]), preferred_center=np.array([0, 1]),
-                                    n_splits=4, max_strength=0.9)
-    np.testing.assert_array_equal(counts[0], [[10, 10], [10, 10]])  # balanced split 0
-    np.testing.assert_array_equal(counts.sum(axis=1), np.full((5, 2), 20))  # per-class totals fixed
-    assert (np.diff(counts[:, 0, 0]) > 0).all() and counts[-1, 1, 0] == 1  # class 0 drifts to center 0
-    with pytest.raises(ValueError, match="too few"):
-        correlated_cell_counts(np.array([[1, 1], [1, 1]]), preferred_center=np.array([0, 1]), n_splits=2,
-                               max_strength=0.9)
+def test_apd_rescan_variant_drops_test_slides_of_specimens_seen_in_training():
+    data = _cohort(class_strength=1.0, center_strength=0.5, tiles=2)
+    unique = _apd(data, specimens=data["units"])  # one slide per "specimen": nothing to drop
+    np.testing.assert_array_equal(unique.accuracy_id_specimen, unique.accuracy_id)
+    rescans = _apd(data, specimens=data["specimens"])  # every specimen scanned on all three centers
+    assert not np.array_equal(rescans.accuracy_id_specimen, rescans.accuracy_id)
+    specimens = np.array(["x", "y", "x", "z", "y", "w"])
+    assert unseen_rows(np.arange(1, 6), specimens, np.array([0, 3])).tolist() == [1, 4, 5]
+
+
+def test_schedule_is_pathorobs_camelyon_and_tolkach_design_and_keeps_class_totals():
+    assert preferred_centers(2, 2).tolist() == [1, 0]  # Camelyon: normal -> centre 1, tumour -> centre 0
+    assert preferred_centers(6, 2).tolist() == [1, 1, 1, 0, 0, 0]  # Tolkach
+    counts = schedule(n_centers=2, n_classes=2, m=7)  # Camelyon: 7 -/+ s slides, s = 0..7
+    np.testing.assert_array_equal(counts[:, 1, 0], 7 + np.arange(8))
+    np.testing.assert_array_equal(counts[:, 0, 0], 7 - np.arange(8))
+    three = schedule(n_centers=3, n_classes=3, m=2)
+    assert len(three) == 5
+    np.testing.assert_array_equal(three.sum(axis=1), np.full((5, 3), 6))  # per-class totals fixed
+    np.testing.assert_array_equal(three[-1], 6 * (three[-1] > 0))  # last split: one centre per class
+    assert [balanced_slides(n, n_centers=c, min_test_slides=2, max_balanced=None)
+            for n, c in ((17, 2), (12, 4), (9, 2))] == [7, 2, 3]  # Camelyon, TCGA, Tolkach
+    with pytest.raises(ValueError, match="at least"):
+        balanced_slides(4, n_centers=2, min_test_slides=2, max_balanced=None)
+
+
+def test_split_rows_train_validate_and_test_on_pathorobs_slide_positions():
+    slide_rows = {f"s{i}": np.arange(10 * i, 10 * i + 10) for i in range(7)}
+    order = [[[f"s{i}" for i in range(7)]], [[f"s{i}" for i in range(7)]]]  # the same list as two cells
+    rows = split_rows(order[:1], np.array([[1]]), slide_rows=slide_rows, m=2)
+    np.testing.assert_array_equal(rows.train, np.arange(10))  # the first slide
+    np.testing.assert_array_equal(rows.validation, np.arange(10, 15))  # count/(M*m) = 1/2 of the next slide
+    np.testing.assert_array_equal(rows.test, np.arange(30, 70))  # the slides after position M*m + 1
+
+
+def test_held_out_centers_are_fixed_not_rotated():
+    centers = np.array(["b", "a", "c", "a"])
+    assert held_out_centers(centers, []) == ("c",)
+    assert held_out_centers(centers, ["a"]) == ("a",)
+    assert held_out_centers(np.array(["a", "b"]), []) == ()
+    with pytest.raises(ValueError, match="not in"):
+        held_out_centers(centers, ["z"])
 
 
 def test_feature_sources_lists_every_hash_and_skips_bookkeeping(tmp_path):
@@ -171,7 +224,12 @@ def test_cohort_frame_uses_site_where_given_and_drops_unlabeled_patients():
 
 def test_config_rejects_unknown_keys_and_requires_paths():
     with pytest.raises(ValueError):
-        EvaluateFMConfig(knn={"k_grid": [0]})
+        EvaluateFMConfig(knn={"k_grid": [1, 3]})  # the old key: rejected, not ignored
+    with pytest.raises(ValueError):
+        EvaluateFMConfig(knn={"raypath_k_grid": [0]})
+    config = EvaluateFMConfig()  # PathoROB's protocol by default
+    assert (config.knn.k_cap, config.apd.iterations, config.clustering.k_max, config.clustering.trials) == (
+        600, 20, 30, 50)
     with pytest.raises(ValueError, match="needs features"):
         EvaluateFMConfig().require_paths()
 
@@ -191,18 +249,19 @@ def test_cli_end_to_end_writes_table_plot_curves_and_mlflow_runs(simulated_store
     code = main(["evaluate-fm", "--features", str(simulated_store / "features"), "--encoders", "sim-16",
                  "--manifest", str(simulated_store / "manifest.csv"),
                  "--labels", str(simulated_store / "labels.csv"), "--out", str(report),
-                 "--set", "tiles_per_slide=6", "--set", "knn.k_grid=[1,3,5]", "--set", "apd.repeats=1",
-                 "--set", "apd.n_splits=2", "--set", "clustering.k_max=3", "--set", "clustering.restarts=1"])
+                 "--set", "tiles_per_slide=6", "--set", "knn.k_cap=12", "--set", "apd.iterations=1",
+                 "--set", "clustering.k_max=3", "--set", "clustering.trials=2",
+                 "--set", "clustering.silhouette_restarts=2"])
     assert code == 0
     table = pd.read_csv(report / "table.csv")
     assert table["row"].unique().tolist() == ["sim-16", "sim-16 + centering", "sim-16 + ComBat"]
     assert sorted(table["level"].unique()) == ["slide", "tile"]
-    assert table[["ri", "ri_all", "knn_bacc", "cs"]].notna().all().all()
+    assert table[["ri", "ri_specimen", "knn_bacc", "cs"]].notna().all().all()
     # A strong scanner shift makes raw slide means center-dominated; centering removes it.
     slide = table[table["level"] == "slide"].set_index("correction")
     assert slide.loc["center", "ri"] > slide.loc["none", "ri"]
     curves = pd.read_csv(report / "curves.csv")
-    assert set(curves["exclusion"]) == {"specimen", "self"} and set(curves["k"]) <= {1, 3, 5}
+    assert set(curves["variant"]) == {"pathorob", "specimen"} and set(curves["k"]) <= {1, 3, 5, 7, 9, 11}
     assert (report / "ri_vs_accuracy.png").stat().st_size > 0
     assert "| sim-16 + ComBat |" in capsys.readouterr().out
     mlflow.set_tracking_uri(f"sqlite:///{report / 'mlflow.db'}")

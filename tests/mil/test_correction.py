@@ -1,12 +1,35 @@
-import numpy as np
+import contextlib
+import io
+import pickle
 
-from raypath.mil.correction import fit_correction
+import numpy as np
+import pandas as pd
+import pytest
+from neuroCombat import neuroCombat
+
+from raypath.mil.correction import fit_correction, proportional_sample
 
 
 def _features(rng):
     a = rng.normal(2.0, 1.0, (500, 3))
     b = rng.normal(-1.0, 3.0, (500, 3))
     return np.vstack([a, b]).astype(np.float32), np.array(["A"] * 500 + ["B"] * 500)
+
+
+def _unequal_batches(seed: int = 0, sizes: tuple[int, ...] = (200, 500, 1500), dim: int = 16):
+    """Features of SD ~2 whose location and scale depend on the scanner; batches of unequal size."""
+    rng = np.random.default_rng(seed)
+    codes = np.repeat(np.arange(len(sizes)), sizes)
+    scale, shift = rng.uniform(0.5, 2.0, (len(sizes), dim)), rng.normal(0, 1.5, (len(sizes), dim))
+    features = rng.normal(0, 2.0, (len(codes), dim)) * scale[codes] + shift[codes]
+    return features.astype(np.float32), np.array(["scan-a", "scan-b", "scan-c"])[codes]
+
+
+def _neurocombat(features: np.ndarray, scanners: np.ndarray, *, eb: bool) -> np.ndarray:
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = neuroCombat(dat=features.T.astype(np.float64), covars=pd.DataFrame({"scanner": scanners}),
+                             batch_col="scanner", eb=eb)
+    return result["data"].T
 
 
 def test_centering_removes_per_scanner_means():
@@ -17,21 +40,69 @@ def test_centering_removes_per_scanner_means():
     assert out[500:].std(0).mean() > 2 * out[:500].std(0).mean()  # scale untouched
 
 
-def test_combat_equalises_location_and_scale_and_uses_train_statistics():
-    rng = np.random.default_rng(1)
-    features, scanners = _features(rng)
-    fitted = fit_correction(features, scanners, method="combat")
-    out = fitted.transform(features, scanners)
-    np.testing.assert_allclose(out[:500].std(0), out[500:].std(0), rtol=1e-4)
-    shifted = fitted.transform(features[:10] + 100, scanners[:10])  # train statistics, not refitted
-    np.testing.assert_allclose(shifted, out[:10] + 100 * fitted.pooled_std / fitted.stds["A"], rtol=1e-4)
+def test_combat_is_neurocombats_empirical_bayes_with_unequal_batch_sizes():
+    features, scanners = _unequal_batches()
+    out = fit_correction(features, scanners, method="combat").transform(features, scanners)
+    np.testing.assert_allclose(out, _neurocombat(features, scanners, eb=True), atol=1e-4)
+    # The empirical-Bayes step matters here: neuroCombat without it is measurably elsewhere.
+    assert np.abs(out - _neurocombat(features, scanners, eb=False)).max() > 0.05
+
+
+def test_combat_fit_on_train_rows_applies_to_other_rows_chunk_by_chunk(tmp_path):
+    features, scanners = _unequal_batches(seed=1)
+    train = np.random.default_rng(1).random(len(features)) < 0.5
+    fitted = fit_correction(features[train], scanners[train], method="combat")
+    stored = np.lib.format.open_memmap(tmp_path / "tiles.npy", mode="w+", dtype=np.float16,
+                                       shape=features.shape)
+    stored[:] = features
+    whole = fitted.transform(stored, scanners)
+    chunks = np.concatenate([fitted.transform(stored[i:i + 97], scanners[i:i + 97])
+                             for i in range(0, len(features), 97)])
+    np.testing.assert_array_equal(chunks, whole)
+    assert whole.dtype == np.float32
+    shifted = fitted.transform(features[:10] + 100, scanners[:10])  # training maps, not refitted
+    np.testing.assert_allclose(shifted, fitted.transform(features[:10], scanners[:10])
+                               + 100 * fitted.scales["scan-a"], rtol=1e-5)
+
+
+def test_fitted_combat_is_small_whatever_the_number_of_training_tiles():
+    small, small_scanners = _unequal_batches(sizes=(20, 50, 150))
+    large, large_scanners = _unequal_batches(sizes=(2000, 5000, 15000))
+    sizes = [len(pickle.dumps(fit_correction(f, s, method="combat")))
+             for f, s in ((small, small_scanners), (large, large_scanners))]
+    assert sizes[0] == sizes[1] < 4 * 16 * 8 + 1024  # (2 per scanner + 2) × d float32 and names
+
+
+def test_combat_on_a_proportional_sample_keeps_the_batch_shares():
+    codes = np.repeat(np.arange(3), (3, 500, 1500))
+    rows = proportional_sample(codes, max_samples=200, seed=0)
+    assert np.bincount(codes[rows]).tolist() == [2, 50, 150]  # never fewer than two tiles of a scanner
+    assert proportional_sample(codes, max_samples=None, seed=0).size == len(codes)
+    features, scanners = _unequal_batches(sizes=(2000, 5000, 15000))
+    sampled = fit_correction(features, scanners, method="combat", max_samples=5000)
+    full = fit_correction(features, scanners, method="combat", max_samples=None)
+    for scanner in ("scan-a", "scan-b", "scan-c"):  # estimates from 5,000 tiles are within a few %
+        np.testing.assert_allclose(sampled.scales[scanner], full.scales[scanner], rtol=0.1)
+    difference = sampled.transform(features, scanners) - full.transform(features, scanners)
+    assert np.abs(difference).mean() < 0.05 * full.transform(features, scanners).std()
 
 
 def test_unseen_scanner_uses_its_own_statistics():
     features, scanners = _features(np.random.default_rng(2))
-    fitted = fit_correction(features[:500], scanners[:500], method="center")
-    out = fitted.transform(features, scanners)
-    np.testing.assert_allclose(out[500:].mean(0), fitted.grand_mean, atol=1e-4)
+    for method in ("center", "combat"):
+        fitted = fit_correction(features[:500], scanners[:500], method=method)
+        out = fitted.transform(features, scanners)
+        np.testing.assert_allclose(out[500:].mean(0), fitted.target_mean, atol=1e-4)
     assert fitted.transform(features, scanners) is not features
     none = fit_correction(features, scanners, method="none")
     assert none.transform(features, scanners) is features
+
+
+@pytest.mark.parametrize("method", ["center", "combat"])
+def test_correction_is_affine_per_scanner_so_slide_means_commute(method):
+    features, scanners = _unequal_batches(seed=3)
+    fitted = fit_correction(features, scanners, method=method)
+    rows = np.flatnonzero(scanners == "scan-b")[:40]
+    mean_then_correct = fitted.transform(features[rows].mean(0, keepdims=True), scanners[rows[:1]])
+    np.testing.assert_allclose(mean_then_correct[0], fitted.transform(features[rows], scanners[rows]).mean(0),
+                               atol=1e-4)

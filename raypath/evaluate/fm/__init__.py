@@ -1,7 +1,8 @@
-"""PathoROB-style robustness benchmark of foundation-model features (de Jong / Kömen et al. 2025).
+"""PathoROB's robustness benchmark of foundation-model features (Kömen et al. 2025), as its code runs it.
 
-`ri` (robustness index over a k grid), `apd` (average performance drop of a linear probe),
-`clustering` (clustering score), `pipeline` (store → metrics → report → MLflow).
+`ri` (robustness index over PathoROB's k grid), `apd` (average performance drop of a linear
+probe), `clustering` (clustering score over two-class × two-centre subsets), `pipeline` (store →
+metrics → report → MLflow). raypath's extensions are reported beside PathoROB's values.
 """
 
 from raypath.evaluate.fm.apd import DropResult, average_performance_drop

@@ -1,106 +1,151 @@
-"""Average performance drop: how much a linear probe suffers when class and center correlate.
+"""Average performance drop (APD): how much a linear probe suffers when class and centre correlate.
 
-A probe trained where class and center are independent (split 0) must read biology; as the
-training splits make each class come mostly from "its" center (s = 1..S, built by subsampling
-slides, total per class fixed), a probe on features that encode the center learns the shortcut and
-loses accuracy on test data where the correlation is absent. APD = mean_{s≥1}(acc_s / acc_0) − 1:
-0 means immune to the shortcut, negative means it was taken. Reported in-domain (held-out patients
-from the training centers) and out-of-domain (held-out patients from a held-out center). Test
-patients never contribute training slides, so rescans of one tissue cannot leak.
+PathoROB's protocol (bifold-pathomics/PathoROB, ``apd``), the default here: slides per (centre,
+class) cell are reshuffled in each of 20 iterations; a logistic regression on the raw features is
+trained on each split of `splits.schedule` (balanced at split 0, fully correlated at the last), its
+C picked from 10^-8 … 10^4 (15 values) by balanced accuracy on the validation tiles; balanced
+accuracy is measured in-domain (later slides of the training centres) and out-of-domain (the
+held-out centres). Per iteration the drop is mean_{s≥1}(acc_s / acc_0) − 1; APD is its mean over
+iterations: 0 means immune to the shortcut, negative means it was taken.
+
+raypath adds the same drop with test slides of specimens seen in training removed (``specimen``):
+rescans of one tissue on another scanner are otherwise tested on after being trained on.
 """
 
 import logging
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from raypath.evaluate.fm.splits import Partition, correlated_cell_counts, partition, subsample_units
+from raypath.evaluate.fm.splits import (
+    SplitRows,
+    balanced_slides,
+    layout,
+    schedule,
+    shuffled_orders,
+    split_rows,
+)
 
 log = logging.getLogger(__name__)
+
+C_GRID = tuple(float(c) for c in 10 ** np.linspace(-8, 4, 15))
+PATHOROB_SEED = 1000
 
 
 @dataclass(frozen=True)
 class DropResult:
-    """Balanced accuracies per split (mean over repeats) and the drops they imply."""
+    """Balanced accuracies (split × iteration) and the drops they imply; NaN where not defined."""
 
-    accuracy_id: np.ndarray  # (S + 1,)
-    accuracy_ood: np.ndarray  # (S + 1,); NaN without a center to hold out
-    apd_id: float
-    apd_ood: float
+    accuracy_id: np.ndarray  # (S + 1, iterations)
+    accuracy_ood: np.ndarray  # (S + 1, iterations); NaN without a held-out centre
+    accuracy_id_specimen: np.ndarray  # test slides of specimens seen in training left out
+    accuracy_ood_specimen: np.ndarray
+
+    @property
+    def apd_id(self) -> float:
+        return drop(self.accuracy_id)
+
+    @property
+    def apd_ood(self) -> float:
+        return drop(self.accuracy_ood)
+
+    @property
+    def apd_id_specimen(self) -> float:
+        return drop(self.accuracy_id_specimen)
+
+    @property
+    def apd_ood_specimen(self) -> float:
+        return drop(self.accuracy_ood_specimen)
 
 
-def _drop(accuracies: np.ndarray) -> float:
-    """mean_{s≥1}(acc_s / acc_0) − 1."""
-    if not np.isfinite(accuracies).all() or accuracies[0] <= 0:
+def drop(accuracies: np.ndarray) -> float:
+    """mean over iterations of mean_{s≥1}(acc_s / acc_0) − 1 (PathoROB's per-iteration ratios)."""
+    if not np.isfinite(accuracies).all() or (accuracies[0] <= 0).any():
         return float("nan")
-    return float(np.mean(accuracies[1:] / accuracies[0]) - 1.0)
+    return float(np.mean((accuracies[1:] / accuracies[0]).mean(axis=0) - 1.0))
 
 
-def _probe(*, c: float, seed: int) -> Pipeline:
-    """Standardised features into an L2-regularised logistic regression (PathoROB's linear probe)."""
-    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000, random_state=seed))
-
-
-def _score(model: Pipeline, features: np.ndarray, classes: np.ndarray, rows: np.ndarray) -> float:
-    if rows.size == 0 or np.unique(classes[rows]).size < 2:
+def _accuracy(model: LogisticRegression, features: np.ndarray, classes: np.ndarray,
+              rows: np.ndarray) -> float:
+    if rows.size == 0:
         return float("nan")
     return float(balanced_accuracy_score(classes[rows], model.predict(features[rows])))
 
 
-def _one_repeat(features: np.ndarray, classes: np.ndarray, part: Partition, *, n_splits: int,
-                max_strength: float, c: float, seed: int) -> np.ndarray:
-    """(S + 1, 2) accuracies (in-domain, out-of-domain) for one partition."""
-    results = np.full((n_splits + 1, 2), np.nan)
-    counts = correlated_cell_counts(part.cell_sizes, preferred_center=part.preferred_center,
-                                    n_splits=n_splits, max_strength=max_strength)
-    for split in range(n_splits + 1):
-        train = subsample_units(part, counts=counts[split])
-        if np.unique(classes[train]).size < 2:
-            continue
-        model = _probe(c=c, seed=seed).fit(features[train], classes[train])
-        results[split] = (_score(model, features, classes, part.test_id),
-                          _score(model, features, classes, part.test_ood))
-    return results
+def fit_probe(features: np.ndarray, classes: np.ndarray, *, train: np.ndarray,
+              validation: np.ndarray) -> LogisticRegression:
+    """Logistic regression on raw features with C from `C_GRID` by validation balanced accuracy
+    (the first best C wins, as in PathoROB; the model fitted with it is the one returned)."""
+    best, best_score = None, -np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # sklearn's default 100 iterations, as PathoROB
+        for c in C_GRID:
+            model = LogisticRegression(C=c, random_state=0).fit(features[train], classes[train])
+            score = _accuracy(model, features, classes, validation)
+            if score > best_score:
+                best, best_score = model, score
+    return best
 
 
-def _nanmean(runs: list[np.ndarray], *, shape: tuple[int, int]) -> np.ndarray:
-    """Mean over repeats ignoring NaN; NaN (without numpy's empty-slice warning) where all are."""
-    if not runs:
-        return np.full(shape, np.nan)
-    stacked = np.stack(runs)
-    counts = np.isfinite(stacked).sum(axis=0)
-    total = np.nansum(stacked, axis=0)
-    return np.divide(total, counts, out=np.full(shape, np.nan), where=counts > 0)
+def unseen_rows(rows: np.ndarray, specimens: np.ndarray | None, train: np.ndarray) -> np.ndarray:
+    """Rows whose specimen has no training slide (all rows without specimen ids)."""
+    if specimens is None:
+        return rows
+    return rows[~np.isin(specimens[rows], specimens[train])]
+
+
+def _split_accuracies(features: np.ndarray, classes: np.ndarray, rows: SplitRows, *, ood: np.ndarray,
+                      specimens: np.ndarray | None) -> tuple[float, float, float, float]:
+    """(id, ood, id without seen specimens, ood without seen specimens) of one split's probe."""
+    model = fit_probe(features, classes, train=rows.train, validation=rows.validation)
+    tests = (rows.test, ood, unseen_rows(rows.test, specimens, rows.train),
+             unseen_rows(ood, specimens, rows.train))
+    return tuple(_accuracy(model, features, classes, t) for t in tests)
 
 
 def average_performance_drop(
-    features: np.ndarray, *, classes: np.ndarray, centers: np.ndarray, units: np.ndarray,
-    patients: np.ndarray, n_splits: int = 5, max_strength: float = 0.9, test_fraction: float = 0.3,
-    repeats: int = 3, c: float = 1.0, seed: int = 0,
+    features: np.ndarray, *, classes: np.ndarray, centers: np.ndarray, slides: np.ndarray,
+    specimens: np.ndarray | None = None, held_out: tuple[str, ...] = (), iterations: int = 20,
+    min_test_slides: int = 2, max_balanced_slides: int | None = None, seed: int = PATHOROB_SEED,
 ) -> DropResult:
-    """APD in- and out-of-domain, averaged over ``repeats`` patient partitions.
+    """APD in- and out-of-domain over ``iterations`` reshuffles of the slides of each cell.
 
-    ``units`` are the sampling units (slide ids: tiles of one slide are drawn together) and
-    ``patients`` the leakage groups. Each repeat holds out a different center for the
-    out-of-domain test when there are at least three centers.
+    ``held_out`` centres are the out-of-domain test and never trained on. ``slides`` are the
+    sampling units (a slide's tiles move together, in row order); ``specimens`` enables the
+    rescan-safe variant. Raises ValueError when a cell has too few slides for the design.
     """
-    rng = np.random.default_rng(seed)
-    runs = []
+    design = layout(classes=classes, centers=centers, slides=slides, held_out=held_out)
+    m = balanced_slides(design.smallest_cell, n_centers=len(design.centers), min_test_slides=min_test_slides,
+                        max_balanced=max_balanced_slides)
+    counts = schedule(n_centers=len(design.centers), n_classes=len(design.classes), m=m)
+    log.info("APD: %d in-domain centres x %d classes, %d balanced slides per cell, %d splits, %d iterations",
+             len(design.centers), len(design.classes), m, len(counts), iterations)
+    specimens = None if specimens is None else np.asarray(specimens).astype(str)
+    # PathoROB's sklearn (< 1.8) fitted the probe in float64; sklearn ≥ 1.8 would keep float32
+    features = np.asarray(features, dtype=np.float64)
+    results = np.full((len(counts), iterations, 4), np.nan)
     with threadpool_limits(limits=1):  # small BLAS calls: threads only spin, worst on a busy machine
-        for repeat in range(repeats):
-            part = partition(classes=classes, centers=centers, units=units, patients=patients,
-                             test_fraction=test_fraction, held_out_index=repeat, rng=rng)
-            try:
-                runs.append(_one_repeat(features, classes, part, n_splits=n_splits,
-                                        max_strength=max_strength, c=c, seed=seed + repeat))
-            except ValueError as exc:  # a cohort too small for correlated splits: report NaN, go on
-                log.warning("APD repeat %d skipped: %s", repeat, exc)
-    mean = _nanmean(runs, shape=(n_splits + 1, 2))
-    log.debug("APD accuracies per split (id, ood): %s", mean.round(3).tolist())
-    return DropResult(accuracy_id=mean[:, 0], accuracy_ood=mean[:, 1], apd_id=_drop(mean[:, 0]),
-                      apd_ood=_drop(mean[:, 1]))
+        for iteration, order in enumerate(shuffled_orders(design.cells, iterations=iterations, seed=seed)):
+            for split, split_counts in enumerate(counts):
+                rows = split_rows(order, split_counts, slide_rows=design.slide_rows, m=m)
+                results[split, iteration] = _split_accuracies(features, np.asarray(classes), rows,
+                                                              ood=design.ood_rows, specimens=specimens)
+    return DropResult(*np.moveaxis(results, 2, 0))
+
+
+def held_out_centers(centers: np.ndarray, configured: list[str]) -> tuple[str, ...]:
+    """The configured held-out centres, else the last centre (sorted) when three or more exist:
+    PathoROB keeps its out-of-domain centres fixed rather than rotating them."""
+    names = sorted(set(np.asarray(centers).astype(str)))
+    unknown = sorted(set(configured) - set(names))
+    if unknown:
+        raise ValueError(f"held-out centres {unknown} are not in the cohort's centres {names}")
+    if configured:
+        return tuple(configured)
+    return (names[-1],) if len(names) >= 3 else ()
+

@@ -9,18 +9,30 @@ from raypath.config.base import StrictModel
 
 Correction = Literal["none", "center", "combat"]
 Level = Literal["tile", "slide"]
+RIVariant = Literal["specimen", "raypath_k"]
 
 
 class KnnConfig(StrictModel):
-    """Robustness index: exact blocked cosine kNN, on a stratified tile sample when n is large."""
+    """Robustness index: PathoROB's protocol by default (k grid 1-9, 11, 21, ... below ``k_cap``,
+    k by kNN balanced accuracy, vote ties to the smallest label, same-slide neighbours excluded)."""
 
-    k_grid: list[int] = Field(default_factory=lambda: [1, 3, 5, 7, 9, 11, 21, 31, 51, 75, 101],
-                              min_length=1, description="candidate k; the best kNN balanced accuracy wins")
-    max_samples: int | None = Field(20000, gt=0, description="stratified (class × center) cap on samples")
+    k_cap: int = Field(600, gt=1,
+                       description="PathoROB's grid stops below this (600 Camelyon/TCGA, 1000 Tolkach)")
+    k: int | None = Field(None, ge=1,
+                          description="report RI at this k instead of choosing it (PathoROB k_opt_param)")
+    variants: list[RIVariant] = Field(
+        default_factory=lambda: ["specimen"],
+        description="raypath's extras reported beside: 'specimen' excludes same-specimen neighbours "
+                    "(rescans); 'raypath_k' also uses raypath's grid and nearest-neighbour tie rule")
+    raypath_k_grid: list[int] = Field(
+        default_factory=lambda: [1, 3, 5, 7, 9, 11, 21, 31, 51, 75, 101, 151, 201], min_length=1,
+        description="grid of the 'raypath_k' variant")
+    max_samples: int | None = Field(None, gt=0, description="raypath: stratified (class x center) cap on "
+                                                            "samples for millions of tiles; None = all")
     query_block: int = Field(1024, gt=0, description="queries per similarity block")
     key_block: int = Field(65536, gt=0, description="keys per similarity block")
 
-    @field_validator("k_grid")
+    @field_validator("raypath_k_grid")
     @classmethod
     def _positive_sorted(cls, value: list[int]) -> list[int]:
         if any(k < 1 for k in value):
@@ -29,24 +41,31 @@ class KnnConfig(StrictModel):
 
 
 class APDConfig(StrictModel):
-    """Average performance drop: a logistic probe on increasingly class–center-correlated splits."""
+    """Average performance drop with PathoROB's protocol: a logistic probe (C by validation) on
+    splits from balanced to fully class-center-correlated, reshuffled each iteration."""
 
-    n_splits: int = Field(5, ge=1, description="correlated splits s = 1..S after the balanced split 0")
-    max_strength: float = Field(0.9, gt=0, lt=1, description="share of a class moved to its center at s=S")
-    test_fraction: float = Field(0.3, gt=0, lt=1, description="share of patients held out for testing")
-    repeats: int = Field(3, ge=1, description="patient partitions (and held-out centers) averaged")
-    regularisation: float = Field(1.0, gt=0, description="inverse L2 strength C of the probe")
-    max_samples: int | None = Field(20000, gt=0, description="cap on tile rows (whole slides kept)")
+    iterations: int = Field(20, ge=1, description="reshuffles of the slides of every cell (PathoROB: 20)")
+    held_out_centers: list[str] = Field(
+        default_factory=list, description="out-of-domain test centers, never trained on; empty = the last "
+                                          "center (sorted) when there are three or more, else none")
+    min_test_slides: int = Field(2, ge=1, description="test slides left in the smallest cell; sets the "
+                                                      "balanced slides per cell m")
+    max_balanced_slides: int | None = Field(None, ge=1, description="cap on m (cost); None = PathoROB's rule")
+    seed: int = Field(1000, description="python random seed of the reshuffles (PathoROB: 1000)")
 
 
 class ClusteringConfig(StrictModel):
-    """Clustering score: k-means with K by silhouette."""
+    """Clustering score with PathoROB's protocol: every 2-class x 2-center subset, K by cosine
+    silhouette, ARIs averaged over k-means runs."""
 
     k_min: int = Field(2, ge=2)
-    k_max: int = Field(10, ge=2)
-    restarts: int = Field(5, ge=1, description="k-means initialisations per K")
-    max_samples: int | None = Field(5000, gt=0, description="stratified cap on clustered samples")
-    silhouette_samples: int = Field(2000, gt=1, description="samples used to score each K")
+    k_max: int = Field(30, ge=2)
+    silhouette_restarts: int = Field(20, ge=1, description="random k-means inits per K when choosing K")
+    trials: int = Field(50, ge=1, description="k-means runs whose ARIs are averaged")
+    trial_restarts: int = Field(5, ge=1, description="random inits per run")
+    max_per_cell: int | None = Field(None, gt=0, description="random sample per (class, center) cell; "
+                                                             "PathoROB's reduced sets hold 300-1,000")
+    seed: int = Field(1337, description="k-means seed (run t uses seed + t; PathoROB: 1337)")
 
     @model_validator(mode="after")
     def _range(self) -> "ClusteringConfig":

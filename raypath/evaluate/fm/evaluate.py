@@ -1,79 +1,92 @@
-"""All three PathoROB metrics for one feature set at one level (tiles or slides)."""
+"""All three PathoROB metrics for one feature set at one level (tiles or slides), with PathoROB's
+protocol, and raypath's variants computed beside them."""
 
 import logging
 from dataclasses import dataclass
 
 import numpy as np
 
-from raypath.evaluate.fm.apd import DropResult, average_performance_drop
+from raypath.evaluate.fm.apd import DropResult, average_performance_drop, held_out_centers
 from raypath.evaluate.fm.clustering import ClusteringResult, clustering_score
 from raypath.evaluate.fm.config import EvaluateFMConfig
 from raypath.evaluate.fm.data import FeatureSet
-from raypath.evaluate.fm.ri import RobustnessCurve, robustness_curve
+from raypath.evaluate.fm.ri import RobustnessCurve, pathorob_k_grid, robustness_curve
 from raypath.evaluate.fm.sampling import cell_labels, stratified_sample
 
 log = logging.getLogger(__name__)
+NAN = float("nan")
 
 
 @dataclass(frozen=True)
 class LevelResult:
-    """Metrics of one (FM, correction, level): RI both ways, APD, clustering score."""
+    """Metrics of one (FM, correction, level): RI curves by variant, APD, clustering score."""
 
     n_samples: int
-    n_knn: int  # samples in the kNN search (after the stratified cap)
-    curve: RobustnessCurve  # same-specimen neighbours excluded
-    curve_all: RobustnessCurve  # only the sample itself excluded
-    drop: DropResult
+    n_knn: int  # samples in the kNN search (after the optional stratified cap)
+    curves: dict[str, RobustnessCurve]  # "pathorob" first, then the configured raypath variants
+    drop: DropResult | None  # None when the cohort is too small for PathoROB's APD design
     clusters: ClusteringResult
 
     def summary(self) -> dict[str, float]:
-        """Flat scalar metrics for the table and MLflow."""
-        ri, knn = self.curve.at_best
-        ri_all, knn_all = self.curve_all.at_best
-        return {"n": self.n_samples, "n_knn": self.n_knn, "ri": ri, "knn_bacc": knn,
-                "best_k": self.curve.best_k, "ri_all": ri_all, "knn_bacc_all": knn_all,
-                "best_k_all": self.curve_all.best_k,
-                "apd_id": self.drop.apd_id, "apd_ood": self.drop.apd_ood,
-                "acc0_id": float(self.drop.accuracy_id[0]), "acc0_ood": float(self.drop.accuracy_ood[0]),
-                "cs": self.clusters.score, "ari_class": self.clusters.ari_class,
-                "ari_center": self.clusters.ari_center, "k_clusters": self.clusters.k}
+        """Flat scalar metrics for the table and MLflow: PathoROB's names, variants suffixed."""
+        out: dict[str, float] = {"n": self.n_samples, "n_knn": self.n_knn}
+        for variant, curve in self.curves.items():
+            suffix = "" if variant == "pathorob" else f"_{variant}"
+            ri, accuracy = curve.at_best
+            out |= {f"ri{suffix}": ri, f"best_k{suffix}": curve.best_k, f"knn_bacc{suffix}": accuracy}
+        out |= _drop_summary(self.drop)
+        return out | {"cs": self.clusters.score, "ari_class": self.clusters.ari_class,
+                      "ari_center": self.clusters.ari_center, "k_clusters": self.clusters.k}
 
 
-def _robustness(data: FeatureSet, config: EvaluateFMConfig) -> tuple[RobustnessCurve, RobustnessCurve, int]:
-    keep = stratified_sample(cell_labels(data.classes, data.centers), max_samples=config.knn.max_samples,
+def _drop_summary(drop: DropResult | None) -> dict[str, float]:
+    if drop is None:
+        return dict.fromkeys(("apd_id", "apd_ood", "apd_id_specimen", "apd_ood_specimen", "acc0_id",
+                              "acc0_ood"), NAN)
+    return {"apd_id": drop.apd_id, "apd_ood": drop.apd_ood, "apd_id_specimen": drop.apd_id_specimen,
+            "apd_ood_specimen": drop.apd_ood_specimen, "acc0_id": float(np.mean(drop.accuracy_id[0])),
+            "acc0_ood": float(np.mean(drop.accuracy_ood[0]))}
+
+
+def _curves(data: FeatureSet, config: EvaluateFMConfig) -> tuple[dict[str, RobustnessCurve], int]:
+    """PathoROB's RI (same-slide neighbours excluded) and each configured raypath variant."""
+    knn = config.knn
+    keep = stratified_sample(cell_labels(data.classes, data.centers), max_samples=knn.max_samples,
                              seed=config.seed)
     sample = data.take(keep)
     if len(keep) < len(data):
         log.info("robustness index on a stratified sample of %d of %d samples", len(keep), len(data))
-    options = {"grid": tuple(config.knn.k_grid), "query_block": config.knn.query_block,
-               "key_block": config.knn.key_block}
-    curve = robustness_curve(sample.features, classes=sample.classes, centers=sample.centers,
-                             groups=sample.specimen_ids, **options)
-    curve_all = robustness_curve(sample.features, classes=sample.classes, centers=sample.centers, **options)
-    return curve, curve_all, len(keep)
+    common = {"classes": sample.classes, "centers": sample.centers, "query_block": knn.query_block,
+              "key_block": knn.key_block}
+    curves = {"pathorob": robustness_curve(sample.features, groups=sample.slide_ids, k=knn.k,
+                                           grid=pathorob_k_grid(knn.k_cap), **common)}
+    if "specimen" in knn.variants:
+        curves["specimen"] = robustness_curve(sample.features, groups=sample.specimen_ids, k=knn.k,
+                                              grid=pathorob_k_grid(knn.k_cap), **common)
+    if "raypath_k" in knn.variants:
+        curves["raypath_k"] = robustness_curve(sample.features, groups=sample.specimen_ids,
+                                               grid=tuple(knn.raypath_k_grid), tie_rule="nearest",
+                                               class_cap=True, **common)
+    return curves, len(keep)
 
 
-def _slide_sample(data: FeatureSet, *, max_samples: int | None, seed: int) -> FeatureSet:
-    """Cap rows for the probe by drawing whole slides, so the slide-level split stays intact."""
-    if max_samples is None or len(data) <= max_samples:
-        return data
-    slides, first = np.unique(data.slide_ids, return_index=True)
-    per_slide = len(data) / len(slides)
-    chosen = stratified_sample(cell_labels(data.classes[first], data.centers[first]),
-                               max_samples=max(1, int(max_samples / per_slide)), seed=seed)
-    return data.take(np.flatnonzero(np.isin(data.slide_ids, slides[chosen])))
+def _drop(data: FeatureSet, config: EvaluateFMConfig) -> DropResult | None:
+    apd = config.apd
+    try:
+        return average_performance_drop(
+            data.features, classes=data.classes, centers=data.centers, slides=data.slide_ids,
+            specimens=data.specimen_ids, held_out=held_out_centers(data.centers, apd.held_out_centers),
+            iterations=apd.iterations, min_test_slides=apd.min_test_slides,
+            max_balanced_slides=apd.max_balanced_slides, seed=apd.seed)
+    except ValueError as exc:  # a cohort too small for the design: report NaN, go on
+        log.warning("APD not computed: %s", exc)
+        return None
 
 
 def evaluate_level(data: FeatureSet, *, config: EvaluateFMConfig) -> LevelResult:
-    """RI (with and without same-specimen exclusion), APD and clustering score of one feature set."""
-    curve, curve_all, n_knn = _robustness(data, config)
-    probe = _slide_sample(data, max_samples=config.apd.max_samples, seed=config.seed)
-    drop = average_performance_drop(
-        probe.features, classes=probe.classes, centers=probe.centers, units=probe.slide_ids,
-        patients=probe.patient_ids, n_splits=config.apd.n_splits, max_strength=config.apd.max_strength,
-        test_fraction=config.apd.test_fraction, repeats=config.apd.repeats, c=config.apd.regularisation,
-        seed=config.seed)
+    """RI (PathoROB and variants), APD and clustering score of one feature set."""
+    curves, n_knn = _curves(data, config)
     clusters = clustering_score(data.features, classes=data.classes, centers=data.centers,
-                                seed=config.seed, **config.clustering.model_dump())
-    return LevelResult(n_samples=len(data), n_knn=n_knn, curve=curve, curve_all=curve_all, drop=drop,
+                                **config.clustering.model_dump())
+    return LevelResult(n_samples=len(data), n_knn=n_knn, curves=curves, drop=_drop(data, config),
                        clusters=clusters)

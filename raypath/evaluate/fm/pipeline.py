@@ -31,9 +31,9 @@ def corrected(tiles: FeatureSet, slides: FeatureSet, *, method: Method) -> tuple
 
 def _curve_rows(result: LevelResult, keys: dict[str, object]) -> list[dict[str, object]]:
     rows = []
-    for exclusion, curve in (("specimen", result.curve), ("self", result.curve_all)):
+    for variant, curve in result.curves.items():
         points = zip(curve.ks, curve.robustness_index, curve.balanced_accuracy, strict=True)
-        rows += [{**keys, "exclusion": exclusion, "k": int(k), "ri": float(ri), "knn_bacc": float(acc)}
+        rows += [{**keys, "variant": variant, "k": int(k), "ri": float(ri), "knn_bacc": float(acc)}
                  for k, ri, acc in points]
     return rows
 

@@ -8,8 +8,9 @@ from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
-TABLE_COLUMNS = ("row", "level", "n", "n_knn", "ri", "best_k", "knn_bacc", "ri_all", "apd_id", "apd_ood",
-                 "cs", "ari_class", "ari_center", "k_clusters")
+TABLE_COLUMNS = ("row", "level", "n", "n_knn", "ri", "best_k", "knn_bacc", "apd_id", "apd_ood", "cs",
+                 "ari_class", "ari_center", "k_clusters", "ri_specimen", "ri_raypath_k", "apd_id_specimen",
+                 "apd_ood_specimen")
 CORRECTION_NAMES = {"none": "", "center": " + centering", "combat": " + ComBat"}
 MARKERS = {"none": "o", "center": "s", "combat": "^"}
 
@@ -20,8 +21,10 @@ def row_name(fm: str, correction: str) -> str:
 
 
 def markdown_table(table: pd.DataFrame) -> str:
-    """A pipe table with 3 decimals, ordered by level then RI (most robust first)."""
-    shown = table.sort_values(["level", "ri"], ascending=[True, False])[list(TABLE_COLUMNS)]
+    """A pipe table with 3 decimals, ordered by level then RI (most robust first): PathoROB's metrics,
+    then raypath's variants that were computed."""
+    columns = [c for c in TABLE_COLUMNS if c in table.columns]
+    shown = table.sort_values(["level", "ri"], ascending=[True, False])[columns]
     header = "| " + " | ".join(shown.columns) + " |\n|" + "---|" * len(shown.columns) + "\n"
     lines = ["| " + " | ".join(_cell(v) for v in record) + " |" for record in shown.itertuples(index=False)]
     return header + "\n".join(lines) + "\n"
@@ -48,7 +51,7 @@ def plot_ri_vs_accuracy(table: pd.DataFrame, path: Path) -> Path:
             axis.annotate(record.row, (record.knn_bacc, record.ri), fontsize=7, xytext=(4, 3),
                           textcoords="offset points")
         axis.set(title=f"{level} features", xlabel="biological kNN balanced accuracy",
-                 ylabel="robustness index (same specimen excluded)", ylim=(-0.02, 1.02))
+                 ylabel="robustness index (PathoROB)", ylim=(-0.02, 1.02))
         axis.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=120)

@@ -1,25 +1,38 @@
-"""PathoROB's robustness index with its k chosen by kNN balanced accuracy, as a curve over k.
+"""PathoROB's robustness index: the k grid, the kNN vote and the choice of k as its code runs them.
 
 Among each sample's k nearest neighbours, SO counts same-class/other-center ones (biology wins)
-and OS other-class/same-center ones (the center wins); RI = ΣSO / (ΣSO + ΣOS). RI depends on k,
-so, as in PathoROB, k is the grid value where a kNN classifier of the biological class is most
-accurate (the neighbourhood size at which the features are best used for biology), and the whole
-curve is reported so a reader can see how stable RI is around it.
+and OS other-class/same-center ones (the center wins); RI = ΣSO / (ΣSO + ΣOS). RI depends on k, so
+k is the grid value where a kNN classifier of the biological class has the best balanced accuracy.
+PathoROB's protocol (bifold-pathomics/PathoROB, ``robustness_index``), the default here:
+- grid 1, 3, 5, 7, 9, then 11, 21, 31, ... below a cap (600 for Camelyon and TCGA, 1000 for
+  Tolkach), keeping the k that every sample can fill once its own slide is excluded;
+- neighbours from the sample's own slide are excluded (at slide level that is the sample itself);
+- the kNN vote is the mode of the neighbours' labels, a tie going to the smallest label;
+- the first k of the grid with the best balanced accuracy wins.
+raypath's variants (same-specimen exclusion across rescans, its own grid with ties broken toward
+nearer neighbours) are the same function with other arguments, reported beside it.
 
 The neighbour search is `raypath.metrics.robustness.nearest_neighbours`: exact cosine kNN, blocked
 (query block × key block matmul with a running top-k), so memory is O(block²) however many tiles;
-it is run once at the largest k of the grid and every k is read off that one table. Compute is
-still O(n²·d), which is why tile-level callers cap n with a stratified sample.
+it runs once at the largest k and every k is read off that one table.
 """
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 
 from raypath.metrics.robustness import nearest_neighbours
 
-DEFAULT_K_GRID = (1, 3, 5, 7, 9, 11, 21, 31, 51, 75, 101, 151, 201)
+PATHOROB_K_CAP = 600
+RAYPATH_K_GRID = (1, 3, 5, 7, 9, 11, 21, 31, 51, 75, 101, 151, 201)
+TieRule = Literal["smallest", "nearest"]
+
+
+def pathorob_k_grid(cap: int = PATHOROB_K_CAP) -> tuple[int, ...]:
+    """1, 3, 5, 7, 9, then 11, 21, ... below ``cap``: the grid PathoROB searches."""
+    return (*(k for k in (1, 3, 5, 7, 9) if k < cap), *range(11, cap, 10))
 
 
 @dataclass(frozen=True)
@@ -38,33 +51,38 @@ class RobustnessCurve:
         return float(self.robustness_index[position]), float(self.balanced_accuracy[position])
 
 
-def k_grid(*, classes: np.ndarray, groups: np.ndarray | None, grid: tuple[int, ...] = DEFAULT_K_GRID,
-           ) -> np.ndarray:
-    """Grid values every sample can fill: k ≤ smallest class size and ≤ n minus the largest group."""
-    _, class_sizes = np.unique(classes, return_counts=True)
+def usable_ks(grid: tuple[int, ...], *, classes: np.ndarray, groups: np.ndarray | None,
+              class_cap: bool = False) -> np.ndarray:
+    """Grid values every sample can fill: k ≤ n minus the largest excluded group (PathoROB's cap);
+    with ``class_cap`` (raypath's earlier rule) also k ≤ the smallest class."""
     largest_group = 1 if groups is None else int(np.unique(groups, return_counts=True)[1].max())
-    cap = min(int(class_sizes.min()), len(classes) - largest_group)
+    cap = len(classes) - largest_group
+    if class_cap:
+        cap = min(cap, int(np.unique(classes, return_counts=True)[1].min()))
     ks = np.array([k for k in grid if k <= cap], dtype=np.int64)
     if ks.size == 0:
-        raise ValueError(f"no k in {grid} fits {len(classes)} samples (cap {cap}); need more samples")
+        raise ValueError(f"no k in {grid[:6]}... fits {len(classes)} samples (cap {cap}); need more samples")
     return ks
 
 
-def _vote_counts(neighbour_classes: np.ndarray, *, n_classes: int, ks: np.ndarray) -> np.ndarray:
-    """(n, len(ks), n_classes) votes among the first k neighbours, ties broken toward nearer ones."""
+def _vote_counts(neighbour_classes: np.ndarray, *, n_classes: int, ks: np.ndarray,
+                 tie_rule: TieRule) -> np.ndarray:
+    """(n, len(ks), n_classes) votes among the first k neighbours. argmax over them takes the
+    smallest label among tied counts ("smallest", PathoROB's mode); "nearest" adds a closeness
+    bonus below one vote, so a tie goes to the class of the nearer neighbours."""
     kmax = neighbour_classes.shape[1]
     closeness = (kmax - np.arange(kmax)) / (kmax * (kmax + 1))  # sums to < 1: never beats a vote
     votes = np.empty((len(neighbour_classes), len(ks), n_classes), dtype=np.float64)
     for label in range(n_classes):
         hit = neighbour_classes == label
-        votes[:, :, label] = (np.cumsum(hit, axis=1)[:, ks - 1]
-                              + np.cumsum(hit * closeness, axis=1)[:, ks - 1])
+        votes[:, :, label] = np.cumsum(hit, axis=1)[:, ks - 1]
+        if tie_rule == "nearest":
+            votes[:, :, label] += np.cumsum(hit * closeness, axis=1)[:, ks - 1]
     return votes
 
 
-def _block_counts(idx: np.ndarray, *, rows: slice,
-                  class_codes: np.ndarray, center_codes: np.ndarray, ks: np.ndarray,
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _block_counts(idx: np.ndarray, *, rows: slice, class_codes: np.ndarray, center_codes: np.ndarray,
+                  ks: np.ndarray, tie_rule: TieRule) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ΣSO and ΣOS per k, and kNN predictions per k, for one block of query rows."""
     valid = idx >= 0
     safe = np.where(valid, idx, 0)
@@ -73,16 +91,17 @@ def _block_counts(idx: np.ndarray, *, rows: slice,
     so = np.cumsum(same_class & ~same_center, axis=1)[:, ks - 1].sum(axis=0)
     os_ = np.cumsum(~same_class & same_center, axis=1)[:, ks - 1].sum(axis=0)
     votes = _vote_counts(np.where(valid, class_codes[safe], -1), n_classes=int(class_codes.max()) + 1,
-                         ks=ks)
+                         ks=ks, tie_rule=tie_rule)
     return so, os_, votes.argmax(axis=2)
 
 
 def curve_from_neighbours(neighbours: np.ndarray, *, classes: np.ndarray, centers: np.ndarray,
-                          ks: np.ndarray, row_block: int = 65536) -> RobustnessCurve:
+                          ks: np.ndarray, tie_rule: TieRule = "smallest",
+                          row_block: int = 65536) -> RobustnessCurve:
     """RI and kNN balanced accuracy for every k from one (n, ≥max k) neighbour index table.
 
     Rows are processed in blocks so the (n, k) boolean/cumulative arrays stay small for n in the
-    millions.
+    millions. Labels are coded in sorted order, as PathoROB's label encoder does.
     """
     class_codes = np.unique(classes, return_inverse=True)[1]
     center_codes = np.unique(centers, return_inverse=True)[1]
@@ -92,7 +111,8 @@ def curve_from_neighbours(neighbours: np.ndarray, *, classes: np.ndarray, center
     for start in range(0, len(classes), row_block):
         rows = slice(start, start + row_block)
         block_so, block_os, predicted[rows] = _block_counts(
-            neighbours[rows, :kmax], rows=rows, class_codes=class_codes, center_codes=center_codes, ks=ks)
+            neighbours[rows, :kmax], rows=rows, class_codes=class_codes, center_codes=center_codes, ks=ks,
+            tie_rule=tie_rule)
         so, os_ = so + block_so, os_ + block_os
     total = so + os_
     ri = np.divide(so, total, out=np.full(len(ks), np.nan), where=total > 0)
@@ -102,14 +122,17 @@ def curve_from_neighbours(neighbours: np.ndarray, *, classes: np.ndarray, center
 
 
 def robustness_curve(features: np.ndarray, *, classes: np.ndarray, centers: np.ndarray,
-                     groups: np.ndarray | None = None, grid: tuple[int, ...] = DEFAULT_K_GRID,
+                     groups: np.ndarray | None = None, grid: tuple[int, ...] | None = None,
+                     k: int | None = None, tie_rule: TieRule = "smallest", class_cap: bool = False,
                      query_block: int = 1024, key_block: int = 65536) -> RobustnessCurve:
     """Blocked exact kNN once at the largest usable k, then the whole curve from its table.
 
-    ``groups`` (specimen ids) excludes same-group neighbours; pass None for the "no exclusion"
-    variant (only a sample itself is excluded).
+    ``groups`` are excluded as neighbours: slide ids for PathoROB, specimen ids to keep rescans of
+    one tissue out; None excludes only the sample itself. ``grid`` defaults to PathoROB's (cap 600);
+    a fixed ``k`` reports RI there instead of choosing it (PathoROB's ``k_opt_param``).
     """
-    ks = k_grid(classes=classes, groups=groups, grid=grid)
+    ks = usable_ks((k,) if k is not None else grid or pathorob_k_grid(), classes=classes, groups=groups,
+                   class_cap=class_cap)
     neighbours = nearest_neighbours(features, k=int(ks.max()), groups=groups, query_block=query_block,
                                     key_block=key_block)
-    return curve_from_neighbours(neighbours, classes=classes, centers=centers, ks=ks)
+    return curve_from_neighbours(neighbours, classes=classes, centers=centers, ks=ks, tie_rule=tie_rule)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from raypath.slides.reader import SlideReadError, open_slide
 from raypath.slides.reader import tile_check as tile_check_module
-from raypath.slides.reader.jpeg_check import jpeg_frame_size
+from raypath.slides.reader.jpeg_check import JpegHeader, jpeg_frame_size, jpeg_header
 from raypath.slides.reader.tile_check import TileValidator, touched_tiles
 
 TILE = 64
@@ -134,11 +134,11 @@ def test_a_truncated_file_and_an_empty_tile_are_invalid(tiled_tiff: Path) -> Non
 def test_each_tile_is_checked_once(tiled_tiff: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
 
-    def counting(data: bytes) -> tuple[int, int]:
+    def counting(data: bytes) -> JpegHeader:
         calls.append(len(data))
-        return jpeg_frame_size(data)
+        return jpeg_header(data)
 
-    monkeypatch.setattr(tile_check_module, "jpeg_frame_size", counting)
+    monkeypatch.setattr(tile_check_module, "jpeg_header", counting)
     tiles = validator(tiled_tiff)
     for _ in range(3):
         tiles.check(np.array([[10, 10], [70, 10]]), level=0, size=(64, 64))  # tiles 0, 1, 2, 4, 5, 6

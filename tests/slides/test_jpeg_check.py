@@ -1,4 +1,4 @@
-"""JPEG tile checks: the marker walk on hand-built streams, and cuCIM refusing damaged tiles."""
+"""JPEG tile checks: the marker walk on hand-built streams, and the readers refusing damaged tiles."""
 
 from __future__ import annotations
 
@@ -155,20 +155,24 @@ def test_touched_tiles_follow_the_level_downsample() -> None:
         assert list(touched_tiles(tiles, outside, downsample=2.0, size=(64, 64))) == []
 
 
-@pytest.fixture
-def corrupt_svs(tiled_tiff: Path) -> Path:
-    pytest.importorskip("cucim")
-    damage(tiled_tiff, 5, "soi")
-    return tiled_tiff
-
-
-def test_cucim_refuses_regions_over_a_damaged_tile_in_every_read_path(corrupt_svs: Path) -> None:
-    with open_slide(corrupt_svs, reader="cucim", mpp_override=0.5) as slide:
+@pytest.mark.parametrize("reader", ["cucim", "jpeg"])
+@pytest.mark.parametrize("edit", ["soi", "sof"])
+def test_readers_refuse_regions_over_a_damaged_tile_in_every_read_path(
+    tiled_tiff: Path, reader: str, edit: str
+) -> None:
+    """A damaged or crafted tile (a frame header claiming 60000x60000 px would overrun the decoder's
+    buffer) is refused before it is decoded, in every read path; its neighbours still read."""
+    if reader == "cucim":
+        pytest.importorskip("cucim")
+    damage(tiled_tiff, 5, edit)
+    with open_slide(tiled_tiff, reader=reader, mpp_override=0.5) as slide:
         with pytest.raises(SlideReadError, match="tile 5"):
             slide.read_region(location=(70, 70), level=0, size=(16, 16))
         locations = np.array([[0, 0], [64, 0], [0, 128], [64, 64]])
         with pytest.raises(SlideReadError, match="tile 5"):
             slide.read_regions(locations=locations, level=0, size=(64, 64))
+        with pytest.raises(SlideReadError, match="tile 5"):
+            list(slide.iter_tiles(locations=locations, level=0, size=64, tile_px=64, batch_size=2))
         good = slide.read_regions(locations=locations[:3], level=0, size=(64, 64))
         assert good.shape == (3, 64, 64, 3) and good.std() > 10
         slide.thumbnail(mpp=1.0)  # level 1 is intact

@@ -35,10 +35,10 @@ RESAMPLED_MAD = 4.0
 """Where the decoded size is not the tile size (a 0.2527 um/px slide decoded at 1/2, then a 1 %
 Lanczos resize): the reference Lanczos-shrinks 443 px to 224 in one step, so edges differ in
 sharpness (measured: 0.90 here, 2.7 on the benchmark slide, 3.3 on the CMU crop at 1 um/px)."""
-EXACT_COSINE, RESAMPLED_COSINE = 0.9995, 0.998
-"""Least centred cosine similarity of tiny-ViT features of the same tile read both ways (measured
-0.99990 and 0.99929 here; different tiles score 0.05 on average)."""
-
+MIN_COSINE, EXACT_MEAN_COSINE, RESAMPLED_MEAN_COSINE = 0.99, 0.999, 0.998
+"""Centred cosine similarity of tiny-ViT features of the same tile read both ways: every tile at
+least MIN_COSINE, the mean at least the mean bound (measured here: min 0.99990 / 0.99929, mean
+0.99997 / 0.99984; on the benchmark's 40x slide min 0.994, mean 0.9993; different tiles: 0.05-0.26)."""
 FRAME_AND_SCAN = (b"\xff\xc0\x00\x11\x08\x00\x08\x00\x08\x03\x00\x11\x00\x01\x11\x00\x02\x11\x00"
                   b"\xff\xda\x00\x02\x12\x34\xff\xd9")
 CONFIG = TilingConfig(min_tissue_fraction=0.2)
@@ -181,7 +181,7 @@ def test_scaled_tiles_match_full_decode_plus_area_resize(svs_40x: Path) -> None:
     assert difference.mean() <= EXACT_MAD
     assert difference.reshape(len(fast), -1).mean(1).max() <= 2 * EXACT_MAD
     cosines = feature_cosines(fast, reference)
-    assert cosines.min() >= EXACT_COSINE
+    assert cosines.min() >= MIN_COSINE and cosines.mean() >= EXACT_MEAN_COSINE
     assert feature_cosines(fast, np.roll(reference, 1, axis=0)).mean() < 0.5  # it tells tiles apart
 
 
@@ -189,7 +189,8 @@ def test_resampled_tiles_stay_close_when_the_tolerance_allows_a_coarser_decode(s
     fast, reference, plan = reference_tiles(svs_40x, CONFIG, mpp=0.2527)
     assert plan.factor == 2 and plan.needs_resample(224)
     assert np.abs(fast.astype(np.int16) - reference).mean() <= RESAMPLED_MAD
-    assert feature_cosines(fast, reference).min() >= RESAMPLED_COSINE
+    cosines = feature_cosines(fast, reference)
+    assert cosines.min() >= MIN_COSINE and cosines.mean() >= RESAMPLED_MEAN_COSINE
     _, _, strict_plan = reference_tiles(svs_40x, CONFIG.model_copy(update={"mpp_tolerance": 0.0}),
                                                    mpp=0.2527)
     assert strict_plan.factor == 1  # no slack: decoded at full size, never below the tile size

@@ -191,7 +191,7 @@ def gpu_decode_difference(cohort: Path, config: ExtractConfig, limit: int = 256)
     for device in ("cuda", "cpu"):
         with open_slide(path, device=device) as reader:
             grid = tile_slide(reader, config.tiling)
-            on_gpu = getattr(getattr(reader, "_decoder", None), "device", None) is not None
+            on_gpu = getattr(reader, "decode_device", "cpu") == "cuda"
             tiles.append(read_tiles(reader, grid, np.arange(min(limit, len(grid)))))
         if device == "cuda" and not on_gpu:
             return "GPU decoder unavailable (decoded on the CPU)"

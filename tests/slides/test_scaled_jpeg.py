@@ -300,7 +300,7 @@ def test_asking_for_a_gpu_without_one_decodes_on_the_cpu(
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     with caplog.at_level(logging.WARNING), open_slide(svs_40x, device="cuda") as slide:
-        assert slide.backend == "jpeg" and slide._decoder.device is None
+        assert slide.backend == "jpeg" and slide.decode_device == "cpu"
         grid = tile_slide(slide, CONFIG)
         assert read_tiles(slide, grid, np.arange(4)).shape == (4, 224, 224, 3)
     assert "decoding on the CPU" in caplog.text
@@ -316,8 +316,10 @@ def test_a_device_decoder_is_used_and_a_failing_one_falls_back(
     with open_slide(svs_40x, reader="jpeg") as slide, caplog.at_level(logging.WARNING):
         device = AreaDecoder(fail=fail)
         slide._decoder.device = device
+        assert slide.decode_device == "cuda"
         tiles = read_tiles(slide, grid, np.arange(6))
         again = read_tiles(slide, grid, np.arange(6, 9))
+        assert slide.decode_device == ("cpu" if fail else "cuda")
     assert device.calls == (1 if fail else 2)
     assert ("decoding on the CPU from now on" in caplog.text) == fail
     assert again.shape == (3, 224, 224, 3)

@@ -24,7 +24,7 @@ from PIL import Image
 from raypath.slides.reader.base import IndexedSlideReader, as_locations, parse_mpp
 from raypath.slides.reader.cucim import EXTENSIONS, default_num_workers
 from raypath.slides.reader.errors import SlideReadError, UnsupportedSlideError
-from raypath.slides.reader.jpeg_tiles import TileDecoder
+from raypath.slides.reader.jpeg_tiles import DeviceDecoder, TileDecoder
 from raypath.slides.reader.scale_plan import DecodePlan, LevelOption, choose_plan, is_whole, snap, span
 from raypath.slides.reader.tile_check import LevelTiles, level_tiles
 
@@ -37,7 +37,8 @@ RESOLUTION_UNIT_UM = {2: 25400.0, 3: 10000.0}  # inch, centimetre
 WHITE = 255
 
 
-def _device_decoder(device: Device):
+def _device_decoder(device: Device) -> DeviceDecoder | None:
+    """None for the CPU, or where no GPU decoder is usable (the reader then decodes on the CPU)."""
     if device == "cpu":
         return None
     from raypath.slides.reader.device import gpu_decoder
@@ -129,6 +130,11 @@ class ScaledJPEGReader(IndexedSlideReader):
     @property
     def vendor(self) -> str:
         return "aperio" if self._aperio else "generic-tiff"
+
+    @property
+    def decode_device(self) -> Device:
+        """Where tiles are decoded now: "cuda" only while a GPU decoder works (it falls back for good)."""
+        return "cpu" if self._decoder.device is None else "cuda"
 
     @property
     def file_mpp(self) -> float | None:

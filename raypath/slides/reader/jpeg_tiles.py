@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 import simplejpeg
@@ -29,6 +29,7 @@ CACHE_BYTES = 96 << 20
 """Decoded tiles kept per reader: two rows of 256-px tiles of a 100k-px-wide level at full size, so
 the JPEG rows that neighbouring rows of output tiles share are decoded once."""
 
+T, R = TypeVar("T"), TypeVar("R")
 Tile = np.ndarray | None
 """A decoded (h, w, 3) uint8 tile, or None for a tile with no data (empty glass)."""
 
@@ -126,6 +127,10 @@ class TileDecoder:
         decoded = self.device.decode([streams[index] for index in present], factor=factor)
         by_index: dict[int, Tile] = dict(zip(present, decoded, strict=True))
         return [by_index.get(index) for index in indices]
+
+    def map(self, function: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """`function` over `items` on the decode threads (for GIL-releasing work such as PIL resizes)."""
+        return list(map(function, items) if self._pool is None else self._pool.map(function, items))
 
     def stream(self, level: int, index: int) -> bytes | None:
         """The tile as a complete, checked JPEG stream; None for a tile with no data."""

@@ -252,8 +252,12 @@ class ScaledJPEGReader(IndexedSlideReader):
                 self._regions(plan.level, plan.factor, boxes, out=list(out), ahead=ahead)
             else:
                 regions = self._regions(plan.level, plan.factor, boxes, ahead=ahead)
-                for i, (region, (ox, oy), box) in enumerate(zip(regions, origins, boxes, strict=True)):
-                    out[i] = finish(region, offset=(ox - box[0], oy - box[1]), side=side, tile_px=tile_px)
+                jobs = [(region, (ox - box[0], oy - box[1]))
+                        for region, (ox, oy), box in zip(regions, origins, boxes, strict=True)]
+                finished = self._decoder.map(
+                    lambda job: finish(job[0], offset=job[1], side=side, tile_px=tile_px), jobs)
+                for i, tile in enumerate(finished):
+                    out[i] = tile
             yield out
 
     def _boxes(

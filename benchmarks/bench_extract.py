@@ -236,7 +236,7 @@ def main() -> int:
     if args.decode_gpus and not args.gpu:
         parser.error("--decode-gpus needs --gpu")
     args.batch_size = args.batch_size or (256 if args.gpu else 32)
-    slides = args.slides or (2 if args.quick else (16 if args.gpu else 8))
+    slides = args.slides or (2 if args.quick else (48 if args.gpu else 8))  # GPU: ~36k tiles
     side_px = args.slide_px or (4096 if args.quick or not args.gpu else 16384)
     mpp = args.mpp or (0.25 if args.gpu else 0.5)
     factory = model_factory(args)

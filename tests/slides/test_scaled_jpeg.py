@@ -292,17 +292,19 @@ def test_each_jpeg_tile_is_decoded_once_across_batches(
 
 
 class AreaDecoder:
-    """A stand-in device decoder (full decode, then a factor x factor mean), counting its calls."""
+    """A stand-in device decoder (full decode, then a factor x factor mean), counting its calls; it can
+    fail the way a GPU does ("raise") or hand back tiles of the wrong size ("shape")."""
 
-    def __init__(self, *, fail: bool = False) -> None:
-        self.fail, self.calls = fail, 0
+    def __init__(self, *, fault: str | None = None) -> None:
+        self.fault, self.calls = fault, 0
 
     def decode(self, streams: list[bytes], *, factor: int) -> list[np.ndarray]:
         self.calls += 1
-        if self.fail:
+        if self.fault == "raise":
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
-        return [resize_tiles(np.asarray(Image.open(io.BytesIO(s)).convert("RGB"))[None],
-                             256 // factor)[0] for s in streams]
+        side = 256 // factor - (self.fault == "shape")
+        return [resize_tiles(np.asarray(Image.open(io.BytesIO(s)).convert("RGB"))[None], side)[0]
+                for s in streams]
 
 
 def test_asking_for_a_gpu_without_one_decodes_on_the_cpu(
@@ -317,24 +319,24 @@ def test_asking_for_a_gpu_without_one_decodes_on_the_cpu(
     assert "decoding on the CPU" in caplog.text
 
 
-@pytest.mark.parametrize("fail", [False, True])
+@pytest.mark.parametrize("fault", [None, "raise", "shape"])
 def test_a_device_decoder_is_used_and_a_failing_one_falls_back(
-    svs_40x: Path, fail: bool, caplog: pytest.LogCaptureFixture
+    svs_40x: Path, fault: str | None, caplog: pytest.LogCaptureFixture
 ) -> None:
     with open_slide(svs_40x, reader="jpeg") as slide:
         grid = tile_slide(slide, CONFIG)
         cpu = read_tiles(slide, grid, np.arange(6))
     with open_slide(svs_40x, reader="jpeg") as slide, caplog.at_level(logging.WARNING):
-        device = AreaDecoder(fail=fail)
+        device = AreaDecoder(fault=fault)
         slide._decoder.device = device
         assert slide.decode_device == "cuda"
         tiles = read_tiles(slide, grid, np.arange(6))
         again = read_tiles(slide, grid, np.arange(6, 9))
-        assert slide.decode_device == ("cpu" if fail else "cuda")
-    assert device.calls == (1 if fail else 2)
-    assert ("decoding on the CPU from now on" in caplog.text) == fail
+        assert slide.decode_device == ("cuda" if fault is None else "cpu")
+    assert device.calls == (2 if fault is None else 1)
+    assert ("decoding on the CPU from now on" in caplog.text) == (fault is not None)
     assert again.shape == (3, 224, 224, 3)
-    if fail:
-        np.testing.assert_array_equal(tiles, cpu)
-    else:
+    if fault is None:
         assert np.abs(tiles.astype(np.int16) - cpu).mean() <= EXACT_MAD
+    else:
+        np.testing.assert_array_equal(tiles, cpu)

@@ -121,10 +121,17 @@ class TileDecoder:
             raise self._error(level, index, exc) from exc
 
     def _decode_on_device(self, level: int, factor: int, indices: list[int]) -> list[Tile]:
+        """One batch on the device; tiles are checked on the host first, as for the CPU."""
+        device = self.device
+        if device is None:
+            raise RuntimeError("no device decoder")
         streams = {index: self.stream(level, index) for index in indices}
         present = [index for index, stream in streams.items() if stream is not None]
-        assert self.device is not None
-        decoded = self.device.decode([streams[index] for index in present], factor=factor)
+        decoded = device.decode([streams[index] for index in present], factor=factor)
+        tile_w, tile_h = self.levels[level].tile_size
+        shape = (tile_h // factor, tile_w // factor, 3)
+        if len(decoded) != len(present) or any(tile.shape != shape for tile in decoded):
+            raise RuntimeError("the device decoder returned tiles of the wrong number or shape")
         by_index: dict[int, Tile] = dict(zip(present, decoded, strict=True))
         return [by_index.get(index) for index in indices]
 

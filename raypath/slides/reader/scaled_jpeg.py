@@ -10,7 +10,6 @@ JPEG-tiled RGB; anything else is left to cuCIM and OpenSlide.
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 from collections.abc import Iterator
@@ -27,8 +26,6 @@ from raypath.slides.reader.errors import SlideReadError, UnsupportedSlideError
 from raypath.slides.reader.jpeg_tiles import DeviceDecoder, TileDecoder
 from raypath.slides.reader.scale_plan import DecodePlan, LevelOption, choose_plan, is_whole, snap, span
 from raypath.slides.reader.tile_check import LevelTiles, level_tiles
-
-logger = logging.getLogger(__name__)
 
 Device = Literal["cpu", "cuda"]
 VENDOR_FORMATS = ("ndpi", "philips", "scn", "bif", "qpi", "ome", "nih", "imagej")

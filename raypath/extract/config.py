@@ -35,6 +35,9 @@ class ExtractConfig(StrictModel):
     dtype: Literal["auto", "bfloat16", "float32"] = Field(
         "auto", description="inference precision; auto = bf16 autocast on GPU, fp32 on CPU")
     decode_cpus: float = Field(1.0, gt=0, description="CPUs reserved per slide-reading task")
+    decode_gpus: float = Field(
+        0.0, ge=0, description="GPU share per slide-reading task; > 0 decodes JPEG tiles on that GPU "
+                               "(nvImageCodec), on the CPU where no GPU or library is usable")
     decode_memory_mb: int = Field(512, gt=0, description="memory reserved per slide-reading task")
     tiles_per_chunk: int = Field(64, gt=0, description="decoded tiles per streamed block")
     max_attempts: int = Field(2, ge=1, description="tries per slide when its reader fails or dies")

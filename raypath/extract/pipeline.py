@@ -27,9 +27,11 @@ log = logging.getLogger(__name__)
 
 
 def read_settings(config: ExtractConfig) -> ReadSettings:
+    """Reading tasks given a GPU share (`decode_gpus`) decode JPEG tiles on it."""
     return ReadSettings(tiling=config.tiling, non_pyramidal=config.non_pyramidal,
                         tiles_per_chunk=config.tiles_per_chunk, max_attempts=config.max_attempts,
-                        timeout_s=config.read_timeout_s)
+                        timeout_s=config.read_timeout_s,
+                        decode_device="cuda" if config.decode_gpus > 0 else "cpu")
 
 
 def chunk_bytes(config: ExtractConfig) -> int:
@@ -57,7 +59,7 @@ def data_context(config: ExtractConfig) -> Iterator[DataContext]:
 def check_resources(config: ExtractConfig, *, stages: int, available: dict[str, float]) -> None:
     """Every inference actor plus one reading task must fit at once, or Ray Data waits forever."""
     need = {"CPU": config.decode_cpus + stages * config.concurrency * config.encoder_cpus,
-            "GPU": stages * config.concurrency * config.num_gpus}
+            "GPU": config.decode_gpus + stages * config.concurrency * config.num_gpus}
     short = {k: (v, available.get(k, 0.0)) for k, v in need.items() if v > available.get(k, 0.0) + 1e-9}
     if short:
         detail = ", ".join(f"{k}: needs {v:g}, cluster has {have:g}" for k, (v, have) in short.items())
@@ -74,7 +76,8 @@ def build_dataset(
     # actor stage only when their resource requests are equal, and fused, decoding would stop
     # overlapping with inference and stop spreading over the nodes.
     dataset = dataset.map_batches(read_slides, batch_size=1, batch_format="numpy",
-                                  num_cpus=config.decode_cpus, memory=config.decode_memory_mb * 2**20,
+                                  num_cpus=config.decode_cpus, num_gpus=config.decode_gpus or None,
+                                  memory=config.decode_memory_mb * 2**20,
                                   fn_kwargs={"settings": read_settings(config)})
     for position, info in enumerate(encoders):
         settings = InferenceSettings(name=info.name, factory=info.factory, use_gpu=config.num_gpus > 0,

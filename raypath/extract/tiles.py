@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import ray
@@ -35,6 +35,7 @@ class ReadSettings:
     tiles_per_chunk: int
     max_attempts: int
     timeout_s: float
+    decode_device: Literal["cpu", "cuda"] = "cpu"  # "cuda": the task holds a GPU share (decode_gpus)
 
 
 def slide_messages(
@@ -45,7 +46,8 @@ def slide_messages(
     Never raises for slide faults: the parent must tell a slide's fault from the child's death."""
     stage = "open"
     try:
-        with open_slide(path, reader=settings.tiling.reader, mpp_override=mpp) as reader:
+        with open_slide(path, reader=settings.tiling.reader, mpp_override=mpp,
+                        device=settings.decode_device) as reader:
             slide_mpp = reader.mpp
             if not reader.is_pyramidal and settings.non_pyramidal == "skip":
                 probe_corners(reader)  # a truncated pyramid also shows one level: that is a failure

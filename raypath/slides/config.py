@@ -27,8 +27,12 @@ class TilingConfig(StrictModel):
     stride_px: Pixels | None = Field(None, gt=0, description="step between tiles; default = tile_px")
     min_tissue_fraction: float = Field(0.5, ge=0, le=1)
     max_tiles_per_slide: int | None = Field(None, gt=0, description="evenly subsample above this")
-    mpp_tolerance: float = Field(0.1, ge=0, description="relative mpp slack before resizing")
-    reader: Literal["auto", "cucim", "openslide"] = "auto"
+    mpp_tolerance: float = Field(
+        0.1, ge=0, description="relative mpp slack before resizing; also how far below the tile size the "
+                               "scaled-JPEG reader may decode (then resizes the rest)")
+    reader: Literal["auto", "jpeg", "cucim", "openslide"] = Field(
+        "auto", description="slide library; auto = scaled JPEG decoding where every level is JPEG-tiled, "
+                            "else cuCIM for TIFF/SVS, else OpenSlide")
     tissue: TissueConfig = TissueConfig()
 
     def cache_key(self) -> str:

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 from raypath.slides.config import TilingConfig
 from raypath.slides.reader import SlideReader
+from raypath.slides.reader.base import READ_BATCH
+from raypath.slides.reader.resize import resize_tiles as resize_tiles  # re-exported
 from raypath.slides.tissue import detect_tissue
 
 
@@ -30,6 +30,7 @@ class TileGrid:
     tile_px: int
     target_mpp: float
     tissue_fraction: np.ndarray  # (n,) float32 share of the tile covered by the tissue mask
+    mpp_tolerance: float = 0.0  # relative mpp slack the config allows; readers may decode that coarse
 
     def __len__(self) -> int:
         return len(self.coords)
@@ -130,7 +131,7 @@ def plan_tiles(
     keep = keep[even_subsample(len(keep), config.max_tiles_per_slide)]
     return TileGrid(
         coords=coords[keep], extent_l0=extent, level=level, read_size=read_size, tile_px=config.tile_px,
-        target_mpp=config.target_mpp, tissue_fraction=fractions[keep],
+        target_mpp=config.target_mpp, tissue_fraction=fractions[keep], mpp_tolerance=config.mpp_tolerance,
     )
 
 
@@ -144,47 +145,26 @@ def tile_slide(reader: SlideReader, config: TilingConfig) -> TileGrid:
     )
 
 
-def resize_tiles(tiles: np.ndarray, tile_px: int) -> np.ndarray:
-    """Square tiles to `tile_px`: area mean for whole-number shrink factors (the common 40x -> 20x case,
-    exact and ~15x faster than Lanczos), Lanczos otherwise (anti-aliased for any other factor)."""
-    read_size = tiles.shape[1]
-    if read_size == tile_px:
-        return tiles
-    out = np.empty((len(tiles), tile_px, tile_px, 3), dtype=np.uint8)
-    factor, remainder = divmod(read_size, tile_px)
-    for i, tile in enumerate(tiles):
-        image = Image.fromarray(tile)
-        if remainder == 0:
-            out[i] = np.asarray(image.reduce(factor))
-        else:
-            out[i] = np.asarray(image.resize((tile_px, tile_px), Image.Resampling.LANCZOS))
-    return out
-
-
 def read_tiles(reader: SlideReader, grid: TileGrid, indices: np.ndarray | None = None) -> np.ndarray:
     """Tiles as uint8 (b, tile_px, tile_px, 3), read at the grid's level and resized only if off-target."""
     coords = grid.coords if indices is None else grid.coords[np.asarray(indices)]
-    tiles = reader.read_regions(locations=coords, level=grid.level, size=(grid.read_size, grid.read_size))
-    return resize_tiles(tiles, grid.tile_px)
+    out = np.empty((len(coords), grid.tile_px, grid.tile_px, 3), dtype=np.uint8)
+    start = 0
+    for batch in reader.iter_tiles(locations=coords, level=grid.level, size=grid.read_size,
+                                   tile_px=grid.tile_px, batch_size=READ_BATCH, slack=grid.mpp_tolerance):
+        out[start : start + len(batch)] = batch
+        start += len(batch)
+    return out
 
 
 def iter_tiles(
     reader: SlideReader, grid: TileGrid, *, batch_size: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(indices, tiles) batches over the whole grid; a 40x slide never sits in memory at once.
-
-    Resizing runs one batch behind decoding in a helper thread (PIL and the readers' decoders release
-    the GIL), so the two overlap instead of taking turns.
-    """
-    size = (grid.read_size, grid.read_size)
-    batches = reader.iter_regions(locations=grid.coords, level=grid.level, size=size, batch_size=batch_size)
-    start, pending = 0, None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="resize") as pool:
-        for batch in batches:
-            resized = pool.submit(resize_tiles, batch, grid.tile_px)
-            if pending is not None:
-                yield pending[0], pending[1].result()
-            pending = (np.arange(start, start + len(batch)), resized)
-            start += len(batch)
-        if pending is not None:
-            yield pending[0], pending[1].result()
+    How a batch is decoded and brought to `tile_px` is the reader's business (`SlideReader.iter_tiles`)."""
+    batches = reader.iter_tiles(locations=grid.coords, level=grid.level, size=grid.read_size,
+                                tile_px=grid.tile_px, batch_size=batch_size, slack=grid.mpp_tolerance)
+    start = 0
+    for batch in batches:
+        yield np.arange(start, start + len(batch)), batch
+        start += len(batch)

@@ -20,9 +20,9 @@ from raypath.encoders.registry import build_encoder
 from raypath.extract import rows
 from raypath.extract.config import ExtractConfig
 from raypath.extract.isolation import ReaderProcessError, stream_in_child
-from raypath.extract.pipeline import build_dataset, check_resources, data_context
+from raypath.extract.pipeline import build_dataset, check_resources, data_context, read_settings
 from raypath.extract.run import run_extraction
-from raypath.extract.tiles import ReadSettings, _SlideRead
+from raypath.extract.tiles import ReadSettings, _SlideRead, slide_messages
 from raypath.slides import open_slide, read_tiles, tile_slide
 from raypath.slides.synth import write_cohort
 from raypath.slides.synth.config import SynthConfig
@@ -231,3 +231,18 @@ def test_a_pipeline_that_cannot_fit_the_cluster_is_refused(tmp_path):
     with pytest.raises(ValueError, match="CPU: needs 3"):
         check_resources(config, stages=2, available={"CPU": 2.0})
     check_resources(config.model_copy(update={"encoder_cpus": 0.5}), stages=2, available={"CPU": 2.0})
+    with pytest.raises(ValueError, match=r"GPU: needs 0\.25"):
+        check_resources(config.model_copy(update={"encoder_cpus": 0.5, "decode_gpus": 0.25}), stages=2,
+                        available={"CPU": 2.0})
+
+
+def test_reading_tasks_with_a_gpu_share_decode_there_and_fall_back_to_the_cpu(cohort, tmp_path):
+    """decode_gpus > 0 asks the reader for the GPU; where none is usable the slide still reads."""
+    config = make_config(cohort / "manifest.csv", tmp_path, decode_gpus=0.25)
+    settings = read_settings(config)
+    assert settings.decode_device == "cuda"
+    assert read_settings(make_config(cohort / "manifest.csv", tmp_path)).decode_device == "cpu"
+    path = cohort / pd.read_csv(cohort / "manifest.csv")["path"].iloc[0]
+    messages = list(slide_messages(path=str(path), mpp=None, settings=settings, start_tile=0))
+    tiles = [m for m in messages if m[0] == "tiles"]
+    assert tiles and tiles[0][2].shape[1:] == (config.tiling.tile_px, config.tiling.tile_px, 3)

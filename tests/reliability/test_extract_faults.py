@@ -64,7 +64,8 @@ def test_case1_no_partial_or_temporary_file_exists(fault_run):
 def test_case2_a_slide_that_would_kill_its_decoder_is_refused_before_decoding(fault_run, faulty_cohort):
     """The crafted frame header kills cuCIM's raw decoder (test_slide_faults proves it); the reader's
     tile check refuses it first: a deterministic failure naming the tile, not retried, and the run
-    goes on. Surviving a real reader death (SIGSEGV in the child) is tested in tests/test_extract.py."""
+    goes on. Surviving a real reader death (SIGSEGV in the child) is tested in
+    tests/extract/test_extract.py."""
     _, out, failures, _ = fault_run
     record = failures.loc["crashes-reader"]
     assert record["status"] == "failed" and record["attempts"] == 1, record.to_dict()

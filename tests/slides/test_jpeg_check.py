@@ -1,4 +1,4 @@
-"""JPEG tile checks: the marker walk on hand-built streams, and cuCIM refusing damaged tiles."""
+"""JPEG tile checks: the marker walk on hand-built streams, and the readers refusing damaged tiles."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from PIL import Image
 
 from raypath.slides.reader import SlideReadError, open_slide
 from raypath.slides.reader import tile_check as tile_check_module
-from raypath.slides.reader.jpeg_check import jpeg_frame_size
+from raypath.slides.reader.jpeg_check import JpegHeader, jpeg_frame_size, jpeg_header
 from raypath.slides.reader.tile_check import TileValidator, touched_tiles
 
 TILE = 64
@@ -134,11 +134,11 @@ def test_a_truncated_file_and_an_empty_tile_are_invalid(tiled_tiff: Path) -> Non
 def test_each_tile_is_checked_once(tiled_tiff: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
 
-    def counting(data: bytes) -> tuple[int, int]:
+    def counting(data: bytes) -> JpegHeader:
         calls.append(len(data))
-        return jpeg_frame_size(data)
+        return jpeg_header(data)
 
-    monkeypatch.setattr(tile_check_module, "jpeg_frame_size", counting)
+    monkeypatch.setattr(tile_check_module, "jpeg_header", counting)
     tiles = validator(tiled_tiff)
     for _ in range(3):
         tiles.check(np.array([[10, 10], [70, 10]]), level=0, size=(64, 64))  # tiles 0, 1, 2, 4, 5, 6
@@ -155,20 +155,24 @@ def test_touched_tiles_follow_the_level_downsample() -> None:
         assert list(touched_tiles(tiles, outside, downsample=2.0, size=(64, 64))) == []
 
 
-@pytest.fixture
-def corrupt_svs(tiled_tiff: Path) -> Path:
-    pytest.importorskip("cucim")
-    damage(tiled_tiff, 5, "soi")
-    return tiled_tiff
-
-
-def test_cucim_refuses_regions_over_a_damaged_tile_in_every_read_path(corrupt_svs: Path) -> None:
-    with open_slide(corrupt_svs, reader="cucim", mpp_override=0.5) as slide:
+@pytest.mark.parametrize("reader", ["cucim", "jpeg"])
+@pytest.mark.parametrize("edit", ["soi", "sof"])
+def test_readers_refuse_regions_over_a_damaged_tile_in_every_read_path(
+    tiled_tiff: Path, reader: str, edit: str
+) -> None:
+    """A damaged or crafted tile (a frame header claiming 60000x60000 px would overrun the decoder's
+    buffer) is refused before it is decoded, in every read path; its neighbours still read."""
+    if reader == "cucim":
+        pytest.importorskip("cucim")
+    damage(tiled_tiff, 5, edit)
+    with open_slide(tiled_tiff, reader=reader, mpp_override=0.5) as slide:
         with pytest.raises(SlideReadError, match="tile 5"):
             slide.read_region(location=(70, 70), level=0, size=(16, 16))
         locations = np.array([[0, 0], [64, 0], [0, 128], [64, 64]])
         with pytest.raises(SlideReadError, match="tile 5"):
             slide.read_regions(locations=locations, level=0, size=(64, 64))
+        with pytest.raises(SlideReadError, match="tile 5"):
+            list(slide.iter_tiles(locations=locations, level=0, size=64, tile_px=64, batch_size=2))
         good = slide.read_regions(locations=locations[:3], level=0, size=(64, 64))
         assert good.shape == (3, 64, 64, 3) and good.std() > 10
         slide.thumbnail(mpp=1.0)  # level 1 is intact

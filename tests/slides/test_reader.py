@@ -1,4 +1,4 @@
-"""Slide readers: cuCIM and OpenSlide agree on real and synthetic slides; bad files fail clearly."""
+"""Slide readers: scaled JPEG, cuCIM and OpenSlide agree on real and synthetic slides; bad files fail."""
 
 from __future__ import annotations
 
@@ -27,8 +27,7 @@ from raypath.slides.reader.runs import find_runs, runs_by_length, split_run
 
 pytest.importorskip("cucim")
 
-BACKENDS = ("cucim", "openslide")
-CMU_MPP = 0.499
+BACKENDS = ("jpeg", "cucim", "openslide")
 CMU_MPP = 0.499
 
 
@@ -43,8 +42,8 @@ def _geometry(path: Path, backend: str) -> tuple:
 @pytest.mark.parametrize("fixture", ["cmu_svs", "tiny_svs"])
 def test_backends_agree_on_geometry_and_vendor(fixture: str, request: pytest.FixtureRequest) -> None:
     path = request.getfixturevalue(fixture)
-    cucim, openslide = (_geometry(path, backend) for backend in BACKENDS)
-    assert cucim == openslide
+    jpeg, cucim, openslide = (_geometry(path, backend) for backend in BACKENDS)
+    assert jpeg == cucim == openslide
     assert cucim[-1] == "aperio"
 
 
@@ -66,14 +65,15 @@ def test_backends_agree_on_pixels(fixture: str, level: int, request: pytest.Fixt
     for backend in BACKENDS:
         with open_slide(path, reader=backend) as slide:
             regions.append(slide.read_region(location=(96, 160), level=level, size=(80, 60)))
-    assert regions[0].shape == regions[1].shape == (60, 80, 3)
+    assert regions[0].shape == regions[1].shape == regions[2].shape == (60, 80, 3)
     assert regions[0].dtype == np.uint8
-    assert np.abs(regions[0].astype(int) - regions[1]).max() <= 2
+    for other in regions[1:]:
+        assert np.abs(regions[0].astype(int) - other).max() <= 2
 
 
 def test_pyramidal_synthetic_slide(tiny_svs: Path) -> None:
     with open_slide(tiny_svs) as slide:
-        assert slide.backend == "cucim"
+        assert slide.backend == "jpeg"  # every level is JPEG-tiled: auto takes the scaled-JPEG reader
         assert slide.is_pyramidal
         assert slide.level_downsamples == (1.0, 2.0, 4.0)
         assert slide.level_mpp(2) == pytest.approx(2.0)
@@ -168,11 +168,12 @@ def test_auto_uses_openslide_for_other_extensions(no_mpp_tiff: Path, tmp_path: P
 def test_auto_falls_back_when_cucim_cannot_decode(
     tiny_svs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    class Refusing(READERS["cucim"]):  # type: ignore[misc, valid-type]
-        def _probe(self) -> None:
-            raise UnsupportedSlideError(self.path, "cuCIM cannot decode it: test")
+    for name in ("jpeg", "cucim"):
+        class Refusing(READERS[name]):  # type: ignore[misc, valid-type]
+            def _probe(self) -> None:
+                raise UnsupportedSlideError(self.path, "cannot decode it: test")
 
-    monkeypatch.setitem(READERS, "cucim", Refusing)
+        monkeypatch.setitem(READERS, name, Refusing)
     with open_slide(tiny_svs) as slide:
         assert slide.backend == "openslide"
 
@@ -204,7 +205,8 @@ SCATTERED = [[0, 0], [512, 256], [64, 640], [900, 700], [256, 0]]
 ROWS = [[0, 0], [32, 0], [64, 0], [96, 0], [992, 0], [96, 64], [128, 64], [160, 64], [64, 700], [96, 700]]
 
 
-@pytest.mark.parametrize(("backend", "workers"), [("openslide", None), ("cucim", 0), ("cucim", 2)])
+@pytest.mark.parametrize(("backend", "workers"),
+                         [("openslide", None), ("cucim", 0), ("cucim", 2), ("jpeg", 1), ("jpeg", 2)])
 @pytest.mark.parametrize(("points", "batch", "sizes"), [(SCATTERED, 2, [2, 2, 1]), (ROWS, 6, [6, 4])])
 def test_iter_regions_batches_in_input_order(
     tiny_svs: Path, backend: str, workers: int | None, points: list, batch: int, sizes: list[int]
@@ -224,7 +226,14 @@ def test_backends_agree_on_synthetic_cohort_slides(request: pytest.FixtureReques
     slides = sorted((cohort / "slides").glob("*.svs"))
     assert slides
     for path in slides:
+        with open_slide(path, reader="jpeg") as jpeg:
+            geometry = (jpeg.level_dimensions, jpeg.level_downsamples, jpeg.mpp, jpeg.vendor)
+            jpeg_region = jpeg.read_region(location=(300, 200), level=0, size=(64, 64))
         with open_slide(path, reader="cucim") as cucim, open_slide(path, reader="openslide") as openslide:
+            assert geometry == (cucim.level_dimensions, pytest.approx(openslide.level_downsamples),
+                                pytest.approx(openslide.mpp), "aperio")
+            assert np.abs(jpeg_region.astype(int) - cucim.read_region(location=(300, 200), level=0,
+                                                                     size=(64, 64))).max() <= 2
             assert cucim.level_dimensions == openslide.level_dimensions
             assert cucim.level_downsamples == pytest.approx(openslide.level_downsamples, rel=1e-6)
             assert cucim.mpp == pytest.approx(openslide.mpp) and cucim.vendor == openslide.vendor == "aperio"

@@ -1,4 +1,4 @@
-"""Slide reading behind one interface: `open_slide` picks cuCIM or OpenSlide per file."""
+"""Slide reading behind one interface: `open_slide` picks scaled JPEG, cuCIM or OpenSlide per file."""
 
 from raypath.slides.reader.base import Backend, SlideReader
 from raypath.slides.reader.cucim import CuCIMReader
@@ -11,6 +11,7 @@ from raypath.slides.reader.errors import (
 )
 from raypath.slides.reader.factory import READERS, ReaderName, open_slide
 from raypath.slides.reader.openslide import OpenSlideReader
+from raypath.slides.reader.scaled_jpeg import ScaledJPEGReader
 from raypath.slides.reader.thumbnail import Thumbnail
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "MissingMppError",
     "OpenSlideReader",
     "ReaderName",
+    "ScaledJPEGReader",
     "SlideError",
     "SlideNotFoundError",
     "SlideReadError",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Literal
@@ -12,9 +13,10 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from raypath.slides.reader.errors import MissingMppError
+from raypath.slides.reader.resize import resize_tiles
 from raypath.slides.reader.thumbnail import Thumbnail, render_thumbnail
 
-Backend = Literal["cucim", "openslide"]
+Backend = Literal["jpeg", "cucim", "openslide"]
 
 READ_BATCH = 64
 """Regions per batch when `read_regions` goes through `iter_regions`: bounds the decode-ahead memory."""
@@ -145,6 +147,29 @@ class SlideReader(abc.ABC):
             chunk = locations[start : start + batch_size]
             yield np.stack([self._read((int(x), int(y)), level, size) for x, y in chunk])
 
+    def iter_tiles(
+        self, *, locations: np.ndarray, level: int, size: int, tile_px: int, batch_size: int,
+        slack: float = 0.0,
+    ) -> Iterator[np.ndarray]:
+        """Square `size`-px regions at `level` delivered as (b, tile_px, tile_px, 3) batches in input order.
+
+        Here: decode at `level`, then resize (area for whole-number factors, else Lanczos) one batch
+        behind decoding in a helper thread, so the two overlap. Readers that can decode nearer the
+        output size override this; `slack` is how far below `tile_px` (relative) their decoded
+        size may go before the final resize, the tiling's mpp tolerance.
+        """
+        batches = self.iter_regions(locations=locations, level=level, size=(size, size),
+                                    batch_size=batch_size)
+        pending = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="resize") as pool:
+            for batch in batches:
+                resized = pool.submit(resize_tiles, batch, tile_px)
+                if pending is not None:
+                    yield pending.result()
+                pending = resized
+            if pending is not None:
+                yield pending.result()
+
     def thumbnail(self, *, mpp: float) -> Thumbnail:
         """The whole slide at `mpp` (never finer than level 0), for tissue detection and registration."""
         return render_thumbnail(self, mpp=mpp)
@@ -165,3 +190,18 @@ class SlideReader(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r}, levels={self.level_count}, dims={self.dimensions})"
+
+
+class IndexedSlideReader(SlideReader):
+    """A reader that learns the pyramid once when it opens (sets `_dims` and `_downsamples`)."""
+
+    _dims: tuple[tuple[int, int], ...]
+    _downsamples: tuple[float, ...]
+
+    @property
+    def level_dimensions(self) -> tuple[tuple[int, int], ...]:
+        return self._dims
+
+    @property
+    def level_downsamples(self) -> tuple[float, ...]:
+        return self._downsamples

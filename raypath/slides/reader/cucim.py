@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from raypath.slides.reader.base import SlideReader, as_locations, parse_mpp
+from raypath.slides.reader.base import IndexedSlideReader, as_locations, parse_mpp
 from raypath.slides.reader.errors import SlideError, SlideReadError, UnsupportedSlideError
 from raypath.slides.reader.runs import find_runs, runs_by_length, split_run
 from raypath.slides.reader.tile_check import TileValidator
@@ -35,7 +35,7 @@ def default_num_workers() -> int:
     return max(1, min(cores, 16))
 
 
-class CuCIMReader(SlideReader):
+class CuCIMReader(IndexedSlideReader):
     """Wraps `cucim.CuImage`; `iter_regions` uses its batched, threaded `read_region`.
 
     Every read first checks the JPEG tiles it touches (`TileValidator`): cuCIM itself returns
@@ -79,14 +79,6 @@ class CuCIMReader(SlideReader):
         except SlideReadError as exc:
             self.close()
             raise UnsupportedSlideError(self.path, f"cuCIM cannot decode it: {exc}") from exc
-
-    @property
-    def level_dimensions(self) -> tuple[tuple[int, int], ...]:
-        return self._dims
-
-    @property
-    def level_downsamples(self) -> tuple[float, ...]:
-        return self._downsamples
 
     @property
     def vendor(self) -> str:

@@ -11,12 +11,16 @@ from raypath.slides.reader.cucim import EXTENSIONS as CUCIM_EXTENSIONS
 from raypath.slides.reader.cucim import CuCIMReader
 from raypath.slides.reader.errors import SlideError, SlideNotFoundError, UnsupportedSlideError
 from raypath.slides.reader.openslide import OpenSlideReader
+from raypath.slides.reader.scaled_jpeg import Device, ScaledJPEGReader
 
 logger = logging.getLogger(__name__)
 
-ReaderName = Literal["auto", "cucim", "openslide"]
+ReaderName = Literal["auto", "jpeg", "cucim", "openslide"]
 
-READERS: dict[str, type[SlideReader]] = {"cucim": CuCIMReader, "openslide": OpenSlideReader}
+READERS: dict[str, type[SlideReader]] = {"jpeg": ScaledJPEGReader, "cucim": CuCIMReader,
+                                         "openslide": OpenSlideReader}
+AUTO_ORDER = ("jpeg", "cucim", "openslide")
+"""Fastest first: scaled JPEG decoding where every level is JPEG-tiled, cuCIM for other TIFFs."""
 
 MPP_DISAGREEMENT = 0.05
 """Relative gap between override and file mpp worth a warning: usually a manifest mistake."""
@@ -27,7 +31,7 @@ def _candidates(path: Path, reader: ReaderName) -> list[str]:
         if reader not in READERS:
             raise ValueError(f"unknown slide reader '{reader}'; choose from auto, {', '.join(READERS)}")
         return [reader]
-    return ["cucim", "openslide"] if path.suffix.lower() in CUCIM_EXTENSIONS else ["openslide"]
+    return list(AUTO_ORDER) if path.suffix.lower() in CUCIM_EXTENSIONS else ["openslide"]
 
 
 def open_slide(
@@ -36,11 +40,15 @@ def open_slide(
     reader: ReaderName = "auto",
     mpp_override: float | None = None,
     num_workers: int | None = None,
+    device: Device = "cpu",
 ) -> SlideReader:
-    """Open a slide with the named reader, or with "auto": cuCIM where it decodes the file, else OpenSlide.
+    """Open a slide with the named reader, or with "auto": the first of scaled JPEG, cuCIM and OpenSlide
+    that decodes the file.
 
-    `num_workers` caps cuCIM's decode threads (default: the cores this process may use); set it
-    to the CPUs a Ray task was given. Raises SlideNotFoundError for a missing path and
+    `num_workers` caps the decode threads of the jpeg and cuCIM readers (default: the cores this
+    process may use); set it to the CPUs a Ray task was given. `device="cuda"` lets the jpeg reader
+    decode on a GPU (nvImageCodec), falling back to the CPU where none is usable.
+    Raises SlideNotFoundError for a missing path and
     UnsupportedSlideError when no reader can decode the file (its message says why each one failed).
     """
     path = Path(path)
@@ -49,7 +57,11 @@ def open_slide(
     failures: list[str] = []
     for name in _candidates(path, reader):
         try:
-            options = {"num_workers": num_workers} if name == "cucim" else {}
+            options: dict[str, object] = {}
+            if name in ("jpeg", "cucim"):
+                options["num_workers"] = num_workers
+            if name == "jpeg":
+                options["device"] = device
             slide = READERS[name](path, mpp_override=mpp_override, **options)
         except UnsupportedSlideError as exc:
             failures.append(exc.reason)

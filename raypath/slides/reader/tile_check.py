@@ -3,7 +3,7 @@
 cuCIM's CPU decoder only prints "ERROR ... while reading JPEG header" for a damaged tile and hands
 back undefined pixels, and overruns its tile buffer (SIGSEGV) when a tile's frame header claims more
 pixels than the TIFF tile holds. OpenSlide raises on both; checking each tile's structure once
-(`jpeg_frame_size`) gives cuCIM the same behaviour for the price of reading each tile's bytes once.
+(`check_tile_bytes`) gives cuCIM the same behaviour for the price of reading each tile's bytes once.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import tifffile
 
 from raypath.slides.reader.errors import SlideReadError
-from raypath.slides.reader.jpeg_check import jpeg_frame_size
+from raypath.slides.reader.jpeg_check import JpegHeader, jpeg_header
 
 logger = logging.getLogger(__name__)
 
@@ -35,13 +35,15 @@ class LevelTiles:
     counts: np.ndarray
     tile_size: tuple[int, int]
     image_size: tuple[int, int]
+    jpeg_tables: bytes | None = None
+    photometric: int = 2
 
     @property
     def columns(self) -> int:
         return -(-self.image_size[0] // self.tile_size[0])
 
 
-def _level_tiles(page: tifffile.TiffPage) -> LevelTiles | None:
+def level_tiles(page: tifffile.TiffPage) -> LevelTiles | None:
     """JPEG-tiled pages only: other compressions and striped pages are not checked."""
     if not page.is_tiled or page.compression != JPEG_COMPRESSION:
         return None
@@ -50,10 +52,12 @@ def _level_tiles(page: tifffile.TiffPage) -> LevelTiles | None:
         counts=np.asarray(page.databytecounts, dtype=np.int64),
         tile_size=(int(page.tilewidth), int(page.tilelength)),
         image_size=(int(page.imagewidth), int(page.imagelength)),
+        jpeg_tables=page.jpegtables,
+        photometric=int(page.photometric),
     )
 
 
-def find_level_tiles(path: Path, level_dimensions: tuple[tuple[int, int], ...]) -> list[LevelTiles | None]:
+def findlevel_tiles(path: Path, level_dimensions: tuple[tuple[int, int], ...]) -> list[LevelTiles | None]:
     """The tiled page of each cuCIM level, matched by size in file order. Not tifffile's series:
     its SVS parser takes page 1 for a thumbnail even where (as in our synthetic SVS) it is a level."""
     with tifffile.TiffFile(path) as tif:
@@ -63,8 +67,20 @@ def find_level_tiles(path: Path, level_dimensions: tuple[tuple[int, int], ...]) 
             match = next((p for p in tiled if (p.imagewidth, p.imagelength) == (width, height)), None)
             if match is None:
                 logger.debug("%s: no tiled page of %dx%d; its tiles go unchecked", path, width, height)
-            levels.append(_level_tiles(match) if match is not None else None)
+            levels.append(level_tiles(match) if match is not None else None)
     return levels
+
+
+def check_tile_bytes(data: bytes, *, count: int, tile_size: tuple[int, int]) -> JpegHeader:
+    """The header of one TIFF JPEG tile read from the file; ValueError saying what is wrong when the
+    read came up short or the frame is not the TIFF tile's size (a crafted header overruns decoders)."""
+    if len(data) < count:
+        raise ValueError(f"the file ends {count - len(data)} bytes into the tile (truncated file)")
+    header = jpeg_header(data)
+    if header.size != tile_size:
+        raise ValueError(f"JPEG frame is {header.width}x{header.height} px but the TIFF tile is "
+                         f"{tile_size[0]}x{tile_size[1]}")
+    return header
 
 
 def touched_tiles(
@@ -98,7 +114,7 @@ class TileValidator:
         level_downsamples: tuple[float, ...],
     ) -> None:
         self.path = Path(path)
-        self._levels = find_level_tiles(self.path, level_dimensions)
+        self._levels = findlevel_tiles(self.path, level_dimensions)
         self._downsamples = level_downsamples
         self._file = self.path.open("rb")
         self._lock = threading.Lock()
@@ -135,11 +151,7 @@ class TileValidator:
         with self._lock:
             self._file.seek(offset)
             data = self._file.read(count)
-        if len(data) < count:
-            raise ValueError(f"the file ends {count - len(data)} bytes into the tile (truncated file)")
-        if (frame := jpeg_frame_size(data)) != tiles.tile_size:
-            raise ValueError(f"JPEG frame is {frame[0]}x{frame[1]} px but the TIFF tile is "
-                             f"{tiles.tile_size[0]}x{tiles.tile_size[1]}")
+        check_tile_bytes(data, count=count, tile_size=tiles.tile_size)
 
     def close(self) -> None:
         self._file.close()

@@ -148,6 +148,7 @@ class Bag:
     coords: np.ndarray
     extent_l0: int
     metadata: dict[str, Any]
+    tile_um: float = 0.0  # side of a tile in microns (tile_px x mpp): scale bars on heatmaps
 
 
 def read_metadata(path: str) -> dict[str, Any]:
@@ -166,9 +167,11 @@ def table_to_bag(table: pa.Table, metadata: dict[str, Any]) -> Bag:
     first = {name: table.column(name)[0].as_py() if table.num_rows else "" for name in
              ("slide_id", "specimen_id", "patient_id", "scanner")}
     extent = int(table.column("extent_l0")[0].as_py()) if table.num_rows else 0
+    tile_um = (float(table.column("tile_px")[0].as_py()) * float(table.column("mpp")[0].as_py())
+               if table.num_rows else 0.0)
     coords = np.stack([table.column("x").to_numpy(), table.column("y").to_numpy()], axis=1)
     return Bag(features=flat.reshape(-1, dim), coords=coords, extent_l0=extent, metadata=metadata,
-               **first)
+               tile_um=tile_um, **first)
 
 
 def tiling_hashes(root: str | Path, *, encoder: str) -> list[str]:

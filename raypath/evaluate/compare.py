@@ -1,12 +1,13 @@
-"""`raypath compare`: per FM, baseline vs the best robust configurations, from MLflow runs alone.
+"""`raypath compare`: per FM, the best-tuned baseline vs the chosen robust configurations, from MLflow.
 
-Groups come from the replicate phase when it ran (confidence intervals over seeds), else from
-single search runs. Failed or unfinished runs never enter a group (issue 8, case 11). Outputs per
-FM: table.csv, pareto.png, heatmap_<specimen>.png, report.md/.html (also logged to MLflow as a
-'report' run), and the best robust model registered as `raypath-<sweep>-<fm>`.
+Models are chosen on validation metrics only (`raypath.evaluate.groups`); the table is on the test
+split, over replicates (seeds or folds) when the replicate phase ran, else single search runs.
+Failed or unfinished runs never enter a group. When no robust configuration reaches the accuracy
+floor the most robust one is still shown, marked, and the report and console say so. Outputs per
+FM: table.csv, pareto.png, roc_scanners.png, heatmap_<specimen>.png, report.md/.html (also logged
+to MLflow as a 'report' run), and the champion registered as `raypath-<sweep>-<fm>@champion`.
 """
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,20 +15,24 @@ from pathlib import Path
 import pandas as pd
 from mlflow import MlflowClient
 
+from raypath.evaluate.champion import register_champion
 from raypath.evaluate.config import CompareConfig
-from raypath.evaluate.groups import model_groups, sweep_experiments
+from raypath.evaluate.groups import ModelGroups, model_groups, sweep_experiments
 from raypath.evaluate.heatmaps import heatmap_figure
 from raypath.evaluate.pareto import pareto_plot
-from raypath.evaluate.publish import log_report, register_model
+from raypath.evaluate.publish import log_report
 from raypath.evaluate.report import (
+    FmSection,
     comparison_table,
     html_report,
     markdown_report,
     present_metrics,
-    to_markdown,
     wide_table,
 )
+from raypath.evaluate.roc import roc_figure
+from raypath.evaluate.sections import model_lines, notes
 from raypath.evaluate.specimen_views import (
+    RunModel,
     load_manifest_paths,
     load_run_model,
     pick_specimens,
@@ -47,141 +52,108 @@ class FmComparison:
     fm: str
     table: pd.DataFrame
     wide: pd.DataFrame
+    chosen: ModelGroups
     images: list[str] = field(default_factory=list)
     registered: str | None = None
+    section: FmSection | None = None
 
 
-def _pareto(
-    runs: pd.DataFrame, groups: dict[str, pd.DataFrame], config: CompareConfig, *, fm: str, out: Path
-) -> str:
+def _pareto(runs: pd.DataFrame, chosen: ModelGroups, config: CompareConfig, *, fm: str, out: Path) -> str:
     search = runs[(runs["phase"] == "search") & (runs["status"] == "FINISHED")]
     accuracy, robust = config.objectives[0].metric, robustness_metric(config.objectives)
-    highlight = {name: search[search["config_key"].isin(set(g["config_key"]))] for name, g in groups.items()}
-    pareto_plot(
-        search,
-        accuracy=accuracy,
-        robustness=robust,
-        highlight=highlight,
-        title=f"{config.sweep_id} / {fm}",
-        path=out / "pareto.png",
-    )
+    highlight = {name: search[search["config_key"].isin(set(g["config_key"]))]
+                 for name, g in chosen.groups.items()}
+    pareto_plot(search, accuracy=accuracy, robustness=robust, highlight=highlight,
+                floor=chosen.selection.floor, title=f"{config.sweep_id} / {fm}", path=out / "pareto.png")
     return "pareto.png"
 
 
-def _heatmaps(
-    client: MlflowClient, groups: dict[str, pd.DataFrame], config: CompareConfig, *, tags: dict, out: Path
-) -> list[str]:
-    """Baseline vs best robust of the same seed (paired) on the most scanner-sensitive test specimens."""
-    if config.heatmaps.specimens == 0 or not {"baseline", "robust 1"} <= groups.keys():
+def _replicate_models(client: MlflowClient, chosen: ModelGroups) -> dict[str, RunModel]:
+    """Baseline and robust 1 of the first replicate both have (paired: same seed and split)."""
+    groups = chosen.groups
+    if chosen.phase != "replicates" or not {"baseline", "robust 1"} <= groups.keys():
+        return {}
+    shared = sorted(set(groups["baseline"]["seed"]) & set(groups["robust 1"]["seed"]))
+    if not shared:
+        return {}
+    runs = {name: groups[name].set_index("seed").loc[shared[0], "run_id"]
+            for name in ("baseline", "robust 1")}
+    return {name: load_run_model(client, run_id) for name, run_id in runs.items()}
+
+
+def _heatmaps(models: dict[str, RunModel], config: CompareConfig, *, tags: dict, out: Path) -> list[str]:
+    """Baseline vs best robust on the most scanner-sensitive test specimens, true label in the title."""
+    if config.heatmaps.specimens == 0 or not models:
         return []
-    seeds = sorted(set(groups["baseline"]["seed"]) & set(groups["robust 1"]["seed"]))
-    if not seeds:
-        return []
-    runs = {name: groups[name].set_index("seed").loc[seeds[0], "run_id"] for name in ("baseline", "robust 1")}
-    loaded = {name: load_run_model(client, run_id) for name, run_id in runs.items()}
-    store = FeatureStore(
-        tags["raypath.features_root"], encoder=tags["raypath.fm"], tiling_hash=tags["raypath.tiling_hash"]
-    )
-    predictions = loaded["baseline"].predictions
+    store = FeatureStore(tags["raypath.features_root"], encoder=tags["raypath.fm"],
+                         tiling_hash=tags["raypath.tiling_hash"])
+    predictions = models["baseline"].predictions
     manifest = load_manifest_paths(config.heatmaps.manifest)
     images = []
     for specimen in pick_specimens(predictions, count=config.heatmaps.specimens):
-        rows = specimen_views(
-            models=loaded,
-            store=store,
-            predictions=predictions,
-            specimen=specimen,
-            manifest=manifest,
-            thumbnail_mpp=config.heatmaps.thumbnail_mpp,
-        )
+        rows = specimen_views(models=models, store=store, predictions=predictions, specimen=specimen,
+                              manifest=manifest, thumbnail_mpp=config.heatmaps.thumbnail_mpp)
+        truth = predictions.loc[predictions["specimen_id"] == specimen]
+        label = f"label {truth['label'].iloc[0]}" if "label" in truth else f"time {truth['time'].iloc[0]:.1f}"
         name = f"heatmap_{specimen}.png"
-        heatmap_figure(rows, title=f"specimen {specimen} (seed {seeds[0]})", path=out / name)
+        heatmap_figure(rows, title=f"specimen {specimen} ({label}; test split)", path=out / name)
         images.append(name)
     return images
 
 
-def _register(client: MlflowClient, groups: dict[str, pd.DataFrame], table: pd.DataFrame,
-              config: CompareConfig, *, fm: str, tags: dict[str, str]) -> str | None:
-    """The best seed of the most robust configuration, as `raypath-<sweep>-<fm>@champion`."""
-    if not config.register_model or "robust 1" not in groups:
-        return None
-    replicated = groups["robust 1"][groups["robust 1"]["phase"] == "replicates"]
-    if replicated.empty:
-        log.warning("%s: the chosen configuration has no replicate runs (replicates.seeds: 0), so no "
-                    "model was saved to register", fm)
-        return None
-    best = replicated.sort_values(config.objectives[0].metric, ascending=False).iloc[0]
-    metrics = table[table["model"] == "robust 1"]
-    version_tags = {
-        "fm": fm, "sweep_id": config.sweep_id, "weights_hash": tags.get("raypath.weights_hash", ""),
-        "tiling_hash": tags.get("raypath.tiling_hash", ""), "seed": str(best["seed"]),
-        "loss_weights": json.dumps({k: v for k, v in best["params"].items() if k.startswith("losses.")}),
-        **{f"metric.{row.metric}": f"{row.mean:.4f} [{row.low:.4f}, {row.high:.4f}] over {row.n} seeds"
-           for row in metrics.itertuples()},
-    }
-    return register_model(client, name=f"raypath-{config.sweep_id}-{fm}", run_id=best["run_id"],
-                          description=f"most robust configuration of sweep {config.sweep_id} on {fm}",
-                          tags=version_tags)
+def _roc(models: dict[str, RunModel], *, tags: dict, out: Path) -> list[str]:
+    if not models or tags.get("raypath.task") != "binary":
+        return []
+    figure = roc_figure({name: m.predictions for name, m in models.items()},
+                        title="per-scanner ROC, test split (one replicate)", path=out / "roc_scanners.png")
+    return [figure.name] if figure else []
 
 
 def compare_fm(client: MlflowClient, config: CompareConfig, *, fm: str, experiment_id: str) -> FmComparison:
-    """Table, Pareto plot, heatmaps and registration for one FM; writes under <report_dir>/<fm>."""
+    """Table, plots, heatmaps, report and registration for one FM; writes under <report_dir>/<fm>."""
     out = config.report_dir() / fm
     out.mkdir(parents=True, exist_ok=True)
     runs = runs_frame(client, experiment_id)
-    groups = model_groups(runs, config)
-    if not groups:
+    chosen = model_groups(runs, config)
+    if not chosen.groups:
         raise ValueError(f"sweep '{config.sweep_id}' on {fm}: no finished runs to compare")
-    table = comparison_table(
-        groups, metrics=present_metrics(pd.concat(groups.values())), level=config.ci_level
-    )
+    frame = pd.concat(chosen.groups.values())
+    table = comparison_table(chosen.groups, metrics=present_metrics(frame), level=config.ci_level)
     table.to_csv(out / "table.csv", index=False)
     tags = client.get_experiment(experiment_id).tags
-    images = [
-        _pareto(runs, groups, config, fm=fm, out=out),
-        *_heatmaps(client, groups, config, tags=tags, out=out),
-    ]
-    result = FmComparison(
-        fm=fm,
-        table=table,
-        wide=wide_table(table),
-        images=images,
-        registered=_register(client, groups, table, config, fm=fm, tags=tags),
-    )
-    title = f"raypath sweep {config.sweep_id}: {fm}"
-    (out / "report.md").write_text(
-        markdown_report(title=title, sections=[(fm, to_markdown(result.wide), images)], level=config.ci_level)
-    )
-    (out / "report.html").write_text(
-        html_report(title=title, sections=[(fm, result.wide, images)], level=config.ci_level)
-    )
-    ledger = RunLedger(
-        tracking_uri=config.tracking_uri(), experiment=client.get_experiment(experiment_id).name
-    )
+    models = _replicate_models(client, chosen)
+    images = [_pareto(runs, chosen, config, fm=fm, out=out), *_roc(models, tags=tags, out=out),
+              *_heatmaps(models, config, tags=tags, out=out)]
+    labels = {"robust 1": "robust 1 (below the accuracy floor)"} if chosen.selection.below_floor else {}
+    registered = register_champion(client, chosen, table, config, fm=fm, tags=tags)
+    result = FmComparison(fm=fm, table=table, wide=wide_table(table, labels=labels), chosen=chosen,
+                          images=images, registered=registered)
+    section = FmSection(fm=fm, wide=result.wide, notes=notes(chosen, config, registered=result.registered),
+                        models=model_lines(chosen, tracking_uri=config.tracking_uri(),
+                                           experiment_id=experiment_id),
+                        metrics=list(dict.fromkeys(table["metric"])), images=images)
+    _write_reports(out, title=f"raypath sweep {config.sweep_id}: {fm}", sections=[section], config=config)
+    experiment = client.get_experiment(experiment_id).name
+    ledger = RunLedger(tracking_uri=config.tracking_uri(), experiment=experiment)
     log_report(ledger, sweep_id=config.sweep_id, fm=fm, directory=out)
+    result.section = section
     return result
+
+
+def _write_reports(directory: Path, *, title: str, sections: list[FmSection], config: CompareConfig) -> None:
+    level = config.ci_level
+    (directory / "report.md").write_text(markdown_report(title=title, sections=sections, level=level))
+    (directory / "report.html").write_text(html_report(title=title, sections=sections, level=level))
 
 
 def compare_sweep(config: CompareConfig) -> list[FmComparison]:
     """Every FM of the sweep, plus one combined report.md/.html at the top of the report directory."""
     client = MlflowClient(tracking_uri=config.tracking_uri(), registry_uri=config.tracking_uri())
-    results = [
-        compare_fm(client, config, fm=fm, experiment_id=eid)
-        for fm, eid in sweep_experiments(client, config).items()
-    ]
-    root, title = config.report_dir(), f"raypath sweep {config.sweep_id}"
-    (root / "report.md").write_text(
-        markdown_report(
-            title=title,
-            sections=[(r.fm, to_markdown(r.wide), [f"{r.fm}/{i}" for i in r.images]) for r in results],
-            level=config.ci_level,
-        )
-    )
-    (root / "report.html").write_text(
-        html_report(
-            title=title,
-            sections=[(r.fm, r.wide, [f"{r.fm}/{i}" for i in r.images]) for r in results],
-            level=config.ci_level,
-        )
-    )
+    results = [compare_fm(client, config, fm=fm, experiment_id=eid)
+               for fm, eid in sweep_experiments(client, config).items()]
+    sections = [FmSection(fm=r.fm, wide=r.wide, notes=r.section.notes, models=r.section.models,
+                          metrics=r.section.metrics, images=[f"{r.fm}/{i}" for i in r.images])
+                for r in results]
+    _write_reports(config.report_dir(), title=f"raypath sweep {config.sweep_id}", sections=sections,
+                   config=config)
     return results

@@ -4,11 +4,13 @@ Groups come from the replicate phase when it ran (seed replicates give confidenc
 else from single search runs. Failed or unfinished runs never enter a group (issue 8, case 11).
 """
 
+from dataclasses import dataclass
+
 import pandas as pd
 from mlflow import MlflowClient
 
 from raypath.evaluate.config import CompareConfig
-from raypath.sweep.selection import COMPLETED, config_means, rank_robust
+from raypath.sweep.selection import COMPLETED, Selection, config_means, rank_robust
 
 
 def sweep_experiments(client: MlflowClient, config: CompareConfig) -> dict[str, str]:
@@ -29,20 +31,34 @@ def sweep_experiments(client: MlflowClient, config: CompareConfig) -> dict[str, 
     return {fm: found[fm] for fm in wanted}
 
 
-def model_groups(runs: pd.DataFrame, config: CompareConfig) -> dict[str, pd.DataFrame]:
-    """{'baseline': runs, 'robust 1': runs, ...}: finished, completed runs of each chosen config."""
+@dataclass(frozen=True)
+class ModelGroups:
+    """The compared models' runs ('baseline', 'robust 1', ...), how they were chosen, and from where."""
+
+    groups: dict[str, pd.DataFrame]
+    selection: Selection
+    phase: str  # "replicates" (intervals over seeds or folds) or "search" (single runs)
+
+
+def model_groups(runs: pd.DataFrame, config: CompareConfig) -> ModelGroups:
+    """The best-tuned baseline and the chosen robust configurations, from finished, completed runs.
+
+    Chosen on validation metrics (means over replicates where they ran); never on test metrics.
+    """
     done = runs[(runs["status"] == "FINISHED") & runs.get(COMPLETED, pd.Series(dtype=float)).notna()]
     replicates = done[done["phase"] == "replicates"]
     source = replicates if len(replicates) else done[done["phase"] == "search"]
     means = config_means(source)
+    accuracy = config.objectives[0].metric
     groups = {}
-    if len(means) and means["baseline"].any():
-        groups["baseline"] = source[
-            source["config_key"] == means.loc[means["baseline"], "config_key"].iloc[0]
-        ]
-    chosen = rank_robust(
-        means, objectives=config.objectives, top_k=config.top_k, tolerance=config.accuracy_tolerance
-    )
-    for rank, key in enumerate(chosen.get("config_key", []), start=1):
+    baselines = means[means["baseline"]] if len(means) else means
+    if len(baselines):
+        ranked = baselines.sort_values(accuracy, ascending=False) if accuracy in baselines else baselines
+        best = ranked.iloc[0]
+        groups["baseline"] = source[source["config_key"] == best["config_key"]]
+    selection = rank_robust(means, objectives=config.objectives, top_k=config.top_k,
+                            tolerance=config.accuracy_tolerance)
+    for rank, key in enumerate(selection.rows.get("config_key", []), start=1):
         groups[f"robust {rank}"] = source[source["config_key"] == key]
-    return groups
+    phase = "replicates" if len(replicates) else "search"
+    return ModelGroups(groups=groups, selection=selection, phase=phase)

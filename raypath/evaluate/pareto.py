@@ -26,11 +26,19 @@ def pareto_plot(
     highlight: dict[str, pd.DataFrame],
     title: str,
     path: Path,
+    floor: float = -np.inf,
 ) -> Path:
-    """Every finished search configuration, the front, and highlighted groups (baseline, best)."""
+    """Every finished search configuration (robust ones as dots, tuned baselines as squares), the
+    front, the accuracy floor, and highlighted groups (the chosen baseline and robust models)."""
     done = runs[np.isfinite(runs[accuracy].astype(float)) & np.isfinite(runs[robustness].astype(float))]
     figure, axis = plt.subplots(figsize=(6.4, 4.8), dpi=120)
-    axis.scatter(done[robustness], done[accuracy], s=12, c="0.7", label=f"configurations (n={len(done)})")
+    robust, baseline = done[~done["baseline"]], done[done["baseline"]]
+    axis.scatter(robust[robustness], robust[accuracy], s=12, c="0.7",
+                 label=f"robust configurations (n={len(robust)})")
+    axis.scatter(baseline[robustness], baseline[accuracy], s=16, marker="s", c="0.4",
+                 label=f"baseline configurations (n={len(baseline)})")
+    if np.isfinite(floor):
+        axis.axhline(floor, ls=":", c="tab:red", lw=1, label=f"accuracy floor ({floor:.3f})")
     if len(done):
         front = done[pareto_mask(done[accuracy].to_numpy(), done[robustness].to_numpy())]
         front = front.sort_values(robustness)

@@ -1,32 +1,43 @@
-"""The comparison table (mean and confidence interval over seeds) and its Markdown/HTML rendering.
+"""The comparison table (mean and confidence interval over replicates) and its Markdown/HTML report.
 
-Intervals are Student-t over seed replicates: with the handful of seeds a sweep can afford
-(3-10), a percentile bootstrap of the mean is too narrow, while the t interval is the textbook
-answer for a mean of few roughly normal values. One run per configuration (no replicates) gives
-the value without an interval rather than a made-up one. Intervals are clipped to the metric's
-range (a t interval over 3 seeds of an AUC near 1 would otherwise reach past 1).
+Intervals are Student-t over replicates (seeds or cross-validation folds): with the handful a sweep
+can afford (3-10), a percentile bootstrap of the mean is too narrow, while the t interval is the
+textbook answer for a mean of few roughly normal values. One run per configuration gives the value
+without an interval rather than a made-up one. Intervals are clipped to the metric's range. A metric
+that is not defined on the data (see `raypath.metrics.limits`) shows its reason, not a number.
 """
 
 import html
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-# Test-set metrics in table order; those a task does not produce are left out.
+# Test-split metrics in table order: (column label, what it measures, chance / ideal).
 TABLE_METRICS = {
-    "test/auc": "AUC",
-    "test/c_index": "C-index",
-    "test/worst_scanner_auc": "worst-scanner AUC",
-    "test/worst_scanner_c_index": "worst-scanner C-index",
-    "test/score_spread": "cross-scanner std",
-    "test/flip_rate": "flip rate",
-    "test/robustness_index": "robustness index",
-    "test/scanner_probe_bacc": "scanner probe bacc",
+    "test/auc": ("AUC", "ROC AUC over all test slides (every scanner)", "chance 0.5, ideal 1"),
+    "test/auc_heldout": ("held-out-scanner AUC", "AUC on the scanner never seen in training or validation",
+                         "chance 0.5, ideal 1"),
+    "test/c_index": ("C-index", "Harrell's C on -risk", "chance 0.5, ideal 1"),
+    "test/c_index_heldout": ("held-out-scanner C-index", "C-index on the held-out scanner", "chance 0.5"),
+    "test/worst_scanner_auc": ("worst-scanner AUC", "lowest per-scanner AUC", "chance 0.5, ideal 1"),
+    "test/worst_scanner_c_index": ("worst-scanner C-index", "lowest per-scanner C-index", "chance 0.5"),
+    "test/score_spread": ("cross-scanner std", "mean over specimens of the std of their scans' scores",
+                          "ideal 0"),
+    "test/flip_rate": ("flip rate", "share of specimens whose decision differs between two of their scans",
+                       "ideal 0"),
+    "test/robustness_index": ("robustness index", "PathoROB RI of slide embeddings: same-class other-scanner "
+                              "vs other-class same-scanner kNN neighbours", "0.5 = no preference, ideal 1"),
+    "test/scanner_probe_bacc": ("scanner probe bacc", "balanced accuracy of a linear probe predicting the "
+                                "scanner from slide embeddings (5-fold)", "ideal = chance = 1/#scanners"),
+    "test/scanner_mi_bits": ("scanner MI (bits)", "lower bound on the mutual information between slide "
+                             "embeddings and scanner (H(scanner) - probe cross-entropy)", "ideal 0"),
+    "test/center_mi_bits": ("centre MI (bits)", "the same for the centre", "ideal 0"),
 }
-# Every table metric lies in [0, 1] except the spread, which for survival is a std of risks.
-BOUNDS = {metric: (0.0, np.inf if metric == "test/score_spread" else 1.0) for metric in TABLE_METRICS}
+UNBOUNDED = {"test/score_spread", "test/scanner_mi_bits", "test/center_mi_bits"}
+BOUNDS = {m: (0.0, np.inf if m in UNBOUNDED else 1.0) for m in TABLE_METRICS}
 
 
 def mean_ci(values: Sequence[float], *, level: float) -> tuple[float, float, float, int]:
@@ -44,14 +55,20 @@ def mean_ci(values: Sequence[float], *, level: float) -> tuple[float, float, flo
 
 
 def present_metrics(frame: pd.DataFrame) -> list[str]:
-    """Table metrics that at least one run reported with a finite value."""
-    return [m for m in TABLE_METRICS if m in frame and np.isfinite(frame[m].astype(float)).any()]
+    """Table metrics a run reported, with a value or with the reason it has none."""
+    reasons = set().union(*frame["undefined"]) if "undefined" in frame and len(frame) else set()
+    return [m for m in TABLE_METRICS
+            if (m in frame and np.isfinite(frame[m].astype(float)).any()) or m in reasons]
 
 
-def comparison_table(
-    groups: Mapping[str, pd.DataFrame], *, metrics: Sequence[str], level: float
-) -> pd.DataFrame:
-    """Long table: one row per (model, metric) with mean, low, high and the number of seeds."""
+def _reason(runs: pd.DataFrame, metric: str) -> str:
+    reasons = [r[metric] for r in runs.get("undefined", []) if isinstance(r, Mapping) and metric in r]
+    return reasons[0] if reasons else "not reported"
+
+
+def comparison_table(groups: Mapping[str, pd.DataFrame], *, metrics: Sequence[str],
+                     level: float) -> pd.DataFrame:
+    """Long table: one row per (model, metric): mean, low, high, n and, when n is 0, the reason."""
     rows = []
     for model, runs in groups.items():
         for metric in metrics:
@@ -59,25 +76,28 @@ def comparison_table(
             mean, low, high, n = mean_ci(values, level=level)
             floor, ceiling = BOUNDS.get(metric, (-np.inf, np.inf))
             low, high = float(np.clip(low, floor, ceiling)), float(np.clip(high, floor, ceiling))
-            rows.append({"model": model, "metric": metric, "mean": mean, "low": low, "high": high, "n": n})
-    return pd.DataFrame(rows, columns=["model", "metric", "mean", "low", "high", "n"])
+            rows.append({"model": model, "metric": metric, "mean": mean, "low": low, "high": high, "n": n,
+                         "reason": "" if n else _reason(runs, metric)})
+    return pd.DataFrame(rows, columns=["model", "metric", "mean", "low", "high", "n", "reason"])
 
 
 def _cell(row: pd.Series) -> str:
     if not np.isfinite(row["mean"]):
-        return "–"
+        return f"n/a: {row['reason']}" if row.get("reason") else "–"
     if not np.isfinite(row["low"]):
         return f"{row['mean']:.3f}"
     return f"{row['mean']:.3f} [{row['low']:.3f}, {row['high']:.3f}]"
 
 
-def wide_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Models as rows, metrics as columns, cells 'mean [low, high]'."""
-    cells = table.assign(cell=table.apply(_cell, axis=1), label=table["metric"].map(TABLE_METRICS))
+def wide_table(table: pd.DataFrame, *, labels: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Models as rows (renamed by `labels`), metrics as columns, cells 'mean [low, high]'."""
+    names = {m: v[0] for m, v in TABLE_METRICS.items()}
+    cells = table.assign(cell=table.apply(_cell, axis=1), label=table["metric"].map(names))
     wide = cells.pivot(index="model", columns="label", values="cell")
-    order = [TABLE_METRICS[m] for m in dict.fromkeys(table["metric"])]
-    seeds = table.groupby("model")["n"].max().rename("seeds")
-    return wide[order].join(seeds).loc[list(dict.fromkeys(table["model"]))]
+    order = [names[m] for m in dict.fromkeys(table["metric"])]
+    replicates = table.groupby("model")["n"].max().rename("replicates")
+    wide = wide[order].join(replicates).loc[list(dict.fromkeys(table["model"]))]
+    return wide.rename(index=dict(labels or {}))
 
 
 def to_markdown(wide: pd.DataFrame) -> str:
@@ -87,33 +107,49 @@ def to_markdown(wide: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def markdown_report(*, title: str, sections: Sequence[tuple[str, str, Sequence[str]]], level: float) -> str:
-    """A report: per FM a heading, the table and its pictures (paths relative to the report)."""
-    parts = [f"# {title}", "", f"Cells: mean over seed replicates [{level:.0%} t interval].", ""]
-    for heading, table_md, images in sections:
-        parts += [f"## {heading}", "", table_md, ""]
-        parts += [f"![{image}]({image})" for image in images] + [""]
+@dataclass
+class FmSection:
+    """One FM's part of the report."""
+
+    fm: str
+    wide: pd.DataFrame
+    notes: list[str] = field(default_factory=list)  # selection rule, splits, replicates
+    models: list[str] = field(default_factory=list)  # per model: loss weights and MLflow runs
+    metrics: list[str] = field(default_factory=list)  # the table's metric keys
+    images: list[str] = field(default_factory=list)
+
+
+def metric_guide(metrics: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(column, definition, chance / ideal) of the metrics in a table."""
+    return [TABLE_METRICS[m] for m in metrics if m in TABLE_METRICS]
+
+
+def markdown_report(*, title: str, sections: Sequence[FmSection], level: float) -> str:
+    """Per FM: how models were chosen and on which split, the table, the metric guide, the models'
+    loss weights and runs, and the pictures (paths relative to the report)."""
+    parts = [f"# {title}", "", f"Cells: mean over replicates [{level:.0%} t interval]; n/a names why a "
+             "metric is undefined on these data.", ""]
+    for s in sections:
+        parts += [f"## {s.fm}", "", *[f"- {note}" for note in s.notes], "", to_markdown(s.wide), "",
+                  "| metric | definition | chance / ideal |", "|---|---|---|",
+                  *[f"| {a} | {b} | {c} |" for a, b, c in metric_guide(s.metrics)], "",
+                  *[f"- {line}" for line in s.models], ""]
+        parts += [f"![{image}]({image})" for image in s.images] + [""]
     return "\n".join(parts)
 
 
-def html_report(
-    *, title: str, sections: Sequence[tuple[str, pd.DataFrame, Sequence[str]]], level: float
-) -> str:
-    """The same report as standalone HTML (tables via pandas, pictures as <img>)."""
-    body = [
-        f"<h1>{html.escape(title)}</h1>",
-        f"<p>Cells: mean over seed replicates [{level:.0%} t interval].</p>",
-    ]
-    for heading, wide, images in sections:
-        body += [f"<h2>{html.escape(heading)}</h2>", wide.to_html(escape=True)]
-        body += [
-            f'<img src="{html.escape(image)}" alt="{html.escape(image)}" style="max-width:100%">'
-            for image in images
-        ]
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>"
-        + html.escape(title)
-        + "</title></head><body>"
-        + "\n".join(body)
-        + "</body></html>"
-    )
+def html_report(*, title: str, sections: Sequence[FmSection], level: float) -> str:
+    """The same report as standalone HTML."""
+    e = html.escape
+    body = [f"<h1>{e(title)}</h1>", f"<p>Cells: mean over replicates [{level:.0%} t interval]; n/a names "
+            "why a metric is undefined on these data.</p>"]
+    for s in sections:
+        guide = "".join(f"<tr><td>{e(a)}</td><td>{e(b)}</td><td>{e(c)}</td></tr>"
+                        for a, b, c in metric_guide(s.metrics))
+        body += [f"<h2>{e(s.fm)}</h2>", "<ul>" + "".join(f"<li>{e(n)}</li>" for n in s.notes) + "</ul>",
+                 s.wide.to_html(escape=True),
+                 f"<table><tr><th>metric</th><th>definition</th><th>chance / ideal</th></tr>{guide}</table>",
+                 "<ul>" + "".join(f"<li>{e(m)}</li>" for m in s.models) + "</ul>"]
+        body += [f'<img src="{e(i)}" alt="{e(i)}" style="max-width:100%">' for i in s.images]
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>" + e(title) + "</title></head><body>"
+            + "\n".join(body) + "</body></html>")

@@ -109,6 +109,7 @@ def specimen_views(
                     score=score,
                     thumbnail=image,
                     downsample=downsample,
+                    tile_um=bag.tile_um,
                 )
             )
     return rows

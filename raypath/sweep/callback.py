@@ -22,6 +22,7 @@ from ray.tune import Callback
 
 from raypath.registry.package import save_model
 from raypath.registry.spec import ModelSpec
+from raypath.sweep.packing import member_settings
 from raypath.sweep.space import apply_params
 from raypath.sweep.tracking import (
     TAG_BASELINE,
@@ -32,6 +33,7 @@ from raypath.sweep.tracking import (
     TAG_PHASE,
     TAG_SEED,
     TAG_SWEEP,
+    TAG_UNDEFINED,
     RunLedger,
     flatten,
     stable_hash,
@@ -65,7 +67,7 @@ class MlflowSweepCallback(Callback):
 
     def _params(self, member: dict[str, Any], trial: Any) -> dict[str, str]:
         """Every trained hyperparameter: the member's full train config plus what identifies it."""
-        config = apply_params(TrainConfig.model_validate(self.train), member["params"])
+        config = apply_params(TrainConfig.model_validate(self.train), member_settings(member))
         return {**flatten(config.model_dump(mode="json")), "fm": self.fm, "seed": str(member["seed"]),
                 "baseline": str(bool(member["baseline"])).lower(), "phase": self.phase,
                 "pack": trial.trial_id, "sweep_id": self.sweep_id}
@@ -78,6 +80,8 @@ class MlflowSweepCallback(Callback):
                         TAG_BASELINE: str(bool(member["baseline"])).lower(), TAG_SEED: str(member["seed"]),
                         TAG_PARAMS: json.dumps(member["params"], sort_keys=True),
                         "raypath.tune_trial": trial.trial_id}
+                if "split.fold" in member.get("overrides", {}):
+                    tags["raypath.fold"] = str(member["overrides"]["split.fold"])
                 runs[member["key"]] = self.ledger.start(
                     key=member["key"], name=f"{self.fm}/{self.phase}/{member['index']:04d}",
                     params=self._params(member, trial), tags=tags, parent=self._parent)
@@ -105,6 +109,9 @@ class MlflowSweepCallback(Callback):
             run_id = runs.get(member["key"])
             if run_id is not None:
                 self.ledger.log_metrics(run_id, self._loggable(member["metrics"]), step=epoch)
+                undefined = self._loggable(member.get("undefined", {}))
+                if undefined:  # why a metric is missing, for the report to say
+                    self.ledger.set_tags(run_id, {f"{TAG_UNDEFINED}{k}": v for k, v in undefined.items()})
 
     def _close(self, trial: Any, status: str) -> None:
         completed = trial.trial_id in self._final

@@ -56,9 +56,12 @@ class ResourcesConfig(StrictModel):
 
 
 class ReplicatesConfig(StrictModel):
-    """Seed replicates of the baseline and the best robust configurations, for confidence intervals."""
+    """Replicates of the best-tuned baseline and the best robust configurations, for intervals."""
 
-    seeds: int = Field(5, ge=0, description="0 = no replicate phase")
+    mode: Literal["seeds", "folds"] = Field(
+        "seeds", description="seeds: new initialisation and batch order on the fixed patient split; "
+                             "folds: patient-level stratified k-fold cross-validation (k = `seeds`)")
+    seeds: int = Field(5, ge=0, description="replicates (seeds, or folds); 0 = no replicate phase")
     top_k: int = Field(1, ge=1, description="robust configurations replicated besides the baseline")
     accuracy_tolerance: float = Field(
         0.02, ge=0, description="robust configs may lose at most this much validation accuracy"
@@ -86,6 +89,10 @@ class SweepConfig(StrictModel):
     )
     sampler: Literal["tpe", "nsga2", "random"] = "tpe"
     num_samples: int = Field(64, ge=1, description="trained configurations per FM (baseline included)")
+    baseline_share: float = Field(
+        0.25, ge=0, lt=1, description="share of num_samples for the tuned control: robustness losses off, "
+                                      "the other searched hyperparameters (lr, weight decay, dropout, hidden "
+                                      "size, ...) searched like the robust configurations'")
     pack_size: int = Field(8, ge=1, description="configurations trained together in one Tune trial")
     asha: AshaConfig = AshaConfig()
     resources: ResourcesConfig = ResourcesConfig()
@@ -95,6 +102,15 @@ class SweepConfig(StrictModel):
     seed: int = 0
     ray_address: str | None = Field(None, description="None = local Ray (or the cluster of a Ray job)")
     resume: Literal["auto", "never"] = Field("auto", description="auto = Tuner.restore an existing sweep")
+
+    @model_validator(mode="after")
+    def _folds_need_their_own_split(self) -> "SweepConfig":
+        if self.replicates.mode == "folds" and (self.features.splits or self.train.split.source == "column"):
+            raise ValueError("replicates.mode 'folds' splits the patients itself; leave out features.splits "
+                             "and split.source 'column'")
+        if self.replicates.mode == "folds" and 0 < self.replicates.seeds < 3:
+            raise ValueError("replicates.mode 'folds' needs at least 3 folds (replicates.seeds >= 3)")
+        return self
 
     @model_validator(mode="after")
     def _space_paths(self) -> "SweepConfig":

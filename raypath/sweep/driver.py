@@ -28,8 +28,8 @@ from raypath.sweep.inputs import (
     sweep_tables,
     trial_data,
 )
-from raypath.sweep.replicates import replicate_packs
-from raypath.sweep.selection import baseline_params_from, runs_frame, select_robust
+from raypath.sweep.replicates import replicate_packs, replicate_units
+from raypath.sweep.selection import best_baseline, runs_frame, select_robust
 from raypath.sweep.space import ROBUST_KEYS, baseline_params, pack_keys
 from raypath.sweep.tracking import RunLedger, experiment_name
 from raypath.sweep.trainable import run_pack
@@ -119,11 +119,12 @@ def _replicates(config: SweepConfig, fm: str, ledger: RunLedger) -> list[dict]:
         top_k=config.replicates.top_k,
         tolerance=config.replicates.accuracy_tolerance,
     )
-    baseline = baseline_params_from(frame) or baseline_params(config.space, config.train)
-    seeds = [config.seed + 1 + r for r in range(config.replicates.seeds)]
+    baseline = (best_baseline(frame, accuracy=config.objectives[0].metric)
+                or baseline_params(config.space, config.train))
+    units = replicate_units(mode=config.replicates.mode, count=config.replicates.seeds, base_seed=config.seed)
     return replicate_packs(
         configs=[baseline, *robust],
-        seeds=seeds,
+        units=units,
         pack_keys=pack_keys(config.space),
         pack_size=config.pack_size,
         sweep_id=config.sweep_id,

@@ -7,6 +7,7 @@ replicate phase and `raypath compare` both select from it rather than from in-me
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from raypath.sweep.tracking import (
     TAG_PARAMS,
     TAG_PHASE,
     TAG_SEED,
+    TAG_UNDEFINED,
 )
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,10 @@ def runs_frame(client: MlflowClient, experiment_id: str, *, phase: str | None = 
             "phase": r.data.tags.get(TAG_PHASE),
             "baseline": r.data.tags.get(TAG_BASELINE) == "true",
             "seed": int(r.data.tags.get(TAG_SEED, -1)),
+            "fold": int(r.data.tags.get("raypath.fold", -1)),
             "params": json.loads(r.data.tags.get(TAG_PARAMS, "{}")),
+            "undefined": {k.removeprefix(TAG_UNDEFINED): v for k, v in r.data.tags.items()
+                          if k.startswith(TAG_UNDEFINED)},
             **r.data.metrics,
         }
         for r in runs
@@ -57,33 +62,74 @@ def robustness_metric(objectives: Sequence[ObjectiveConfig]) -> str:
     return next((o.metric for o in objectives if o.mode == "min"), "val/score_spread")
 
 
+@dataclass(frozen=True)
+class Selection:
+    """The robust configurations chosen, and everything a reader needs to judge the choice.
+
+    The accuracy floor is the best-tuned baseline's validation accuracy minus the tolerance. When no
+    robust configuration reaches it, the most robust ones are still returned, flagged `below_floor`,
+    so a report shows them marked instead of dropping them without a word.
+    """
+
+    rows: pd.DataFrame
+    accuracy: str
+    robustness: str
+    floor: float
+    baseline_accuracy: float
+    tolerance: float
+    val_specimens: float
+    below_floor: bool
+
+    def describe(self) -> str:
+        """One sentence: the rule, the numbers behind it, and whether anything passed it."""
+        if not np.isfinite(self.baseline_accuracy):
+            return f"no finished baseline: robust configurations ranked by {self.robustness} alone"
+        rule = (f"accuracy floor {self.accuracy} >= {self.floor:.3f} (best baseline "
+                f"{self.baseline_accuracy:.3f} - {self.tolerance:g}, validation split, "
+                f"{self.val_specimens:.0f} specimens)")
+        if self.below_floor:
+            return f"no robust configuration reached the {rule}; the most robust below it is shown, marked"
+        return f"robust configurations ranked by {self.robustness} among those above the {rule}"
+
+
+def _finished(frame: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    if frame.empty or COMPLETED not in frame or any(m not in frame for m in metrics):
+        return frame.iloc[0:0]
+    done = frame[(frame["status"] == "FINISHED") & frame[COMPLETED].notna()]
+    return done[np.logical_and.reduce([np.isfinite(done[m].astype(float)) for m in metrics])]
+
+
 def rank_robust(
     frame: pd.DataFrame, *, objectives: Sequence[ObjectiveConfig], top_k: int, tolerance: float
-) -> pd.DataFrame:
-    """Rows of the `top_k` most robust completed configs within `tolerance` of the baseline accuracy.
+) -> Selection:
+    """The `top_k` most robust completed configs within `tolerance` of the best baseline's accuracy.
 
     Accuracy is the first objective (a maximised validation metric); robustness is
     `robustness_metric`. Rows may be single runs or per-config means (same columns). Without a
     finished baseline the accuracy floor is not applied.
     """
     accuracy, robust = objectives[0].metric, robustness_metric(objectives)
-    if frame.empty or COMPLETED not in frame or accuracy not in frame or robust not in frame:
-        return frame.iloc[0:0]
-    done = frame[(frame["status"] == "FINISHED") & frame[COMPLETED].notna()]
-    done = done[np.isfinite(done[accuracy].astype(float)) & np.isfinite(done[robust].astype(float))]
-    floor = done.loc[done["baseline"], accuracy].max() - tolerance if done["baseline"].any() else -np.inf
-    candidates = done[~done["baseline"] & (done[accuracy] >= floor)]
-    ranked = candidates.sort_values([robust, accuracy], ascending=[True, False])
-    chosen = ranked.drop_duplicates("config_key").head(top_k)
-    log.info("%d robust configs chosen (accuracy floor %.4g on %s)", len(chosen), floor, accuracy)
-    return chosen
+    done = _finished(frame, [accuracy, robust])
+    best = done.loc[done["baseline"], accuracy].max() if len(done) and done["baseline"].any() else np.nan
+    floor = best - tolerance if np.isfinite(best) else -np.inf
+    robust_rows = done[~done["baseline"]].sort_values([robust, accuracy], ascending=[True, False])
+    passing = robust_rows[robust_rows[accuracy] >= floor]
+    below = passing.empty and not robust_rows.empty
+    chosen = (robust_rows if below else passing).drop_duplicates("config_key").head(top_k)
+    count = done.get("val/n_specimens", pd.Series(dtype=float))
+    selection = Selection(rows=chosen, accuracy=accuracy, robustness=robust, floor=floor,
+                          baseline_accuracy=best, tolerance=tolerance,
+                          val_specimens=float(count.max()) if len(count) else np.nan, below_floor=below)
+    (log.warning if below else log.info)("%s", selection.describe())
+    return selection
 
 
 def select_robust(
     frame: pd.DataFrame, *, objectives: Sequence[ObjectiveConfig], top_k: int, tolerance: float
 ) -> list[dict[str, Any]]:
     """Params of the configs `rank_robust` picks."""
-    return list(rank_robust(frame, objectives=objectives, top_k=top_k, tolerance=tolerance)["params"])
+    chosen = rank_robust(frame, objectives=objectives, top_k=top_k, tolerance=tolerance)
+    return list(chosen.rows["params"])
 
 
 def config_means(frame: pd.DataFrame) -> pd.DataFrame:
@@ -97,7 +143,11 @@ def config_means(frame: pd.DataFrame) -> pd.DataFrame:
     return first.join(means).reset_index()
 
 
-def baseline_params_from(frame: pd.DataFrame) -> dict[str, Any] | None:
-    """The searched baseline's params (the control enqueued first), if it was logged."""
-    rows = frame[frame["baseline"]] if not frame.empty else frame
-    return None if rows.empty else dict(rows.iloc[0]["params"])
+def best_baseline(frame: pd.DataFrame, *, accuracy: str) -> dict[str, Any] | None:
+    """Params of the best-tuned baseline (highest validation accuracy among finished baseline runs)."""
+    done = _finished(frame, [accuracy])
+    rows = done[done["baseline"]] if len(done) else done
+    if rows.empty:
+        rows = frame[frame["baseline"]] if not frame.empty else frame
+        return None if rows.empty else dict(rows.iloc[0]["params"])
+    return dict(rows.sort_values(accuracy, ascending=False).iloc[0]["params"])

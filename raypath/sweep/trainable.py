@@ -26,7 +26,7 @@ from raypath.mil.cache import CacheInfo, cache_directory, open_cache
 from raypath.registry.spec import ModelSpec
 from raypath.store import code_hash
 from raypath.sweep.inputs import TrialData
-from raypath.sweep.packing import PACK_METRIC
+from raypath.sweep.packing import PACK_METRIC, member_settings
 from raypath.sweep.space import apply_params
 from raypath.train.config import TrainConfig
 from raypath.train.data import attach_tables
@@ -113,7 +113,7 @@ def run_pack(
     """Tune entry point: `config` is a pack from the searcher (or the replicate grid)."""
     base = TrainConfig.model_validate(train)
     pack: Sequence[dict[str, Any]] = config["pack"]
-    members = [PackMember(key=m["key"], config=apply_params(base, m["params"])) for m in pack]
+    members = [PackMember(key=m["key"], config=apply_params(base, member_settings(m))) for m in pack]
     seed = int(pack[0]["seed"])
     epochs_done = 0
 
@@ -133,10 +133,11 @@ def run_pack(
     bags, provenance = _node_bags(data)
     results = train_pack(members=members, data=bags, seed=seed, on_epoch=on_epoch, device=device)
     final = {key: dict(r.metrics) for key, r in results.items()}
+    members_final = [{**m, "undefined": results[m["key"]].undefined} for m in _members_payload(final)]
     payload = {
         "epoch": epochs_done,
         PACK_METRIC: pack_objective(final, metric=metric, mode=mode),
-        "members": _members_payload(final),
+        "members": members_final,
         "final": True,
         "memory": process_memory(),
         "node": ray.get_runtime_context().get_node_id(),

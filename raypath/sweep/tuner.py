@@ -6,7 +6,6 @@ A restored experiment keeps its pickled run config (callbacks, failure policy) a
 """
 
 import logging
-import math
 from typing import Any
 
 from ray import tune
@@ -58,6 +57,8 @@ def _searcher(config: SweepConfig, fm: str) -> PackedOptunaSearcher:
         fm=fm,
         seed=config.seed,
         robust_keys=ROBUST_KEYS,
+        baseline_share=config.baseline_share,
+        baseline_sampler=make_sampler(config.sampler, seed=config.seed + 1, n_objectives=len(objectives)),
     )
 
 
@@ -76,10 +77,11 @@ def build_tuner(
             path, trainable=trainable, resume_unfinished=True, resume_errored=False, restart_errored=False
         )
     search = phase == "search"
+    searcher = _searcher(config, fm) if search else None
     tune_config = tune.TuneConfig(
-        search_alg=_searcher(config, fm) if search else None,
+        search_alg=searcher,
         scheduler=_scheduler(config) if search else FIFOScheduler(),
-        num_samples=math.ceil(config.num_samples / config.pack_size) if search else 1,
+        num_samples=searcher.packs if searcher else 1,
         max_concurrent_trials=config.resources.max_concurrent_trials,
         reuse_actors=True,
         trial_dirname_creator=trial_dirname,

@@ -26,12 +26,20 @@ class EarlyStoppingConfig(StrictModel):
 
 
 class SplitConfig(StrictModel):
-    """Patient-grouped, label-stratified splits, or a predefined `split` column."""
+    """Patient-grouped, label-stratified splits, or a predefined `split` column, or k folds.
 
-    source: Literal["random", "column"] = Field(
-        "random", description="column = use the slides' 'split' column (e.g. the simulator's splits.csv)")
+    The split has its own seed: training seeds (initialisation, batch order) never move a patient
+    between train, validation and test, so seed replicates compare models on one fixed split.
+    """
+
+    source: Literal["random", "column", "folds"] = Field(
+        "random", description="random fractions; column = the slides' 'split' column (e.g. splits.csv); "
+                              "folds = patient-level stratified k-fold (test = fold `fold`, val = the next)")
     train: float = Field(0.6, gt=0, lt=1)
     val: float = Field(0.2, ge=0, lt=1)
+    seed: int = Field(0, description="seed of the patient split, independent of training seeds")
+    folds: int = Field(5, ge=3, description="number of folds when source is 'folds'")
+    fold: int = Field(0, ge=0, description="the test fold when source is 'folds'")
     held_out_scanner: str | None = Field(
         None, description="leave-one-scanner-out: never trained or validated on; tested separately")
 
@@ -39,6 +47,8 @@ class SplitConfig(StrictModel):
     def _fractions(self) -> "SplitConfig":
         if self.train + self.val >= 1:
             raise ValueError(f"train ({self.train}) + val ({self.val}) must leave a test fraction")
+        if self.fold >= self.folds:
+            raise ValueError(f"fold {self.fold} does not exist with {self.folds} folds (0..{self.folds - 1})")
         return self
 
 

@@ -38,6 +38,7 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
     risk_cut: float | None = None  # survival: the training median risk that splits high from low
+    undefined: dict[str, str] = field(default_factory=dict)  # metric -> why it is NaN
     in_dim: int = 0
     n_outputs: int = 1
 
@@ -145,7 +146,7 @@ def train_pack(
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
     torch.manual_seed(seed)
-    prepared = prepare(union, data, seed=seed)
+    prepared = prepare(union, data)
     models = _build_models(union, prepared, seed=seed, members=members)
     fused = FusedObjective(models, configs=[m.config for m in members], device=device)
     optimizer = StackedAdamW(fused.params, lr=fused.hyper["lr"], weight_decay=fused.hyper["weight_decay"])
@@ -201,6 +202,7 @@ def _finish(
     model.load_state_dict(state)
     evaluation = final_evaluation(model, prepared, config=config, seed=seed)
     return TrainResult(metrics={**evaluation.metrics, "best_epoch": float(best_epoch)},
+                       undefined=evaluation.undefined,
                        predictions=evaluation.table, state_dict=state, history=history, best_epoch=best_epoch,
                        risk_cut=evaluation.risk_cut, in_dim=prepared.bagset.dim, n_outputs=prepared.n_outputs)
 

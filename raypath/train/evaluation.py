@@ -12,8 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from raypath.metrics.robustness import flip_rate, score_spread
-from raypath.metrics.summary import score_matrix, summarize, task_summary
+from raypath.metrics.summary import epoch_summary, summarize
 from raypath.mil.losses import task_loss
 from raypath.mil.robust import RobustMIL
 from raypath.train.config import TrainConfig
@@ -31,31 +30,24 @@ def validation_summary(
         return [{} for _ in range(fused.size)]
     predictions, _ = fused.predict(prepared.collator, slides, config=config)
     c, index = prepared.collator, torch.as_tensor(slides)
-    key = "c_index" if config.task == "survival" else "auc"
     frame = prepared.bagset.slides.iloc[slides]
     out = []
     for prediction in predictions:
-        loss = task_loss(
-            config.task, prediction, label=c.label[index], time=c.time[index], event=c.event[index]
-        )
+        loss = task_loss(config.task, prediction, label=c.label[index], time=c.time[index],
+                         event=c.event[index])
         table = prediction_table(frame, prediction, task=config.task, threshold=config.threshold)
-        specimens = table["specimen_id"].to_numpy()
-        out.append(
-            {
-                "val/loss": float(loss),
-                f"val/{key}": task_summary(table, task=config.task)[key],
-                "val/score_spread": score_spread(score_matrix(table), specimens),
-                "val/flip_rate": flip_rate(table["decision"].to_numpy(), specimens),
-            }
-        )
+        summary = epoch_summary(table, task=config.task)
+        out.append({"val/loss": float(loss), **{f"val/{k}": v for k, v in summary.values.items()}})
     return out
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Final metrics (`<split>/<name>`), per-slide predictions, and the survival decision cut."""
+    """Final metrics (`<split>/<name>`), the reasons of undefined ones, per-slide predictions, and
+    the survival decision cut."""
 
     metrics: dict[str, float]
+    undefined: dict[str, str]
     table: pd.DataFrame
     risk_cut: float | None
 
@@ -70,9 +62,12 @@ def final_evaluation(model: RobustMIL, prepared: Prepared, *, config: TrainConfi
                              threshold=config.threshold, risk_cut=risk_cut)
     table["split"] = prepared.split.to_numpy()
     metrics: dict[str, float] = {}
+    undefined: dict[str, str] = {}
     for name in ("val", "test"):
         rows = table["split"].to_numpy() == name
         summary = summarize(table[rows], embeddings[rows], task=config.task, k=config.robustness_k,
                             held_out_scanner=config.split.held_out_scanner, seed=seed)
-        metrics.update({f"{name}/{key}": value for key, value in summary.items()})
-    return Evaluation(metrics=metrics, table=table, risk_cut=risk_cut if config.task == "survival" else None)
+        metrics.update({f"{name}/{key}": value for key, value in summary.values.items()})
+        undefined.update({f"{name}/{key}": reason for key, reason in summary.undefined.items()})
+    return Evaluation(metrics=metrics, undefined=undefined, table=table,
+                      risk_cut=risk_cut if config.task == "survival" else None)

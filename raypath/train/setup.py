@@ -16,7 +16,7 @@ from raypath.mil.registry import LOSSES
 from raypath.mil.robust import RobustMIL, build_robust_mil
 from raypath.mil.sampling import Collator, TileTransform, specimen_groups
 from raypath.train.config import TrainConfig
-from raypath.train.splits import column_split, grouped_split, leave_scanner_out
+from raypath.train.splits import column_split, fold_split, grouped_split, leave_scanner_out, patient_folds
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +53,18 @@ def check_targets(config: TrainConfig, bagset: BagSet) -> int:
     return 1 if config.task == "binary" else n_classes
 
 
-def make_split(config: TrainConfig, bagset: BagSet, *, seed: int) -> pd.Series:
-    """Split per slide (patient-grouped), with the held-out scanner removed from train/val."""
-    slides = bagset.slides
-    if config.split.source == "column":
+def make_split(config: TrainConfig, bagset: BagSet) -> pd.Series:
+    """Split per slide (patient-grouped, by the split's own seed), held-out scanner out of train/val."""
+    slides, s = bagset.slides, config.split
+    stratify = "event" if config.task == "survival" else "label"
+    if s.source == "column":
         split = column_split(slides)
+    elif s.source == "folds":
+        split = fold_split(patient_folds(slides, folds=s.folds, seed=s.seed, stratify=stratify),
+                           fold=s.fold, folds=s.folds)
     else:
-        stratify = "event" if config.task == "survival" else "label"
-        split = grouped_split(slides, train=config.split.train, val=config.split.val, seed=seed,
-                              stratify=stratify)
-    return leave_scanner_out(split, slides["scanner"], scanner=config.split.held_out_scanner)
+        split = grouped_split(slides, train=s.train, val=s.val, seed=s.seed, stratify=stratify)
+    return leave_scanner_out(split, slides["scanner"], scanner=s.held_out_scanner)
 
 
 def fit_tile_correction(config: TrainConfig, bagset: BagSet, split: pd.Series) -> TileTransform | None:
@@ -95,7 +97,7 @@ def _sample_rows(start: int, stop: int, limit: int) -> np.ndarray:
     return start + np.linspace(0, count - 1, limit).astype(np.int64)
 
 
-def prepare(config: TrainConfig, data: BagSet, *, seed: int) -> Prepared:
+def prepare(config: TrainConfig, data: BagSet) -> Prepared:
     """Split, correct, and index the data for `config`."""
     weights = config.losses.weights()
     pairs_needed = [name for name, spec in LOSSES.items() if spec.needs_tile_pairs and weights[name]]
@@ -103,16 +105,15 @@ def prepare(config: TrainConfig, data: BagSet, *, seed: int) -> Prepared:
         raise ValueError("tile-level losses need registered tile pairs; load the cohort with its "
                          "registration.parquet (identical coordinates are never assumed to match)")
     n_outputs = check_targets(config, data)
-    split = make_split(config, data, seed=seed)
-    bagset = data
-    train_scanners = sorted(bagset.slides.loc[split.to_numpy() == "train", "scanner"].unique())
+    split = make_split(config, data)
+    train_scanners = sorted(data.slides.loc[split.to_numpy() == "train", "scanner"].unique())
     codes = {scanner: i for i, scanner in enumerate(train_scanners)}
-    collator = Collator.from_bagset(bagset, scanner_codes=codes,
-                                    transform=fit_tile_correction(config, bagset, split))
-    groups = specimen_groups(bagset, np.flatnonzero(split.to_numpy() == "train"))
+    transform = fit_tile_correction(config, data, split)
+    collator = Collator.from_bagset(data, scanner_codes=codes, transform=transform)
+    groups = specimen_groups(data, np.flatnonzero(split.to_numpy() == "train"))
     log.info("split: %s", split.value_counts().to_dict())
-    return Prepared(bagset=bagset, split=split, collator=collator, scanner_codes=codes,
-                    n_outputs=n_outputs, train_groups=groups)
+    return Prepared(bagset=data, split=split, collator=collator, scanner_codes=codes, n_outputs=n_outputs,
+                    train_groups=groups)
 
 
 def build_model(config: TrainConfig, prepared: Prepared) -> RobustMIL:

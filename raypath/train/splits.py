@@ -7,6 +7,7 @@ train and val; its slides stay in test, where they are the held-out-scanner eval
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import KFold, StratifiedKFold
 
 SPLITS = ("train", "val", "test")
 
@@ -33,6 +34,32 @@ def grouped_split(
             assignment[patient] = ("train" if position < n_train
                                    else "val" if position < n_train + n_val else "test")
     return slides["patient_id"].map(assignment).rename("split")
+
+
+def patient_folds(slides: pd.DataFrame, *, folds: int, seed: int, stratify: str | None = None) -> pd.Series:
+    """Fold number per slide row: patients (so every specimen and scan of one) stay in one fold,
+    folds stratified by `stratify` (a per-patient column; missing values are their own stratum)."""
+    patients = slides.groupby("patient_id", sort=True).first()
+    if len(patients) < folds:
+        raise ValueError(f"{len(patients)} patients cannot fill {folds} folds")
+    strata = (patients[stratify].fillna(-1).astype(str) if stratify and stratify in patients
+              else pd.Series("all", index=patients.index))
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    fold_of = pd.Series(-1, index=patients.index)
+    smallest = int(strata.value_counts().min())
+    if smallest < folds:  # a stratum too small for every fold: fall back to plain shuffled folds
+        splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
+    for number, (_, test) in enumerate(splitter.split(np.zeros(len(patients)), strata)):
+        fold_of.iloc[test] = number
+    return slides["patient_id"].map(fold_of).rename("fold")
+
+
+def fold_split(folds_of_slides: pd.Series, *, fold: int, folds: int) -> pd.Series:
+    """test = fold `fold`, val = the next fold, train = the others."""
+    split = pd.Series("train", index=folds_of_slides.index, name="split")
+    split[folds_of_slides == fold] = "test"
+    split[folds_of_slides == (fold + 1) % folds] = "val"
+    return split
 
 
 def column_split(slides: pd.DataFrame) -> pd.Series:

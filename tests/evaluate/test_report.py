@@ -7,7 +7,16 @@ from scipy import stats
 
 from raypath.evaluate.heatmaps import ScanView, heatmap_figure
 from raypath.evaluate.pareto import pareto_mask, pareto_plot
-from raypath.evaluate.report import comparison_table, html_report, mean_ci, to_markdown, wide_table
+from raypath.evaluate.report import (
+    FmSection,
+    comparison_table,
+    html_report,
+    markdown_report,
+    mean_ci,
+    present_metrics,
+    to_markdown,
+    wide_table,
+)
 
 
 def test_mean_ci_is_the_student_t_interval_and_never_invents_one():
@@ -33,16 +42,29 @@ def test_table_rows_are_models_and_cells_carry_intervals():
     table = comparison_table(groups, metrics=["test/auc", "test/score_spread"], level=0.95)
     wide = wide_table(table)
     assert list(wide.index) == ["baseline", "robust 1"]
-    assert list(wide.columns) == ["AUC", "cross-scanner std", "seeds"]
+    assert list(wide.columns) == ["AUC", "cross-scanner std", "replicates"]
     assert wide.loc["baseline", "AUC"].startswith("0.750 [") and wide.loc["robust 1", "AUC"] == "0.760"
     assert "| robust 1 | 0.760 | 0.050 | 1 |" in to_markdown(wide)
-    assert "<table" in html_report(title="t", sections=[("fm", wide, ["p.png"])], level=0.95)
+    section = FmSection(fm="fm", wide=wide, notes=["chosen on validation"], models=["robust 1: {...}"],
+                        metrics=["test/auc", "test/score_spread"], images=["p.png"])
+    page = html_report(title="t", sections=[section], level=0.95)
+    assert "<table" in page and "chosen on validation" in page and "chance 0.5" in page
+    text = markdown_report(title="t", sections=[section], level=0.95)
+    assert "| cross-scanner std | mean over specimens of the std" in text and "![p.png](p.png)" in text
+
+
+def test_an_undefined_metric_shows_its_reason_never_a_number_with_an_interval():
+    runs = pd.DataFrame({"test/auc": [0.8, 0.9], "test/robustness_index": [np.nan, np.nan],
+                         "undefined": [{"test/robustness_index": "k=10 >= 7 eligible neighbours"}] * 2})
+    assert present_metrics(runs) == ["test/auc", "test/robustness_index"]
+    table = comparison_table({"baseline": runs}, metrics=present_metrics(runs), level=0.95)
+    wide = wide_table(table, labels={"baseline": "baseline (tuned)"})
+    assert wide.loc["baseline (tuned)", "robustness index"] == "n/a: k=10 >= 7 eligible neighbours"
 
 
 def test_pareto_plot_writes_a_png(tmp_path):
-    runs = pd.DataFrame(
-        {"val/auc": [0.8, 0.7, 0.9], "val/score_spread": [0.1, 0.05, 0.2], "config_key": list("abc")}
-    )
+    runs = pd.DataFrame({"val/auc": [0.8, 0.7, 0.9], "val/score_spread": [0.1, 0.05, 0.2],
+                         "config_key": list("abc"), "baseline": [True, False, False]})
     path = pareto_plot(
         runs,
         accuracy="val/auc",
@@ -50,6 +72,7 @@ def test_pareto_plot_writes_a_png(tmp_path):
         highlight={"baseline": runs.iloc[:1]},
         title="t",
         path=tmp_path / "p.png",
+        floor=0.75,
     )
     assert path.read_bytes()[:4] == b"\x89PNG"
 

@@ -102,7 +102,7 @@ def test_killed_driver_resumes_to_exactly_n_trials_without_duplicates(local_ray,
     assert replaced and "KILLED" in {r.info.status for r in replaced}
     state_file = max(Path(outcome.path).glob("searcher-state-*.pkl"))
     state = pickle.loads(state_file.read_bytes())
-    assert state["issued"] == 12 and len(state["study"].trials) == 12
+    assert state["issued"] == 12 and len(state["study"].trials) + len(state["baseline_study"].trials) == 12
     # Issue 16, case 7: the run MLflow kept for each key holds the results Tune last reported for it
     # (a trial the restored Tune retrained replaced its pre-kill run, even a finished one).
     reported = {}
@@ -145,8 +145,8 @@ def test_trials_that_raise_are_retried_then_failed_and_compare_ignores_them(loca
     groups = model_groups(
         frame, CompareConfig(sweep_id="raising", output_dir=tmp_path, accuracy_tolerance=1.0)
     )
-    used = {run_id for group in groups.values() for run_id in group["run_id"]}
-    assert "baseline" in groups and not used & {r.info.run_id for r in failed}
+    used = {run_id for group in groups.groups.values() for run_id in group["run_id"]}
+    assert "baseline" in groups.groups and not used & {r.info.run_id for r in failed}
 
 
 def _free_port() -> int:

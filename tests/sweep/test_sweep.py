@@ -9,7 +9,7 @@ from ray.tune.search import Searcher
 from raypath.config import ConfigError, load_config
 from raypath.sweep.config import SweepConfig
 from raypath.sweep.packing import PackedOptunaSearcher
-from raypath.sweep.replicates import replicate_packs
+from raypath.sweep.replicates import replicate_packs, replicate_units
 from raypath.sweep.space import ROBUST_KEYS, baseline_params, pack_keys, to_optuna
 
 SPACE = {
@@ -139,7 +139,7 @@ def test_replicate_grid_covers_each_config_and_seed_once_paired_by_seed():
     ]
     packs = replicate_packs(
         configs=configs,
-        seeds=[1, 2],
+        units=replicate_units(mode="seeds", count=2, base_seed=0),
         pack_keys=["model.hidden"],
         pack_size=8,
         sweep_id="s",
@@ -157,7 +157,62 @@ def test_replicate_grid_covers_each_config_and_seed_once_paired_by_seed():
     assert sum(m["baseline"] for m in members) == 2
 
 
+def test_fold_replicates_share_a_config_key_and_differ_in_their_split():
+    packs = replicate_packs(configs=[{"losses.infonce": 0.0}, {"losses.infonce": 0.5}],
+                            units=replicate_units(mode="folds", count=3, base_seed=0), pack_keys=[],
+                            pack_size=8, sweep_id="s", fm="f", robust_keys=ROBUST_KEYS)
+    members = [m for p in packs for m in p["pack"]]
+    assert len(packs) == 3 and len({m["key"] for m in members}) == 6
+    assert len({m["config_key"] for m in members}) == 2
+    assert sorted({m["overrides"]["split.fold"] for m in members}) == [0, 1, 2]
+    assert all(m["overrides"]["split.source"] == "folds" for m in members)
+    for pack in packs:
+        assert len({m["overrides"]["split.fold"] for m in pack["pack"]}) == 1
+
+
+def test_folds_mode_refuses_a_predefined_split(tmp_path):
+    features = {"root": str(tmp_path), "fms": ["x"], "labels": str(tmp_path / "l.csv"),
+                "splits": str(tmp_path / "s.csv")}
+    data = {"sweep_id": "f", "features": features, "replicates": {"mode": "folds", "seeds": 5}}
+    with pytest.raises(ValueError, match="folds"):
+        SweepConfig.model_validate(data)
+
+
 def test_features_root_may_be_an_object_store_uri(tmp_path):
     config = SweepConfig.model_validate({"sweep_id": "s3", "features": {
         "root": "s3://bucket/features", "fms": ["uni"], "labels": str(tmp_path / "labels.csv")}})
     assert config.features.root == "s3://bucket/features"
+
+
+def test_the_tuned_control_searches_shared_hyperparameters_with_losses_off():
+    config = _config(num_samples=16)
+    searcher = PackedOptunaSearcher(
+        space=to_optuna(config.space), metrics=["val/auc"], modes=["max"],
+        sampler=optuna.samplers.RandomSampler(seed=0), num_configs=16, pack_size=4,
+        pack_keys=pack_keys(config.space), baseline=baseline_params(config.space, config.train),
+        sweep_id="unit", fm="fm", seed=0, robust_keys=ROBUST_KEYS, baseline_share=0.25,
+        baseline_sampler=optuna.samplers.RandomSampler(seed=1))
+    packs = []
+    while (pack := searcher.suggest(f"t{len(packs)}")) is not Searcher.FINISHED:
+        packs.append(pack["pack"])
+    members = [m for p in packs for m in p]
+    baselines = [m for m in members if m["baseline"]]
+    assert len(members) == 16 and len(baselines) == 4 and packs[0][0]["baseline"]
+    assert baselines[0]["params"] == baseline_params(config.space, config.train)  # the untuned control first
+    assert all(m["params"][k] == 0.0 for m in baselines for k in ROBUST_KEYS if k in m["params"])
+    assert len({m["params"]["optimizer.lr"] for m in baselines}) == 4  # shared hyperparameters are tuned
+    assert all(all(m["baseline"] for m in p) or not any(m["baseline"] for m in p) for p in packs)
+    searcher.on_trial_complete("t0", {"members": [{"key": m["key"], "metrics": {"val/auc": 0.7}}
+                                                  for m in packs[0]]})
+    assert len(searcher.baseline_study.get_trials(states=[optuna.trial.TrialState.COMPLETE])) == 4
+
+
+def test_the_pack_plan_covers_every_configuration_and_keeps_the_control_share():
+    from raypath.sweep.packing import pack_plan
+
+    for configs, size, control in ((12, 2, 3), (1024, 8, 256), (10, 4, 2), (7, 8, 0)):
+        plan = pack_plan(num_configs=configs, pack_size=size, n_baseline=control)
+        assert sum(s for _, s in plan) == configs and sum(s for arm, s in plan if arm) == control
+        assert all(0 < s <= size for _, s in plan)
+        if control:
+            assert plan[0][0], "the control comes first"

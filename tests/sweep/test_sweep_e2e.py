@@ -58,7 +58,7 @@ def test_counts_and_a_rerun_restores_without_duplicates(swept):
     assert again["search"].trials == 10 and again["replicates"].trials == 4
     search, replicates = runs[runs["phase"] == "search"], runs[runs["phase"] == "replicates"]
     assert len(search) == 10 and search["key"].is_unique and set(search["status"]) == {"FINISHED"}
-    assert search["baseline"].sum() == 1 and replicates["baseline"].sum() == 2
+    assert search["baseline"].sum() == 2 and replicates["baseline"].sum() == 2  # tuned control: 25%
     rerun = runs_frame(swept["client"], swept["experiment"])
     assert set(rerun["run_id"]) == set(runs["run_id"])
 

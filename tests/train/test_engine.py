@@ -27,7 +27,7 @@ def reference_train(*, config: TrainConfig, data, seed: int) -> TrainResult:
     seeded generator, validation and the final evaluation from the shared evaluation code.
     """
     torch.manual_seed(seed)
-    prepared = prepare(config, data, seed=seed)
+    prepared = prepare(config, data)
     model = build_model(config, prepared)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.optimizer.lr,
                                   weight_decay=config.optimizer.weight_decay)

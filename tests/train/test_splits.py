@@ -43,3 +43,36 @@ def test_column_split_is_validated():
     with pytest.raises(ValueError, match="no 'split' column"):
         column_split(slides.drop(columns="split"))
     assert np.all(column_split(slides).index == slides.index)
+
+
+def test_folds_keep_every_patient_and_specimen_whole_and_rotate_test_and_val():
+    from raypath.train.splits import fold_split, patient_folds
+
+    rng = np.random.default_rng(0)
+    rows = [{"slide_id": f"P{p}-S{s}-{k}", "patient_id": f"P{p}", "specimen_id": f"P{p}-S{s}",
+             "label": p % 2} for p in range(23) for s in range(1 + p % 2) for k in range(1 + rng.integers(3))]
+    slides = pd.DataFrame(rows)
+    folds = patient_folds(slides, folds=5, seed=3, stratify="label")
+    assert (slides.assign(f=folds).groupby("patient_id")["f"].nunique() == 1).all()
+    assert (slides.assign(f=folds).groupby("specimen_id")["f"].nunique() == 1).all()
+    assert sorted(folds.unique()) == [0, 1, 2, 3, 4]
+    per_fold = slides.assign(f=folds).groupby("f")["patient_id"].nunique()
+    assert per_fold.max() - per_fold.min() <= 1
+    labels = slides.assign(f=folds).groupby(["f", "label"])["patient_id"].nunique().unstack()
+    assert (labels > 0).all().all()  # stratified: both classes in every fold
+    tests = [set(slides.loc[fold_split(folds, fold=f, folds=5) == "test", "patient_id"]) for f in range(5)]
+    assert set().union(*tests) == set(slides["patient_id"]) and sum(map(len, tests)) == 23
+    split = fold_split(folds, fold=4, folds=5)
+    assert set(slides.loc[split == "val", "patient_id"]) == set(slides.loc[folds == 0, "patient_id"])
+    assert patient_folds(slides, folds=5, seed=3, stratify="label").equals(folds)
+
+
+def test_the_split_has_its_own_seed_so_training_seeds_never_move_patients(simulated_bags):
+    from raypath.train.config import TrainConfig
+    from raypath.train.setup import make_split
+
+    data = simulated_bags(n_specimens=30, tiles=4, dim=4, seed=0)
+    config = TrainConfig(split={"seed": 7})
+    first, again = make_split(config, data), make_split(config, data)
+    assert first.equals(again)
+    assert not make_split(TrainConfig(split={"seed": 8}), data).equals(first)

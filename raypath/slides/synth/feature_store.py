@@ -43,7 +43,8 @@ def write_feature_cohort(config: SimulateConfig, *, out: Path) -> FeatureStore:
     rows = []
     for scan in tqdm(scans, total=tables.n_scans, desc="write bags", leave=False):
         table = tiles_table(slide=scan.slide, coords=tables.grid[scan.locations], features=scan.features,
-                            extent_l0=config.extent_l0, tile_px=224, mpp=config.mpp,
+                            extent_l0=config.extent_l0, tile_px=224,
+                            mpp=config.mpp * config.extent_l0 / 224,  # the tile's own resolution
                             tissue_fraction=np.ones(len(scan.features), np.float32), metadata=meta)
         store.write(scan.slide["slide_id"], table)
         rows.append(scan.slide)

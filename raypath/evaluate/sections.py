@@ -1,0 +1,47 @@
+"""The prose of a comparison report: how models were chosen, on which split each number stands, the
+loss weights of every model and where its runs are in MLflow."""
+
+from urllib.parse import urlparse
+
+import numpy as np
+
+from raypath.evaluate.config import CompareConfig
+from raypath.evaluate.groups import ModelGroups
+
+
+def notes(chosen: ModelGroups, config: CompareConfig, *, registered: str | None) -> list[str]:
+    """Selection rule and outcome, split of the table, replicates, registration."""
+    s = chosen.selection
+    lines = [f"Selection ({chosen.phase} runs, validation split only): {s.describe()}."]
+    if chosen.phase == "replicates":
+        folds = any((g.get("fold", -1) >= 0).any() for g in chosen.groups.values())
+        kind = ("cross-validation folds (each a different test fold)" if folds
+                else "seeds (one fixed patient split)")
+        lines.append(f"Table: test split, mean over replicates = {kind}.")
+    else:
+        lines.append("Table: test split of single search runs (no replicate phase: no intervals).")
+    counts = [g["test/n_specimens"].max() for g in chosen.groups.values() if "test/n_specimens" in g]
+    if counts and np.isfinite(max(counts)):
+        lines.append(f"Test split: {max(counts):.0f} specimens per replicate.")
+    if registered is not None:
+        lines.append(f"Registered as raypath-{config.sweep_id}-<fm> version {registered} (alias champion).")
+    return lines
+
+
+def _run_link(run_id: str, *, tracking_uri: str, experiment_id: str) -> str:
+    if urlparse(tracking_uri).scheme in ("http", "https"):
+        return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"runs:/{run_id}"
+
+
+def model_lines(chosen: ModelGroups, *, tracking_uri: str, experiment_id: str) -> list[str]:
+    """Per model: its searched parameters (loss weights first) and its runs."""
+    lines = []
+    for name, runs in chosen.groups.items():
+        params = runs.iloc[0]["params"]
+        weights = {k: round(v, 4) if isinstance(v, float) else v
+                   for k, v in sorted(params.items(), key=lambda kv: not kv[0].startswith("losses."))}
+        links = ", ".join(_run_link(r, tracking_uri=tracking_uri, experiment_id=experiment_id)
+                          for r in runs["run_id"])
+        lines.append(f"{name}: {weights}; runs {links}")
+    return lines

@@ -1,6 +1,7 @@
 """Write a trained model as an MLflow pyfunc model directory, and read one back from any model URI."""
 
 import tempfile
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -29,10 +30,13 @@ def save_model(directory: Path, *, weights: Path, spec: ModelSpec) -> Path:
         spec_path = spec.write(Path(tmp) / "model.json")
         example = input_example(spec)
         output = predict_frame(load_backbone(spec, weights), spec, example)
+        with warnings.catch_warnings():  # `decision` is a class index and never missing: an int is right
+            warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
+            signature = infer_signature(example, output)
         mlflow.pyfunc.save_model(
             path=str(directory), python_model=model_code.__file__,
             artifacts={"weights": str(weights), "spec": str(spec_path)},
-            signature=infer_signature(example, output), input_example=example,
+            signature=signature, input_example=example,
             pip_requirements=[f"raypath=={raypath.__version__}", "torch", "safetensors", "pandas", "numpy"],
             metadata={"raypath_spec_version": spec.version, "fm": spec.provenance.get("encoder")})
     return directory

@@ -10,13 +10,14 @@ from typing import Any
 
 from ray import tune
 from ray.tune.logger import JsonLoggerCallback
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from raypath.paths import join
 from raypath.sweep.callback import MlflowSweepCallback
 from raypath.sweep.config import SweepConfig
 from raypath.sweep.packing import PACK_METRIC, PackedOptunaSearcher
 from raypath.sweep.progress import ProgressCallback
+from raypath.sweep.schedulers import ArmASHA
 from raypath.sweep.space import ROBUST_KEYS, baseline_params, make_sampler, pack_keys, to_optuna
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,9 @@ def _scheduler(config: SweepConfig) -> TrialScheduler:
     if not config.asha.enabled:
         return FIFOScheduler()
     # max_t one past the last epoch: at max_t ASHA stops a trial, which would cut off its final
-    # evaluation report (sent with the same epoch count after training ends).
-    return ASHAScheduler(
+    # evaluation report (sent with the same epoch count after training ends). One ladder per arm:
+    # the tuned control is early-stopped only by control packs.
+    return ArmASHA(
         time_attr="epoch",
         metric=PACK_METRIC,
         mode=config.objectives[0].mode,

@@ -12,7 +12,7 @@ from raypath.sweep.selection import runs_frame
 from raypath.sweep.tracking import experiment_name
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
-COMPARED = ("val/auc", "val/loss", "test/auc", "test/score_spread", "best_epoch")
+COMPARED = ("val/auc", "val/loss", "val/score_spread", "best_epoch")  # a search logs no test metrics
 
 
 def _sweep_data(tiny_sweep_data, cohort, out, cache: str) -> dict:

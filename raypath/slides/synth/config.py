@@ -14,9 +14,10 @@ class SynthConfig(StrictModel):
     patient) go to the test split, round(val_fraction * n) to val, the rest to train. Test specimens
     are scanned by every scanner. A train or val specimen (model selection happens in the same
     confounded world the model is trained in) is, with probability `confounding`, scanned *only* by
-    the scanner tied to its label, ``scanners[label % len(scanners)]`` (negatives on the first
-    scanner, positives on the second, ...). At 1.0 the scanner gives the train label away; the fully
-    crossed test split then shows whether a model learned the shortcut.
+    the scanner tied to its label (among the training scanners: `scanners` without
+    `held_out_scanners`; negatives on the first, positives on the second, ...), else by every
+    training scanner. At 1.0 the scanner gives the train label away; the fully crossed test split
+    (every scanner, held-out ones included) then shows whether a model learned the shortcut.
     """
 
     seed: int = 0
@@ -30,6 +31,14 @@ class SynthConfig(StrictModel):
     test_fraction: float = Field(0.5, ge=0, le=1)
     val_fraction: float = Field(0.0, ge=0, le=1, description="share of each label in the val split")
     confounding: float = Field(0.0, ge=0, le=1, description="see the class docstring")
+    held_out_scanners: list[str] = Field(
+        default_factory=list, description="scanners that scan test specimens only (never seen in training)")
+    scanner_strength: float = Field(
+        1.0, ge=0, description="multiplies every profile's stain, tone and brightness deviation from neutral")
+    tumour_contrast: float = Field(
+        1.0, ge=0, le=1, description="how different tumour tissue looks (nuclei, stain): 1 = as designed")
+    tumour_burden: tuple[float, float] = Field(
+        (0.1, 0.5), description="range of the tumour share of a positive specimen's tissue (drawn uniformly)")
     max_rotation_deg: float = Field(5.0, ge=0, le=180, description="tissue rotation on glass per scan")
     max_shift_um: float = Field(40.0, ge=0, description="tissue shift on glass per scan and axis")
     base_hazard: float = Field(1 / 60, gt=0, description="events per month of a tumour-free specimen")
@@ -51,6 +60,18 @@ class SynthConfig(StrictModel):
         if len(set(scanners)) != len(scanners):
             raise ValueError(f"scanners listed twice: {scanners}")
         return scanners
+
+    @model_validator(mode="after")
+    def _held_out_listed(self) -> "SynthConfig":
+        stray = sorted(set(self.held_out_scanners) - set(self.scanners))
+        if stray:
+            raise ValueError(f"held_out_scanners {stray} are not in `scanners`")
+        if len(self.held_out_scanners) >= len(self.scanners):
+            raise ValueError("at least one scanner must scan training specimens")
+        low, high = self.tumour_burden
+        if not 0 < low <= high < 1:
+            raise ValueError(f"tumour_burden must satisfy 0 < low <= high < 1, got {self.tumour_burden}")
+        return self
 
     @model_validator(mode="after")
     def _mpp_for_listed(self) -> "SynthConfig":

@@ -13,7 +13,7 @@ import numpy as np
 from raypath.slides.registration.transform import Transform
 from raypath.slides.synth.config import SynthConfig
 from raypath.slides.synth.render import ScanGeometry
-from raypath.slides.synth.scanners import ScannerProfile, get_profile
+from raypath.slides.synth.scanners import ScannerProfile, get_profile, strengthened
 from raypath.slides.synth.tissue import Blob, SpecimenTissue, tissue_field, tumour_field
 
 _BURDEN_GRID_UM = 8.0
@@ -83,8 +83,10 @@ def _specimen(config: SynthConfig, index: int, label: int, split: str) -> Specim
         tumour_threshold=float("inf"),
         grade=grade,
         feature_um=0.18 * min(config.field_um),
+        contrast=config.tumour_contrast,
     )
-    threshold, burden = _tumour_threshold(draft, config.field_um, rng.uniform(0.1, 0.5) if label else 0.0)
+    threshold, burden = _tumour_threshold(draft, config.field_um,
+                                          rng.uniform(*config.tumour_burden) if label else 0.0)
     tissue = dataclasses.replace(draft, tumour_threshold=threshold)
     hazard = config.base_hazard * np.exp(config.burden_effect * burden + config.grade_effect * grade)
     event_time, censor_time = rng.exponential(1.0 / hazard), rng.uniform(0, config.followup_months)
@@ -132,7 +134,7 @@ def _scan(config: SynthConfig, specimen: SpecimenPlan, index: int, name: str) ->
     return ScanPlan(
         slide_id=f"{specimen.specimen_id}-{name}",
         specimen=specimen,
-        scanner=profile,
+        scanner=strengthened(profile, config.scanner_strength),
         center=f"site-{config.scanners.index(name)}",
         geometry=geometry,
         jpeg_quality=config.jpeg_quality or profile.jpeg_quality,
@@ -145,10 +147,11 @@ def plan_cohort(config: SynthConfig) -> list[ScanPlan]:
     scans = []
     for index, (label, split) in enumerate(_design(config)):
         specimen = _specimen(config, index, label, split)
-        chosen = config.scanners
+        training = [name for name in config.scanners if name not in config.held_out_scanners]
+        chosen = config.scanners if specimen.split == "test" else training
         confound = np.random.default_rng([config.seed, index, 2**21]).uniform() < config.confounding
         if specimen.split != "test" and confound:
-            chosen = [config.scanners[label % len(config.scanners)]]
+            chosen = [training[label % len(training)]]
         scans += [_scan(config, specimen, index, name) for name in chosen]
     return sorted(scans, key=lambda scan: scan.slide_id)
 

@@ -5,6 +5,7 @@ specifications; stain, tone, blur and noise settings are chosen so that scanners
 colour and sharpness, the way multi-centre cohorts do.
 """
 
+import dataclasses
 from dataclasses import dataclass
 
 
@@ -49,6 +50,19 @@ PROFILES: dict[str, ScannerProfile] = {
         ),
     )
 }
+
+
+def strengthened(profile: ScannerProfile, strength: float) -> ScannerProfile:
+    """The profile with its colour and tone deviations from a neutral scanner scaled by `strength`
+    (1 = as specified, 0 = neutral): a knob for how large the scanner effect in a cohort is."""
+    if strength == 1.0:
+        return profile
+    def towards(value: float, neutral: float) -> float:
+        return neutral + strength * (value - neutral)
+    return dataclasses.replace(
+        profile, stain_scale=tuple(towards(v, 1.0) for v in profile.stain_scale),
+        stain_bias=tuple(towards(v, 0.0) for v in profile.stain_bias), gamma=towards(profile.gamma, 1.0),
+        brightness=towards(profile.brightness, 1.0))
 
 
 def get_profile(name: str) -> ScannerProfile:

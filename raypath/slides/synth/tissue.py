@@ -44,6 +44,8 @@ class SpecimenTissue:
     """0 for no tumour; higher grades have larger, darker, more variable tumour nuclei."""
     feature_um: float
     """Scale of the tissue-edge and tumour-region noise (a fraction of the field size)."""
+    contrast: float = 1.0
+    """How different tumour looks from normal tissue: scales every tumour effect (0 = invisible)."""
 
 
 def tissue_field(tissue: SpecimenTissue, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
@@ -68,7 +70,7 @@ def render_stains(tissue: SpecimenTissue, xs: np.ndarray, ys: np.ndarray) -> np.
     """Haematoxylin and eosin concentrations (len(ys), len(xs), 2) on a uniform grid (microns)."""
     present = smooth_field(lambda x, y: tissue_field(tissue, x, y), xs, ys, spacing=_SMOOTH_UM)
     level = smooth_field(lambda x, y: tumour_field(tissue, x, y), xs, ys, spacing=_SMOOTH_UM)
-    tumour = np.clip((level - tissue.tumour_threshold) / 0.02, 0.0, 1.0)
+    tumour = np.clip((level - tissue.tumour_threshold) / 0.02, 0.0, 1.0) * tissue.contrast
     fibres = smooth_field(
         lambda x, y: fbm(tissue.seed, 3, x, y, spacing=40.0, octaves=3), xs, ys, spacing=_SMOOTH_UM
     )
@@ -88,7 +90,7 @@ def _cell_params(tissue: SpecimenTissue, lx: np.ndarray, ly: np.ndarray) -> dict
     u = [hash_uniform(tissue.seed, 100 + k, cx, cy).ravel() for k in range(7)]
     centres_x, centres_y = (lx + 0.5) * CELL_UM, (ly + 0.5) * CELL_UM
     level = tumour_field(tissue, centres_x, centres_y).ravel()
-    tumour = np.clip((level - tissue.tumour_threshold) / 0.02, 0, 1)
+    tumour = np.clip((level - tissue.tumour_threshold) / 0.02, 0, 1) * tissue.contrast
     inside = tissue_field(tissue, centres_x, centres_y).ravel()
     atypia = tumour * (1.0 + 0.4 * max(tissue.grade - 1, 0))
     radius = 2.4 + 1.2 * u[2] + atypia * (1.0 + 1.5 * u[3])

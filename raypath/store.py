@@ -321,6 +321,14 @@ class FeatureStore:
         return bags
 
 
+def check_encoder(metadata: Mapping[str, Any], *, store: "FeatureStore") -> None:
+    """Features filed under one FM's name must have been written by that FM (a copy or a symlink
+    under the wrong name would otherwise train or be scored as the other FM)."""
+    if metadata.get("encoder") != store.encoder:
+        raise ProvenanceError(f"features under {store.directory} were written by encoder "
+                              f"{metadata.get('encoder')!r}, not {store.encoder!r}")
+
+
 def check_provenance(metadatas: list[Mapping[str, Any]], *, where: str) -> None:
     """Refuse a silent mix of features from different encoders, weights, tiling or schema."""
     if not metadatas:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -98,3 +99,13 @@ def wait_for(condition: Callable[[], bool], *, what: str, process: subprocess.Po
         assert process is None or process.poll() is None, f"the job ended before {what}"
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+def build_shim(source: Path, directory: Path) -> Path:
+    """Compile a test-tree LD_PRELOAD shim (`*.c` next to the tests) into `directory`."""
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    assert compiler, "a C compiler is needed to build the fault shims (gcc is on every raypath machine)"
+    library = directory / f"{source.stem}.so"
+    command = [compiler, "-shared", "-fPIC", "-O1", "-o", str(library), str(source), "-ldl", "-lpthread"]
+    subprocess.run(command, check=True)
+    return library

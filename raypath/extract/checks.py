@@ -2,7 +2,6 @@
 the error names it (exit 2 through the CLI)."""
 
 import contextlib
-import uuid
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pyarrow.fs as pafs
 
 from raypath.encoders.registry import get_card
 from raypath.extract.config import ExtractConfig
-from raypath.paths import is_remote
+from raypath.paths import is_remote, temporary_name
 from raypath.store import FeatureStore
 
 SHOWN = 5  # examples named in an error
@@ -36,7 +35,7 @@ def check_writable(output: str, *, stores: Mapping[str, FeatureStore]) -> None:
                              else (pafs.LocalFileSystem(), str(Path(directory).resolve())))
         if index and filesystem.get_file_info(inner).type != pafs.FileType.Directory:
             continue
-        probe = f"{inner}/.raypath-write-probe-{uuid.uuid4().hex[:8]}"
+        probe = f"{inner}/{temporary_name('write-probe')}"  # ownerless: swept if a kill leaves it
         try:
             filesystem.create_dir(inner, recursive=True)
             with filesystem.open_output_stream(probe) as sink:

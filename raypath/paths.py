@@ -1,5 +1,6 @@
 """Path helpers shared by every stage: local paths and fsspec/pyarrow URIs (s3://, gs://)."""
 
+import uuid
 from pathlib import Path
 
 REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "abfs://", "hdfs://")
@@ -24,3 +25,20 @@ def ensure_inside(root: str | Path, candidate: str | Path) -> Path:
     if resolved != resolved_root and resolved_root not in resolved.parents:
         raise ValueError(f"output path {resolved} escapes the output root {resolved_root}")
     return resolved
+
+
+TEMPORARY_MARK = ".tmp-"
+
+
+def temporary_name(name: str, *, owner: str = "") -> str:
+    """A hidden sibling name to write `name` under before renaming it into place; it carries the
+    writer's owner token so other runs can tell whether its writer is still there."""
+    return f".{name}{TEMPORARY_MARK}{owner + '-' if owner else ''}{uuid.uuid4().hex[:8]}"
+
+
+def temporary_owner(name: str) -> str | None:
+    """The owner token in a `temporary_name` (for an unowned one, its random part, which no owner
+    has); None when `name` is not a temporary file."""
+    if not name.startswith(".") or TEMPORARY_MARK not in name:
+        return None
+    return name.rsplit(TEMPORARY_MARK, 1)[1].split("-", 1)[0]

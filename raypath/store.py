@@ -10,8 +10,7 @@ import functools
 import hashlib
 import json
 import logging
-import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 import raypath
-from raypath.paths import is_remote, join
+from raypath.paths import is_remote, join, temporary_name, temporary_owner
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +123,15 @@ class StoreFile:
 
 
 @dataclass(frozen=True)
+class Temporary:
+    """A file being written (or left half-written) under a temporary name, and who wrote it."""
+
+    path: str
+    owner: str
+    mtime_s: float
+
+
+@dataclass(frozen=True)
 class SlideEntry:
     """A slide's identity, tile count and provenance, read without its features."""
 
@@ -216,11 +224,15 @@ class FeatureStore:
         info = self._fs.get_file_info(self.slide_path(slide_id))
         return info.type == pafs.FileType.File
 
-    def write(self, slide_id: str, table: pa.Table) -> str:
-        """Write to a hidden temporary name, then rename: a crash never leaves a half file."""
+    def write(self, slide_id: str, table: pa.Table, *, owner: str = "") -> str:
+        """Write to a hidden temporary name, then rename: a crash never leaves a half file.
+
+        The temporary name carries the writer's `owner` token (`raypath.extract.owners`), so another
+        run removes it only once its writer is gone.
+        """
         self._fs.create_dir(self._dir, recursive=True)
         final = self.slide_path(slide_id)
-        temporary = f"{self._dir}/.{slide_id}.parquet.tmp-{uuid.uuid4().hex[:8]}"
+        temporary = f"{self._dir}/{temporary_name(f'{slide_id}.parquet', owner=owner)}"
         try:
             with self._fs.open_output_stream(temporary) as sink:
                 pq.write_table(table, sink, compression="zstd", row_group_size=1 << 20)
@@ -282,16 +294,29 @@ class FeatureStore:
         coords = np.stack([table.column("x").to_numpy(), table.column("y").to_numpy()], axis=1)
         return flat.reshape(-1, dim), coords
 
-    def clear_temporaries(self) -> int:
-        """Delete temporary files left by crashed writers; returns how many were removed."""
+    def temporaries(self) -> list[Temporary]:
+        """Temporary files in the store directory, with their owner token and modification time."""
         if self._fs.get_file_info(self._dir).type != pafs.FileType.Directory:
-            return 0
+            return []
         infos = self._fs.get_file_info(pafs.FileSelector(self._dir))
-        stale = [i.path for i in infos if Path(i.path).name.startswith(".")
-                 and ".parquet.tmp-" in i.path]
-        for path in stale:
-            self._fs.delete_file(path)
-        return len(stale)
+        found = [(i, temporary_owner(Path(i.path).name)) for i in infos if i.type == pafs.FileType.File]
+        return [Temporary(path=i.path, owner=owner, mtime_s=(i.mtime_ns or 0) / 1e9)
+                for i, owner in found if owner is not None]
+
+    def clear_temporaries(self, *, is_gone: Callable[[Temporary], bool] = lambda temporary: True) -> int:
+        """Delete temporary files whose writer is gone (by default: all of them); returns how many.
+
+        A file another process renames or deletes meanwhile is no error.
+        """
+        removed = 0
+        for temporary in self.temporaries():
+            if is_gone(temporary):
+                try:
+                    self._fs.delete_file(temporary.path)
+                except FileNotFoundError:
+                    continue
+                removed += 1
+        return removed
 
     def metadata(self, slide_id: str) -> dict[str, Any]:
         """The provenance in one slide file's footer, without reading its features."""
@@ -322,6 +347,14 @@ class FeatureStore:
         bags = [self.read_bag(s) for s in (self.slide_ids() if slide_ids is None else slide_ids)]
         check_provenance([b.metadata for b in bags], where=self.directory)
         return bags
+
+
+def check_encoder(metadata: Mapping[str, Any], *, store: "FeatureStore") -> None:
+    """Features filed under one FM's name must have been written by that FM (a copy or a symlink
+    under the wrong name would otherwise train or be scored as the other FM)."""
+    if metadata.get("encoder") != store.encoder:
+        raise ProvenanceError(f"features under {store.directory} were written by encoder "
+                              f"{metadata.get('encoder')!r}, not {store.encoder!r}")
 
 
 def check_provenance(metadatas: list[Mapping[str, Any]], *, where: str) -> None:

@@ -5,6 +5,7 @@ import argparse
 from raypath.commands.flags import Flag, add_config_flags, config_from_args
 from raypath.extract.config import ExtractConfig
 
+EXIT_RECORDS_LOST = 1
 FLAGS = (
     Flag("manifest", "manifest"),
     Flag("out", "output", help="feature-store root, local or s3:// (overrides `output`)"),
@@ -20,9 +21,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Exit 0 when every slide is done, 1 when some failed (the rest completes), 2 on bad input."""
+    """Exit 0 when every slide is done, 1 when some failed (the rest completes) or the run records
+    could not be written (full disk: the summary and one error line are logged), 2 on bad input."""
+    from raypath.extract.failures import RecordsError
     from raypath.extract.run import run_extraction  # imports Ray; only when this command runs
 
     values = {"encoders": [{"name": name} for name in args.encoder]} if args.encoder else {}
     config = config_from_args(ExtractConfig, args, FLAGS, values=values)
-    return run_extraction(config).exit_code
+    try:
+        return run_extraction(config).exit_code
+    except RecordsError:  # run_extraction logged the summary and what could not be written
+        return EXIT_RECORDS_LOST

@@ -22,6 +22,13 @@ log = logging.getLogger(__name__)
 _CARDS: dict[str, ModelCard] = {}
 
 
+class UnknownEncoderError(KeyError, ValueError):
+    """A name no model card has: bad input (a ValueError, exit 2), still a KeyError for lookups."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
 def register(factory: Callable[[], ModelCard]) -> Callable[[], ModelCard]:
     """Decorator: register the card the function returns, and its `tiny-` stand-in."""
     card = factory()
@@ -41,7 +48,7 @@ def get_card(name: str) -> ModelCard:
     """Look a card up by name (case-insensitive)."""
     card = _CARDS.get(name.lower())
     if card is None:
-        raise KeyError(f"unknown encoder {name!r}; known: {', '.join(_CARDS)}")
+        raise UnknownEncoderError(f"unknown encoder {name!r}; known: {', '.join(_CARDS)}")
     return card
 
 

@@ -43,6 +43,12 @@ class ExtractConfig(StrictModel):
     max_attempts: int = Field(2, ge=1, description="tries per slide when its reader fails or dies")
     read_timeout_s: float = Field(600.0, gt=0, description="a reader silent this long is killed")
     write_threads: int = Field(2, gt=0, description="driver threads writing finished slides")
+    claims_dir: str | None = Field(
+        None, description="directory where runs on one output claim slides (local or NFS, shared by every "
+                          "run); None = <output>/_claims for a local output, no coordination on s3://")
+    claim_lease_s: float = Field(
+        300.0, gt=0, description="a run whose heartbeat is older than this is gone: its claims and "
+                                 "temporary files are taken over")
     ray_address: str | None = Field(
         None, description="Ray cluster to join ('auto', host:port, ray://); None = the job's "
                           "cluster when submitted, else a local instance")

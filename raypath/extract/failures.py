@@ -1,15 +1,18 @@
 """The run's records: per-slide log (who read what, where, how long) and the failures manifest.
 
-`<out>/failures.csv` always lists exactly the slides that still lack features after the latest
-run, each with the stage that stopped it, whether it failed (an error: retry or fix) or was skipped
+`<out>/failures.csv` always lists exactly the slides of the latest run that still lack features
+when it ends (a slide another run finished meanwhile is not listed), each with the stage that
+stopped it, whether it failed (an error: retry or fix) or was skipped
 (nothing to extract: no tissue, too small, not pyramidal), the reason and the attempts spent.
-Per-run copies and `slides.csv` live in `<out>/_runs/<run_id>/`.
+Per-run copies and `slides.csv` live in `<out>/_runs/<run_id>/`. Every file is written under a
+temporary name carrying the run's owner token and renamed into place; a failed write (a full
+disk) removes its temporary file and raises `RecordsError`.
 """
 
+import contextlib
 import csv
 import io
 import json
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +20,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from raypath.paths import is_remote, join
+from raypath.paths import is_remote, join, temporary_name
 
 RUNS_DIR = "_runs"
 FAILURE_COLUMNS = ("slide_id", "path", "stage", "status", "reason", "attempts")
@@ -39,18 +42,28 @@ class SlideRecord:
     seconds: float = 0.0
 
 
-def write_text(path: str, text: str) -> None:
-    """Atomic small-file write (temporary name + rename), local or object store."""
+class RecordsError(OSError):
+    """The run records could not be written (full disk, lost permissions); the features are kept."""
+
+
+def write_text(path: str, text: str, *, owner: str = "") -> None:
+    """Atomic small-file write (temporary name + rename), local or object store; on any error the
+    temporary file is removed before the error propagates."""
     if is_remote(path):
         filesystem, inner = pafs.FileSystem.from_uri(path)
     else:
         filesystem, inner = pafs.LocalFileSystem(), str(Path(path).resolve())
     parent, name = inner.rsplit("/", 1)
     filesystem.create_dir(parent, recursive=True)
-    temporary = f"{parent}/.{name}.tmp-{uuid.uuid4().hex[:8]}"
-    with filesystem.open_output_stream(temporary) as sink:
-        sink.write(text.encode())
-    filesystem.move(temporary, inner)
+    temporary = f"{parent}/{temporary_name(name, owner=owner)}"
+    try:
+        with filesystem.open_output_stream(temporary) as sink:
+            sink.write(text.encode())
+        filesystem.move(temporary, inner)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            filesystem.delete_file(temporary)
+        raise
 
 
 def to_csv(records: Iterable[Mapping[str, Any]], columns: Iterable[str]) -> str:
@@ -64,15 +77,21 @@ def to_csv(records: Iterable[Mapping[str, Any]], columns: Iterable[str]) -> str:
 class RunRecords:
     """Writes the run's slides.csv, failures.csv and summary.json (and the latest failures.csv)."""
 
-    def __init__(self, *, output: str, run_id: str) -> None:
-        self.output = output
+    def __init__(self, *, output: str, run_id: str, owner: str = "") -> None:
+        self.output, self.owner = output, owner
         self.run_dir = join(output, RUNS_DIR, run_id)
 
-    def write(self, records: list[SlideRecord], summary: Mapping[str, Any]) -> None:
-        rows = [asdict(r) for r in records]
-        columns = [f for f in SlideRecord.__dataclass_fields__]
-        failures = to_csv([r for r in rows if r["status"] != "done"], FAILURE_COLUMNS)
-        write_text(join(self.run_dir, "slides.csv"), to_csv(rows, columns))
-        write_text(join(self.run_dir, "failures.csv"), failures)
-        write_text(join(self.run_dir, "summary.json"), json.dumps(summary, indent=2, sort_keys=True))
-        write_text(join(self.output, "failures.csv"), failures)
+    def write(self, records: list[SlideRecord], *, outstanding: list[SlideRecord],
+              summary: Mapping[str, Any]) -> None:
+        """`outstanding`: the records of slides that still lack features, for failures.csv."""
+        columns = list(SlideRecord.__dataclass_fields__)
+        failures = to_csv([asdict(r) for r in outstanding], FAILURE_COLUMNS)
+        files = {join(self.run_dir, "slides.csv"): to_csv([asdict(r) for r in records], columns),
+                 join(self.run_dir, "failures.csv"): failures,
+                 join(self.run_dir, "summary.json"): json.dumps(summary, indent=2, sort_keys=True),
+                 join(self.output, "failures.csv"): failures}
+        for path, text in files.items():
+            try:
+                write_text(path, text, owner=self.owner)
+            except OSError as exc:
+                raise RecordsError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc

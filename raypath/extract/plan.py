@@ -6,7 +6,7 @@ adds an encoder encodes only that encoder's column.
 """
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,20 @@ def plan_slides(manifest: pd.DataFrame, *, stores: Mapping[str, FeatureStore]) -
     log.info("%d slides: %d to read, %d already have every requested encoder's features",
              len(slides), len(tasks), len(finished))
     return Plan(tasks=tasks, slides=slides, finished=finished)
+
+
+def restrict(plan: Plan, *, encoders: Iterable[str], keep: Callable[[str, str], bool]) -> Plan:
+    """`plan` with each task's need flags limited to the (slide id, encoder) pairs `keep` accepts;
+    tasks left needing nothing are dropped."""
+    tasks = []
+    for task in plan.tasks:
+        updated = dict(task)
+        for name in encoders:
+            column = rows.need_column(name)
+            updated[column] = bool(task[column]) and keep(task["slide_id"], name)
+        if any(updated[rows.need_column(name)] for name in encoders):
+            tasks.append(updated)
+    return Plan(tasks=tasks, slides=plan.slides, finished=plan.finished)
 
 
 def _mpp(value: Any) -> float:

@@ -1,28 +1,28 @@
-"""The extraction job on the driver: plan, stream the pipeline, assemble and write, report.
+"""The extraction job on the driver: check, claim, stream the pipeline, write, report.
 
 Exit status is non-zero when any slide failed; everything else in the cohort still completes.
+Several runs may share one output (`coordination`): each slide is computed by one of them.
 """
 
 import datetime
 import logging
-import time
 import uuid
-from collections.abc import Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from collections.abc import Callable, Mapping
 
-import numpy as np
+import pandas as pd
 import ray
 
 from raypath.cluster import connect
 from raypath.cohort import load_manifest
 from raypath.extract import rows
-from raypath.extract.assemble import Assembler, SlideEvent, encoded_counts
+from raypath.extract.checks import check_encoder_names, check_slide_files, check_writable
 from raypath.extract.config import ExtractConfig
+from raypath.extract.coordination import Coordination, default_claims_dir
+from raypath.extract.driver import Driver
 from raypath.extract.encoders import EncoderFactory, EncoderInfo, describe_encoders
-from raypath.extract.failures import RunRecords, SlideRecord
+from raypath.extract.failures import RecordsError, RunRecords, SlideRecord
 from raypath.extract.pipeline import build_dataset, check_resources, data_context
 from raypath.extract.plan import Plan, check_slide_ids, plan_slides
-from raypath.extract.progress import Progress
 from raypath.extract.summary import RunSummary
 from raypath.extract.write import SlideWriter
 from raypath.store import FeatureStore
@@ -37,44 +37,94 @@ def new_run_id() -> str:
 def run_extraction(
     config: ExtractConfig, *, factories: Mapping[str, EncoderFactory] | None = None,
 ) -> RunSummary:
-    """Extract features for every slide of the manifest still lacking them; see the module doc."""
+    """Extract features for every slide of the manifest still lacking them; see the module doc.
+
+    Every input is checked before Ray starts or an encoder is built. Slides another live run on the
+    same output holds are waited for, never computed twice; what that run leaves unfinished is
+    computed here. Raises RecordsError (after logging the summary) when the run records cannot be
+    written, e.g. on a full disk; the features written stay.
+    """
     if config.manifest is None or config.output is None:
         raise ValueError("extract needs `manifest` and `output` (config keys or --manifest/--out)")
+    check_encoder_names(config, known=factories or {})
     manifest = load_manifest(config.manifest, check_files=False)
     tiling_hash = config.tiling.cache_key()
     stores = {spec.name: FeatureStore(config.output, encoder=spec.name, tiling_hash=tiling_hash)
               for spec in config.encoders}
     check_slide_ids(manifest, stores=stores, source=str(config.manifest))
-    for store in stores.values():
-        if removed := store.clear_temporaries():
-            log.info("removed %d stale temporary files under %s", removed, store.directory)
-    # Built before planning: a finished file only counts as done if the same weights wrote it.
-    encoders = describe_encoders(config, factories=factories)
-    for info in encoders:
-        stores[info.name].check_compatible(info.metadata)
-    plan = plan_slides(manifest, stores=stores)
-    summary = RunSummary(run_id=config.run_id or new_run_id(), output=config.output, slides=plan.total,
-                         already_done=len(plan.finished), encoded={s.name: 0 for s in config.encoders})
-    records: list[SlideRecord] = []
-    if plan.tasks:
-        connect(config.ray_address)
-        records = _execute(plan, config=config, encoders=encoders, stores=stores, summary=summary)
-    _finish(summary, records)
-    RunRecords(output=config.output, run_id=summary.run_id).write(records, summary.to_dict())
-    log.info("\n%s", summary.text())
+    check_writable(config.output, stores=stores)
+    run_id = config.run_id or new_run_id()
+    claims_dir = default_claims_dir(config.output, config.claims_dir)
+    with Coordination(claims_dir=claims_dir, run_id=run_id, lease_s=config.claim_lease_s) as coordination:
+        coordination.clear_stale(stores=stores, output=config.output)
+        plan = plan_slides(manifest, stores=stores)
+        check_slide_files(manifest, slide_ids=[t["slide_id"] for t in plan.tasks],
+                          source=str(config.manifest))
+        # Built before any slide is read: a finished file only counts as done if the same weights wrote it.
+        encoders = describe_encoders(config, factories=factories)
+        for info in encoders:
+            stores[info.name].check_compatible(info.metadata)
+        summary = RunSummary(run_id=run_id, output=config.output, slides=plan.total,
+                             already_done=len(plan.finished), encoded={s.name: 0 for s in config.encoders})
+        records = _run_claimed(plan, manifest=manifest, config=config, encoders=encoders, stores=stores,
+                               summary=summary, coordination=coordination)
+        _finish(summary, records)
+        log.info("\n%s", summary.text())
+        _write_records(records, config=config, stores=stores, summary=summary, coordination=coordination)
     return summary
+
+
+def _run_claimed(
+    plan: Plan, *, manifest: pd.DataFrame, config: ExtractConfig, encoders: list[EncoderInfo],
+    stores: Mapping[str, FeatureStore], summary: RunSummary, coordination: Coordination,
+) -> list[SlideRecord]:
+    """Compute what this run could claim; wait for what other runs hold, then take what they left."""
+    records: dict[str, SlideRecord] = {}
+    while True:
+        mine, elsewhere = coordination.claim(plan, stores=stores)
+        if mine.tasks:
+            connect(config.ray_address)
+            for record in _execute(mine, config=config, encoders=encoders, stores=stores, summary=summary,
+                                   owner=coordination.token,
+                                   settled=lambda slide_id: coordination.release(slide_id, stores=stores)):
+                records[record.slide_id] = record
+        if not elsewhere:
+            return list(records.values())
+        coordination.wait(elsewhere, stores=stores)
+        waited = {slide_id for slides in elsewhere.values() for slide_id in slides}
+        plan = plan_slides(manifest[manifest["slide_id"].astype(str).isin(waited)], stores=stores)
+        summary.finished_elsewhere += len(plan.finished)
+
+
+def _write_records(
+    records: list[SlideRecord], *, config: ExtractConfig, stores: Mapping[str, FeatureStore],
+    summary: RunSummary, coordination: Coordination,
+) -> None:
+    """failures.csv lists the slides still lacking a file when it is written (under the claims lock)."""
+    with coordination.records_lock():
+        outstanding = [r for r in records if r.status != "done"
+                       and not all(store.has(r.slide_id) for store in stores.values())]
+        try:
+            RunRecords(output=config.output, run_id=summary.run_id, owner=coordination.token).write(
+                records, outstanding=outstanding, summary=summary.to_dict())
+        except RecordsError as exc:
+            log.error("run %s: the features above are written, but its records are not: %s",
+                      summary.run_id, exc.strerror)
+            raise
 
 
 def _execute(
     plan: Plan, *, config: ExtractConfig, encoders: list[EncoderInfo], stores: Mapping[str, FeatureStore],
-    summary: RunSummary,
+    summary: RunSummary, owner: str, settled: Callable[[str], None],
 ) -> list[SlideRecord]:
+    """One pass of the pipeline over the slides (and encoders) `plan` holds for this run."""
     needs = {t["slide_id"]: [e.name for e in encoders if t[rows.need_column(e.name)]] for t in plan.tasks}
     active = [e for e in encoders if any(e.name in n for n in needs.values())]
-    driver = _Driver(plan, needs=needs, dims={e.name: e.dim for e in encoders}, summary=summary,
-                     writer=SlideWriter(stores=stores, metadata={e.name: e.metadata for e in encoders},
-                                        identities=plan.slides, tile_px=config.tiling.tile_px,
-                                        threads=config.write_threads))
+    writer = SlideWriter(stores=stores, metadata={e.name: e.metadata for e in encoders},
+                         identities=plan.slides, tile_px=config.tiling.tile_px,
+                         threads=config.write_threads, owner=owner)
+    driver = Driver(plan, needs=needs, dims={e.name: e.dim for e in encoders}, summary=summary,
+                    writer=writer, settled=settled)
     check_resources(config, stages=len(active), available=ray.cluster_resources())
     with data_context(config):
         dataset = build_dataset(plan.tasks, config=config, encoders=active)
@@ -87,82 +137,6 @@ def _execute(
         finally:
             driver.drain()
     return driver.records()
-
-
-class _Driver:
-    """Consumes result batches: counts, assembles slides, hands complete ones to the writer."""
-
-    def __init__(self, plan: Plan, *, needs, dims, summary: RunSummary, writer: SlideWriter) -> None:
-        self.plan, self.summary, self.writer = plan, summary, writer
-        self.assembler = Assembler(needs=needs, dims=dims)
-        self.progress = Progress(total=len(plan.tasks))
-        self.pending: dict[Future, SlideEvent] = {}
-        self.results: dict[str, SlideRecord] = {}
-        self.started = time.perf_counter()
-
-    def absorb(self, batch: dict[str, np.ndarray]) -> None:
-        tiles = int(np.count_nonzero(batch["status"] == rows.TILE))
-        if not self.summary.startup_s:
-            self.summary.startup_s = time.perf_counter() - self.started
-            self.summary.startup_tiles = tiles
-        for name, count in encoded_counts(batch, self.summary.encoded).items():
-            self.summary.encoded[name] += count
-        self.summary.tiles += tiles
-        self.progress.add_tiles(tiles)
-        for event in self.assembler.add(batch):
-            if event.status == "done":
-                self.pending[self.writer.submit(event.buffer)] = event
-            else:
-                self._record(event, status=event.status, stage=event.stage, reason=event.reason)
-        self._collect(block=False)
-
-    def _collect(self, *, block: bool) -> None:
-        while self.pending:
-            finished, _ = wait(list(self.pending), timeout=None if block else 0, return_when=FIRST_COMPLETED)
-            if not finished:
-                return
-            for future in finished:
-                event = self.pending.pop(future)
-                error = future.exception()
-                if error is None:
-                    self._record(event, status="done")
-                else:
-                    log.error("writing %s failed: %s", event.slide_id, error)
-                    reason = f"{type(error).__name__}: {error}"
-                    self._record(event, status="failed", stage="write", reason=reason)
-
-    def _record(self, event: SlideEvent, *, status: str, stage: str = "", reason: str = "") -> None:
-        tiles = event.buffer.n_tiles if event.buffer is not None else 0
-        self.results[event.slide_id] = SlideRecord(
-            slide_id=event.slide_id, path=self.plan.slides[event.slide_id]["path"], status=status,
-            stage=stage, reason=reason, attempts=event.attempts, node_id=event.node_id, node_ip=event.node_ip,
-            tiles=tiles, seconds=round(event.read_s, 3))
-        self.progress.add_slide(status)
-
-    def abort(self, reason: str) -> None:
-        """Slides without a result when the pipeline broke are failed, never silently missing."""
-        for task in self.plan.tasks:
-            slide_id = task["slide_id"]
-            if slide_id in self.results or slide_id in self.pending_ids():
-                continue
-            buffer = self.assembler.buffers.get(slide_id)
-            arrived = f" ({int(buffer.filled.sum())}/{buffer.n_tiles} tiles arrived)" if buffer else ""
-            why = reason + arrived
-            self._record(SlideEvent(slide_id=slide_id, status="failed", attempts=0),
-                         status="failed", stage="read", reason=why)
-
-    def pending_ids(self) -> set[str]:
-        return {event.slide_id for event in self.pending.values()}
-
-    def drain(self) -> None:
-        self._collect(block=True)
-        self.writer.close()
-        self.abort("no result reached the driver")
-        self.progress.close()
-        self.summary.seconds = time.perf_counter() - self.started
-
-    def records(self) -> list[SlideRecord]:
-        return [self.results[t["slide_id"]] for t in self.plan.tasks if t["slide_id"] in self.results]
 
 
 def _finish(summary: RunSummary, records: list[SlideRecord]) -> None:

@@ -18,6 +18,7 @@ class RunSummary:
     output: str
     slides: int = 0
     already_done: int = 0
+    finished_elsewhere: int = 0  # finished by another run on the same output while this one waited
     done: int = 0
     skipped: int = 0
     failed: int = 0
@@ -51,7 +52,8 @@ class RunSummary:
         lines = [
             f"extraction run {self.run_id} -> {self.output}",
             f"  slides: {self.slides} ({self.already_done} already done, {self.done} written, "
-            f"{self.skipped} skipped, {self.failed} failed)",
+            f"{self.finished_elsewhere} written by another run, {self.skipped} skipped, "
+            f"{self.failed} failed)",
             f"  tiles:  {self.tiles} in {self.seconds:.1f} s ({self.tiles_per_s:.1f} tiles/s; "
             f"{self.steady_tiles_per_s:.1f} tiles/s after {self.startup_s:.1f} s start-up)",
         ]

@@ -49,6 +49,9 @@ def slide_messages(
         with open_slide(path, reader=settings.tiling.reader, mpp_override=mpp,
                         device=settings.decode_device) as reader:
             slide_mpp = reader.mpp
+            if small := too_small(reader.dimensions, slide_mpp, settings.tiling):
+                yield ("skip", stage, small)  # before any pixel is read: tiny files trip some readers
+                return
             if not reader.is_pyramidal and settings.non_pyramidal == "skip":
                 probe_corners(reader)  # a truncated pyramid also shows one level: that is a failure
                 yield ("skip", stage, f"not pyramidal (1 level, {reader.dimensions[0]}x"
@@ -88,10 +91,17 @@ def probe_corners(reader: SlideReader, *, size: int = 256) -> None:
         reader.read_region(location=location, level=0, size=side)
 
 
-def _empty_reason(mask: np.ndarray, dimensions: tuple[int, int], mpp: float, tiling: TilingConfig) -> str:
+def too_small(dimensions: tuple[int, int], mpp: float, tiling: TilingConfig) -> str:
+    """The skip reason of a slide narrower than one tile in either direction, else ''."""
     side_um = tiling.tile_px * tiling.target_mpp
     if min(dimensions) * mpp < side_um:
         return f"smaller than one tile ({dimensions[0]}x{dimensions[1]} px at {mpp:.3f} um/px < {side_um} um)"
+    return ""
+
+
+def _empty_reason(mask: np.ndarray, dimensions: tuple[int, int], mpp: float, tiling: TilingConfig) -> str:
+    if small := too_small(dimensions, mpp, tiling):
+        return small
     if not mask.any():
         return "no tissue detected"
     return f"no tile reaches min_tissue_fraction={tiling.min_tissue_fraction}"

@@ -22,9 +22,10 @@ class SlideWriter:
 
     def __init__(
         self, *, stores: Mapping[str, FeatureStore], metadata: Mapping[str, Mapping[str, Any]],
-        identities: Mapping[str, Mapping[str, str]], tile_px: int, threads: int,
+        identities: Mapping[str, Mapping[str, str]], tile_px: int, threads: int, owner: str = "",
     ) -> None:
         self.stores, self.metadata, self.identities = stores, metadata, identities
+        self.owner = owner  # in temporary file names: other runs leave them alone while it lives
         self.tile_px = tile_px
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="raypath-write")
 
@@ -36,7 +37,7 @@ class SlideWriter:
             table = tiles_table(slide=identity, coords=buffer.coords, features=features,
                                 extent_l0=buffer.extent_l0, tile_px=self.tile_px, mpp=buffer.mpp,
                                 tissue_fraction=buffer.tissue_fraction, metadata=self.metadata[name])
-            paths.append(self.stores[name].write(buffer.slide_id, table))
+            paths.append(self.stores[name].write(buffer.slide_id, table, owner=self.owner))
         return paths
 
     def submit(self, buffer: SlideBuffer) -> Future:

@@ -33,7 +33,14 @@ from filelock import FileLock
 from tqdm import tqdm
 
 from raypath.mil.bags import IDENTITY_COLUMNS, BagSet
-from raypath.store import PROVENANCE_KEYS, FeatureStore, ProvenanceError, SlideEntry, check_provenance
+from raypath.store import (
+    PROVENANCE_KEYS,
+    FeatureStore,
+    ProvenanceError,
+    SlideEntry,
+    check_encoder,
+    check_provenance,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +96,7 @@ def load_cache(directory: Path, *, store: FeatureStore) -> BagSet:
     if (info.encoder, info.tiling_hash) != (store.encoder, store.tiling_hash):
         raise ProvenanceError(f"{directory} caches {info.encoder}/{info.tiling_hash}, "
                               f"not {store.encoder}/{store.tiling_hash}")
-    _check_encoder(info.provenance, store=store)
+    check_encoder(info.provenance, store=store)
     slides = pd.read_parquet(directory / "slides.parquet")
     check_provenance([info.provenance, store.slide_entry(str(slides["slide_id"].iloc[0])).metadata],
                      where=f"{directory} and {store.directory}")
@@ -98,13 +105,6 @@ def load_cache(directory: Path, *, store: FeatureStore) -> BagSet:
                   slides=slides[[*IDENTITY_COLUMNS, "extent_l0"]], coords=np.load(directory / "coords.npy",
                                                                                    mmap_mode="r"),
                   bfloat16=info.storage == "bfloat16")
-
-
-def _check_encoder(metadata: dict, *, store: FeatureStore) -> None:
-    """Features filed under one FM's name must have been written by that FM."""
-    if metadata.get("encoder") != store.encoder:
-        raise ProvenanceError(f"features under {store.directory} were written by encoder "
-                              f"{metadata.get('encoder')!r}, not {store.encoder!r}")
 
 
 def build_cache(store: FeatureStore, *, directory: Path, storage: Storage) -> CacheInfo:
@@ -131,7 +131,7 @@ def _slide_entries(store: FeatureStore) -> list[SlideEntry]:
     if not entries:
         raise FileNotFoundError(f"no feature files under {store.directory}")
     check_provenance([e.metadata for e in entries], where=store.directory)
-    _check_encoder(entries[0].metadata, store=store)
+    check_encoder(entries[0].metadata, store=store)
     kept = [e for e in entries if e.n_tiles]
     if len(kept) < len(entries):
         log.warning("%s: %d slides without tiles are left out", store.directory, len(entries) - len(kept))

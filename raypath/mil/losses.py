@@ -21,22 +21,49 @@ def _zero_like_graph(reference: torch.Tensor) -> torch.Tensor:
     return reference.sum() * 0.0
 
 
-def multi_positive_infonce(embeddings: torch.Tensor, groups: torch.Tensor, *, tau: float) -> torch.Tensor:
+def multi_positive_infonce(
+    embeddings: torch.Tensor, groups: torch.Tensor, *, tau: float | torch.Tensor,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
     """InfoNCE with every other member of the anchor's group as a positive, others as negatives.
 
     L = mean_i −(1/|P(i)|) Σ_{p∈P(i)} log(exp(z_i·z_p/τ) / Σ_{a≠i} exp(z_i·z_a/τ)); anchors without
-    positives are skipped. Embeddings are L2-normalised here so τ has its usual meaning.
+    positives are skipped. Embeddings are L2-normalised here so τ has its usual meaning. Rows with
+    `valid` False (padding) are neither anchors, positives nor negatives. The logits are formed in
+    float32 with autocast off, and masked terms are selected away rather than multiplied by zero:
+    at τ = 1e-3 a float16 logit minus its log-sum-exp overflows to −inf, and −inf · 0 is NaN.
     """
-    z = F.normalize(embeddings, dim=-1)
-    n = z.shape[0]
-    eye = torch.eye(n, dtype=torch.bool, device=z.device)
-    logits = (z @ z.T / tau).masked_fill(eye, torch.finfo(z.dtype).min)
-    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
-    positive = (groups[:, None] == groups[None, :]) & ~eye
-    n_pos = positive.sum(dim=1)
-    per_anchor = -(log_prob * positive).sum(dim=1) / n_pos.clamp_min(1)
-    has_pos = (n_pos > 0).to(z.dtype)
-    return (per_anchor * has_pos).sum() / has_pos.sum().clamp_min(1.0)
+    keep = torch.ones_like(groups, dtype=torch.bool) if valid is None else valid.to(torch.bool)
+    with torch.autocast(device_type=embeddings.device.type, enabled=False):
+        z = F.normalize(embeddings.float(), dim=-1)
+        n = z.shape[0]
+        eye = torch.eye(n, dtype=torch.bool, device=z.device)
+        candidate = keep[None, :] & keep[:, None] & ~eye
+        logits = (z @ z.T) / tau  # tau: a float, or a float32 0-d tensor per vmapped member
+        logits = logits.masked_fill(~candidate, torch.finfo(z.dtype).min)
+        log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+        positive = (groups[:, None] == groups[None, :]) & candidate
+        n_pos = positive.sum(dim=1)
+        per_anchor = -torch.where(positive, log_prob, 0.0).sum(dim=1) / n_pos.clamp_min(1)
+        has_pos = n_pos > 0
+        loss = torch.where(has_pos, per_anchor, 0.0).sum() / has_pos.sum().clamp_min(1)
+    return loss.to(embeddings.dtype)
+
+
+def _centred_variance(values: torch.Tensor, groups: torch.Tensor, n_groups: int) -> tuple[torch.Tensor, ...]:
+    """Per-group population variance of `values` (n, c) and member counts: the corrected two-pass form.
+
+    The mean is gathered back to every member and the centred squares summed; E[x²] − E[x]² would
+    cancel catastrophically once |mean| ≫ spread (float32 risks around 1e4 lose every digit). The
+    mean itself is rounded, so (Σd)²/n is subtracted (d = x − mean, Σd = 0 in exact arithmetic):
+    that removes the rounding error's square, the residual bias of a plain two-pass sum.
+    """
+    sums, counts = _group_sums(values, groups, n_groups)
+    safe = counts.clamp_min(1.0)[:, None]
+    centred = values - (sums / safe).index_select(0, groups)
+    drift, _ = _group_sums(centred, groups, n_groups)
+    squares, _ = _group_sums(centred * centred, groups, n_groups)
+    return ((squares - drift * drift / safe) / safe).clamp_min(0.0), counts
 
 
 def group_variance(scores: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
@@ -45,13 +72,9 @@ def group_variance(scores: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     `scores` is (n,) or (n, c); for c > 1 the variance is averaged over columns.
     """
     values = scores if scores.dim() == 2 else scores[:, None]
-    n = values.shape[0]
-    sums, counts = _group_sums(values, groups, n)
-    squares, _ = _group_sums(values * values, groups, n)
-    safe = counts.clamp_min(1.0)[:, None]
-    variance = (squares / safe - (sums / safe) ** 2).clamp_min(0.0).mean(dim=1)
+    variance, counts = _centred_variance(values, groups, values.shape[0])
     paired = (counts >= 2).to(values.dtype)
-    return (variance * paired).sum() / paired.sum().clamp_min(1.0)
+    return (variance.mean(dim=1) * paired).sum() / paired.sum().clamp_min(1.0)
 
 
 def _matched_sums(values: torch.Tensor, tile_group: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -86,13 +109,14 @@ def attention_agreement(
     Attention is scaled by the bag's tile count so 'uniform' is 1 whatever the bag size.
     """
     scaled = attention * mask.sum(dim=1, keepdim=True).to(attention.dtype)
-    flat, sums, counts = _matched_sums(scaled, tile_group)
+    matched = (tile_group >= 0).reshape(-1)
     ids = tile_group.reshape(-1).clamp_min(0)
-    squares, _ = _group_sums(flat * flat, ids, ids.shape[0])
-    safe = counts.clamp_min(1.0)[:, None]
-    variance = (squares / safe - (sums / safe) ** 2).clamp_min(0.0)[:, 0]
-    paired = (counts >= 2).to(attention.dtype)
-    return (variance * paired).sum() / paired.sum().clamp_min(1.0)
+    # Unmatched tiles go to a spare group past every real one, so they never touch a real mean.
+    spare = ids.shape[0]
+    ids = torch.where(matched, ids, spare)
+    variance, counts = _centred_variance(scaled.reshape(-1, 1), ids, spare + 1)
+    paired = (counts[:spare] >= 2).to(attention.dtype)
+    return (variance[:spare, 0] * paired).sum() / paired.sum().clamp_min(1.0)
 
 
 def cox_partial_likelihood(

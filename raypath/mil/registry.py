@@ -106,19 +106,23 @@ def _score_consistency(model: "RobustMIL", output: MILOutput, batch: Batch) -> t
 def _tile_consistency(model: "RobustMIL", output: MILOutput, batch: Batch) -> torch.Tensor:
     tiles = model.head("tile_consistency")(output.tile_embedding)
     if model.options["tile_mode"] == "infonce":
-        return _tile_infonce(tiles, batch.tile_group, tau=model.tau)
+        return _tile_infonce(tiles, batch.tile_group, mask=batch.mask, tau=model.tau)
     return matched_tile_cosine(tiles, tile_group=batch.tile_group)
 
 
-def _tile_infonce(tiles: torch.Tensor, tile_group: torch.Tensor, *, tau: float) -> torch.Tensor:
+def _tile_infonce(
+    tiles: torch.Tensor, tile_group: torch.Tensor, *, mask: torch.Tensor, tau: float | torch.Tensor,
+) -> torch.Tensor:
     """InfoNCE over matched tiles of the batch: other scans of the same location are positives.
 
-    Unmatched tiles are given unique negative ids so they act as negatives only.
+    Unmatched real tiles get unique negative ids so they act as negatives only; padded tiles (mask
+    False) take no part at all, so a loss never depends on how far a batch was padded.
     """
     flat = tiles.reshape(-1, tiles.shape[-1])
     groups = tile_group.reshape(-1)
     unique_neg = -1 - torch.arange(groups.shape[0], device=groups.device)
-    return multi_positive_infonce(flat, torch.where(groups >= 0, groups, unique_neg), tau=tau)
+    return multi_positive_infonce(flat, torch.where(groups >= 0, groups, unique_neg), tau=tau,
+                                  valid=mask.reshape(-1))
 
 
 @register_loss("attention_agreement", needs_tile_pairs=True,

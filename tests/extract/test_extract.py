@@ -114,22 +114,22 @@ def write_blank_svs(path: Path, size: int) -> None:
 
 
 def add_bad_slides(manifest: pd.DataFrame, directory: Path) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Append a text file, a truncated slide, a blank slide, a single-level one and a missing one."""
+    """Append a text file, a truncated slide, a blank slide and a single-level one (a missing file is
+    refused before any work: tests/reliability/test_bad_input.py)."""
     good = manifest.iloc[0]
     (directory / "text.svs").write_text("not a slide")
     data = Path(good["path"]).read_bytes()
     (directory / "truncated.svs").write_bytes(data[: len(data) // 3])
     write_blank_svs(directory / "blank.svs", 1024)
     write_blank_svs(directory / "flat.svs", 512)
-    bad = {"text": "text.svs", "truncated": "truncated.svs", "blank": "blank.svs", "flat": "flat.svs",
-           "missing": "missing.svs"}
+    bad = {"text": "text.svs", "truncated": "truncated.svs", "blank": "blank.svs", "flat": "flat.svs"}
     extra = [{**good.to_dict(), "slide_id": name, "path": str(directory / file)}
              for name, file in bad.items()]
     return pd.concat([manifest, pd.DataFrame(extra)]), bad
 
 
 def test_resume_with_bad_slides_encodes_only_what_is_missing(first_run, cohort, tmp_path):
-    """One run: a deleted file, a new encoder, a stale temporary and five bad slides."""
+    """One run: a deleted file, a new encoder, a stale temporary and four bad slides."""
     config, first = first_run
     store = store_of(copy_output(config, tmp_path / "out"))
     victim = store.slide_ids()[0]
@@ -153,10 +153,10 @@ def test_resume_with_bad_slides_encodes_only_what_is_missing(first_run, cohort, 
                         ).slide_ids() == good
     failures = pd.read_csv(tmp_path / "out" / "failures.csv").set_index("slide_id")
     assert sorted(failures.index) == sorted(bad)
-    assert set(failures.loc[["text", "truncated", "missing"], "status"]) == {"failed"}
+    assert set(failures.loc[["text", "truncated"], "status"]) == {"failed"}
     assert "unsupported or unreadable slide" in failures.loc["text", "reason"]
     assert "cannot decode" in failures.loc["truncated", "reason"]
-    assert failures.loc["missing", "stage"] == "open" and (failures["attempts"] >= 1).all()
+    assert failures.loc["text", "stage"] == "open" and (failures["attempts"] >= 1).all()
     assert failures.loc["blank", "status"] == "skipped" and "tissue" in failures.loc["blank", "reason"]
     assert failures.loc["flat", "status"] == "skipped" and "pyramidal" in failures.loc["flat", "reason"]
 

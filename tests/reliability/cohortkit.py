@@ -8,7 +8,10 @@ from pathlib import Path
 import pandas as pd
 from faultkit import write_tissue_slide
 
+from raypath.extract.claims import SUFFIX as CLAIM_SUFFIX
 from raypath.extract.config import ExtractConfig
+from raypath.extract.owners import OWNERS_DIR
+from raypath.paths import temporary_owner
 from raypath.store import FeatureStore
 
 GOOD_SLIDES = 18
@@ -65,3 +68,9 @@ def hidden_files(store: FeatureStore) -> list[str]:
     """Temporary (dot) files in a store directory: none may stay after a finished run."""
     directory = Path(store.directory)
     return sorted(p.name for p in directory.iterdir() if p.name.startswith(".")) if directory.is_dir() else []
+
+
+def leftovers(out: Path) -> list[str]:
+    """Files no finished run may leave under an output: temporaries, claims, owner files."""
+    return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and (
+        temporary_owner(p.name) is not None or p.name.endswith(CLAIM_SUFFIX) or p.parent.name == OWNERS_DIR))

@@ -29,6 +29,7 @@ from faultkit import (
     write_zero_bytes,
 )
 
+import raypath.extract.run as extract_run
 from raypath.extract.config import ExtractConfig
 from raypath.extract.run import run_extraction
 
@@ -86,3 +87,13 @@ def baseline_run(local_ray, good_cohort, tmp_path_factory) -> ExtractConfig:
     summary = run_extraction(config)
     assert summary.exit_code == 0 and summary.done == len(good_cohort.good)
     return config
+
+
+@pytest.fixture
+def no_extraction_work(monkeypatch):
+    """Fail the test if the extraction builds an encoder or connects to Ray (bad input must stop it first)."""
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("extraction started work despite bad input")
+
+    monkeypatch.setattr(extract_run, "describe_encoders", forbidden)
+    monkeypatch.setattr(extract_run, "connect", forbidden)

@@ -10,7 +10,6 @@ import pytest
 import ray
 from cohortkit import ENCODER, extract_config, manifest_row, write_manifest
 
-import raypath.extract.run as extract_run
 from raypath.cli import main
 from raypath.cohort import CohortError, load_cohort, load_manifest
 from raypath.extract.config import ExtractConfig
@@ -49,18 +48,8 @@ def test_case8_ids_differing_only_by_case_are_rejected(tmp_path):
         load_manifest(manifest, check_files=False)
 
 
-@pytest.fixture
-def no_work(monkeypatch):
-    """Fail the test if the extraction builds an encoder or connects to Ray."""
-    def forbidden(*args: object, **kwargs: object) -> None:
-        raise AssertionError("extraction started work on a manifest it should have refused")
-
-    monkeypatch.setattr(extract_run, "describe_encoders", forbidden)
-    monkeypatch.setattr(extract_run, "connect", forbidden)
-
-
 @pytest.mark.parametrize("ids", [["fine-0", "../x"], ["Slide-1", "slide-1"]], ids=["traversal", "case"])
-def test_case8_extraction_refuses_before_any_work(tmp_path, no_work, ids):
+def test_case8_extraction_refuses_before_any_work(tmp_path, no_extraction_work, ids):
     out = tmp_path / "out"
     with pytest.raises(ValueError, match="slide_id"):
         run_extraction(extract_config(manifest_with_ids(tmp_path, ids), out))
@@ -70,7 +59,7 @@ def test_case8_extraction_refuses_before_any_work(tmp_path, no_work, ids):
     assert code == 2 and (not out.exists() or not any(out.iterdir()))
 
 
-def test_case8_an_encoder_directory_linked_outside_the_root_is_refused(tmp_path, no_work):
+def test_case8_an_encoder_directory_linked_outside_the_root_is_refused(tmp_path, no_extraction_work):
     out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
     out.mkdir()
     elsewhere.mkdir()

@@ -1,11 +1,8 @@
 """Issue 8, cases 3 and 4: the extraction job (`python jobs/extract.py`, its own local Ray) killed
 with SIGKILL, from outside midway and from inside between writing and renaming a feature file."""
 
-import contextlib
 import json
-import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -13,63 +10,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from cohortkit import ENCODER, extract_config, file_identity, hidden_files, store_of
+from cohortkit import ENCODER, extract_config, file_identity, hidden_files, leftovers, store_of
+from jobkit import JOB_TIMEOUT_S, extract_args, kill_session, run_job, start
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[2]
 DIE_ON_RENAME = Path(__file__).with_name("die_on_rename.py")
-JOB_TIMEOUT_S = 240
-
-
-def job_env() -> dict[str, str]:
-    """The job must start its own local Ray, never join one named by the environment."""
-    return {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-
-
-def extract_args(manifest: Path, out: Path, run_id: str, *, batch: int = 16) -> list[str]:
-    return ["--manifest", str(manifest), "--out", str(out), "--encoder", ENCODER, "--run-id", run_id,
-            "--set", f"batch_size={batch}", "--set", f"tiles_per_chunk={min(batch, 8)}"]
-
-
-def start(command: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(command, cwd=REPO, env=job_env(), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def session_members(session: int) -> list[int]:
-    """Live processes of a session this test started (the job and the Ray processes it spawned)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == session and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
-
-
-def kill_session(session: int) -> None:
-    """SIGKILL every process of the job's session (a lost node), and wait until none is left."""
-    deadline = time.monotonic() + 30
-    while (members := session_members(session)) and time.monotonic() < deadline:
-        for pid in members:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.2)
-    assert not session_members(session), "processes of the killed job survived"
-
-
-def run_job(command: list[str]) -> int:
-    process = start(command)
-    try:
-        _, stderr = process.communicate(timeout=JOB_TIMEOUT_S)
-    finally:
-        kill_session(process.pid)
-    assert process.returncode is not None, stderr
-    return process.returncode
 
 
 @pytest.fixture(scope="module")
@@ -124,9 +69,11 @@ def test_case3_outputs_equal_an_uninterrupted_run(killed_and_resumed, baseline_r
 
 
 def test_case3_no_temporary_or_lock_file_remains(killed_and_resumed):
+    """The killed run's claims, owner file and temporaries are gone: the resumed run removed them."""
     store, _, _, _ = killed_and_resumed
     assert hidden_files(store) == []
     assert not [p for p in Path(store.root).rglob("*") if p.suffix == ".lock" or ".tmp" in p.name]
+    assert leftovers(Path(store.root)) == []
 
 
 def test_case4_a_death_between_write_and_rename_leaves_only_complete_files(good_cohort, tmp_path):

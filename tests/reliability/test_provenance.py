@@ -93,3 +93,28 @@ def test_features_filed_under_another_fms_name_are_refused(tmp_path):
     write_slide(store, 0, metadata())  # recorded encoder: tiny-uni
     with pytest.raises(ProvenanceError, match="written by encoder 'tiny-uni', not 'tiny-virchow2'"):
         open_cache(store, root=tmp_path / "cache")
+
+
+def test_evaluate_fm_refuses_features_filed_under_another_fms_name(tmp_path, monkeypatch, capsys):
+    """Issue 16, case 5: `evaluate-fm --encoders B` on A's files exits 2 naming both, before any metric."""
+    from raypath.cli import main
+    from raypath.evaluate.fm import pipeline
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("evaluate-fm scored features filed under another FM's name")
+
+    monkeypatch.setattr(pipeline, "evaluate_level", forbidden)
+    store = FeatureStore(tmp_path / "features", encoder="tiny-virchow2", tiling_hash=TILING_HASH)
+    slides = [write_slide(store, index, metadata()) for index in range(4)]  # recorded encoder: tiny-uni
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("slide_id,path,patient_id,specimen_id,scanner\n" + "".join(
+        f"{s},{s}.svs,P{i},S{i},scanner-{'ab'[i % 2]}\n" for i, s in enumerate(slides)))
+    labels = tmp_path / "labels.csv"
+    labels.write_text("patient_id,label\n" + "".join(f"P{i},{i % 2}\n" for i in range(4)))
+    code = main(["evaluate-fm", "--features", str(tmp_path / "features"), "--encoders", "tiny-virchow2",
+                 "--manifest", str(manifest), "--labels", str(labels), "--out", str(tmp_path / "report"),
+                 "--no-tracking"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "written by encoder 'tiny-uni', not 'tiny-virchow2'" in err and "Traceback" not in err
+    assert not (tmp_path / "report").exists() or not any((tmp_path / "report").iterdir())

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from cohortkit import ENCODER, good_slides, manifest_row, write_manifest
+from jobkit import build_shim
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -24,12 +25,7 @@ ATTEMPTS = 2
 
 @pytest.fixture(scope="module")
 def shim(tmp_path_factory) -> Path:
-    compiler = shutil.which("gcc") or shutil.which("cc")
-    if compiler is None:
-        pytest.fail("a C compiler is needed to build the crash shim (gcc is on every raypath machine)")
-    library = tmp_path_factory.mktemp("shim") / "segv_on_open.so"
-    subprocess.run([compiler, "-shared", "-fPIC", "-O1", "-o", str(library), str(SHIM), "-ldl"], check=True)
-    return library
+    return build_shim(SHIM, tmp_path_factory.mktemp("shim"))
 
 
 def test_case2_a_slide_that_kills_its_reader_is_set_aside_and_the_rest_completes(shim, tmp_path):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from raypath.cluster import (
     auth_headers,
@@ -160,10 +161,10 @@ def _kill_tree(process: subprocess.Popen, marker: str) -> None:
 
 
 @contextmanager
-def _ray_head(root: Path, env: dict[str, str]) -> Iterator[str]:
+def _ray_head(root: Path, env: dict[str, str], temp_dir: Path | None = None) -> Iterator[str]:
     """A one-CPU `ray start --head` on free loopback ports; yields the dashboard URL. Its temp dir
     is short on purpose: Ray's Unix socket paths under it must stay below 108 bytes."""
-    temp_dir = Path(tempfile.mkdtemp(prefix="rp-ray-", dir="/tmp"))
+    temp_dir = temp_dir or Path(tempfile.mkdtemp(prefix="rp-ray-", dir="/tmp"))
     dashboard = free_port()
     ports = {"port": free_port(), "dashboard-port": dashboard, "ray-client-server-port": free_port(),
              "node-manager-port": free_port(), "object-manager-port": free_port(),
@@ -238,6 +239,71 @@ def test_ray_job_submission_needs_the_token(tmp_path, ray_env):
             assert json.load(reply)["status"] == "SUCCEEDED"
     assert not ran.exists()
     assert not (Path(ray_env["HOME"]) / ".ray" / "auth_token").exists(), "the token stays where it was put"
+
+
+# ---------------------------------------------------------------- one way to start Ray
+_DRIVERS = ("import json, ray, ray._private.state as state; "
+            "ray.init(address={address!r}, logging_level='ERROR'); "
+            "print(json.dumps([job['Entrypoint'] for job in state.jobs()]))")
+
+
+def _drivers(address: str, env: dict[str, str]) -> list[str]:
+    """The entry points of every driver that has ever connected to the cluster at `address`."""
+    done = subprocess.run([sys.executable, "-c", _DRIVERS.format(address=address)], env=env,
+                          capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _current_cluster(temp_dir: Path, timeout_s: float = 60) -> str:
+    """The address `ray start` records for `ray.init()` to find (written once the head is up)."""
+    path = temp_dir / "ray_current_cluster"
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.2)
+    return path.read_text().strip()
+
+
+def _token_files(*roots: Path) -> dict[str, int]:
+    """Every file named like a token under `roots`, with its permission bits."""
+    return {str(p): p.stat().st_mode & 0o777 for root in roots for p in root.rglob("*")
+            if p.is_file() and "token" in p.name}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_sweep_without_an_address_never_joins_a_ray_start_cluster_on_the_host(tmp_path, ray_env,
+                                                                            tiny_sweep_data, write_simulated):
+    """Issue 16, case 2: someone's `ray start` cluster runs here, discoverable the way Ray looks for one
+    (RAY_TMPDIR/ray/ray_current_cluster, kept private to this test); `raypath sweep` with no address
+    must run on a private instance and write no token readable by others."""
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rp", dir="/tmp"))
+    env = {**ray_env, "RAY_TMPDIR": str(ray_tmp)}
+    cohort = write_simulated(tmp_path / "cohort", n_specimens=12)
+    data = tiny_sweep_data(cohort, tmp_path / "sweep", sweep_id="isolated", train={"epochs": 1},
+                           num_samples=2, pack_size=2, asha={"enabled": False}, replicates={"seeds": 0})
+    config = tmp_path / "sweep.yaml"
+    config.write_text(yaml.safe_dump(data))
+    try:
+        with _ray_head(tmp_path, env, temp_dir=ray_tmp / "ray"):
+            address = _current_cluster(ray_tmp / "ray")
+            joined = subprocess.run([sys.executable, "-c", "import ray; ray.init(logging_level='ERROR'); "
+                                     "print(ray.get_runtime_context().gcs_address)"],
+                                    env=env, capture_output=True, text=True, timeout=90)
+            trap = f"plain ray.init() did not find the cluster: {joined.stderr[-1500:]}"
+            assert joined.stdout.strip().endswith(address), trap  # without raypath.cluster, it would join
+            sweep = subprocess.run([sys.executable, "-m", "raypath.cli", "sweep", "--config", str(config)],
+                                   env=env, cwd=REPO, capture_output=True, text=True, timeout=240)
+            assert sweep.returncode == 0, sweep.stderr[-3000:]
+            drivers = _drivers(address, env)
+            assert any("ray.init(logging_level" in d for d in drivers), drivers  # the trap's driver is seen
+            assert [d for d in drivers if "sweep" in d] == [], "raypath sweep connected to the host's cluster"
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert not (Path(env["HOME"]) / ".ray" / "auth_token").exists()
+    tokens = _token_files(Path(env["HOME"]), tmp_path)
+    assert {path: mode for path, mode in tokens.items() if mode & 0o077} == {}
 
 
 # ---------------------------------------------------------------- MLflow basic auth

@@ -10,7 +10,7 @@ import pyarrow.fs as pafs
 from tqdm import tqdm
 
 from raypath.paths import is_remote, join
-from raypath.store import FeatureStore, check_provenance
+from raypath.store import FeatureStore, check_encoder, check_provenance
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,7 @@ def load_features(store: FeatureStore, *, cohort: pd.DataFrame, tiles_per_slide:
                     skipped)
     if not present:
         raise ValueError(f"{store.directory}: no feature file matches a labeled slide of the manifest")
+    check_encoder(store.metadata(present[0]), store=store)  # before reading any features
     rng = np.random.default_rng(seed)
     tiles, means, owners, metadatas = [], [], [], []
     for slide_id in tqdm(present, desc=f"read {store.encoder}", unit="slide", leave=False):
@@ -111,7 +112,7 @@ def load_features(store: FeatureStore, *, cohort: pd.DataFrame, tiles_per_slide:
         means.append(bag.features.mean(axis=0, dtype=np.float64).astype(np.float32))
         owners.append(np.full(len(rows), slide_id, dtype=object))
         metadatas.append(bag.metadata)
-    check_provenance(metadatas, where=store.directory)
+    check_provenance(metadatas, where=store.directory)  # every file agrees with the first one checked
     tile_slides = np.concatenate(owners)
     slide_ids = np.array([o[0] for o in owners], dtype=object)
     return (_feature_set(np.concatenate(tiles), tile_slides, cohort),

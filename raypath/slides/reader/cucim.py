@@ -17,6 +17,9 @@ from raypath.slides.reader.tile_check import TileValidator
 EXTENSIONS = frozenset({".svs", ".tif", ".tiff"})
 """cuCIM decodes TIFF-based formats only; everything else goes to OpenSlide."""
 
+GLASS = 255
+"""What every backend returns beyond the slide's edge."""
+
 MAX_RUN = 8
 """Longest row of adjacent tiles decoded as one region; bounds the wide region's memory."""
 
@@ -99,7 +102,10 @@ class CuCIMReader(IndexedSlideReader):
         return None
 
     def _read(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
-        """cuCIM pads out-of-slide pixels white but rejects a size larger than the level: split those."""
+        """cuCIM pads out-of-slide pixels white but rejects a size larger than the level (split those)
+        and a region lying wholly beyond the slide's edge (glass: white, read nothing)."""
+        if location[0] >= self._dims[0][0] or location[1] >= self._dims[0][1]:
+            return np.full((size[1], size[0], 3), GLASS, dtype=np.uint8)
         level_w, level_h = self._dims[level]
         if size[0] <= level_w and size[1] <= level_h:
             self._validator.check(np.asarray([location], dtype=np.int64), level=level, size=size)

@@ -6,10 +6,10 @@ from collections.abc import Callable
 import pandas as pd
 
 from raypath.cohort import load_manifest
-from raypath.slides.reader import open_slide
+from raypath.slides.reader import SlideError, open_slide
 from raypath.slides.registration.config import RegisterConfig
 from raypath.slides.registration.estimate import ScanImage
-from raypath.slides.registration.store import register_manifest, write_registration
+from raypath.slides.registration.store import RegistrationError, register_manifest, write_registration
 
 log = logging.getLogger(__name__)
 
@@ -19,9 +19,13 @@ def thumbnail_loader(config: RegisterConfig) -> Callable[[pd.Series], ScanImage]
 
     def load(row: pd.Series) -> ScanImage:
         override = None if pd.isna(row["mpp"]) else float(row["mpp"])
-        with open_slide(row["path"], reader=config.reader, mpp_override=override) as slide:
-            thumb = slide.thumbnail(mpp=config.thumbnail_mpp)
-            return ScanImage(image=thumb.image, image_mpp=slide.mpp * thumb.downsample, level0_mpp=slide.mpp)
+        try:
+            with open_slide(row["path"], reader=config.reader, mpp_override=override) as slide:
+                thumb = slide.thumbnail(mpp=config.thumbnail_mpp)
+                return ScanImage(image=thumb.image, image_mpp=slide.mpp * thumb.downsample,
+                                 level0_mpp=slide.mpp)
+        except SlideError as exc:  # a manifest row that is not a usable slide: bad input, named
+            raise RegistrationError(f"{config.manifest}: slide {row['slide_id']!r}: {exc}") from exc
 
     return load
 

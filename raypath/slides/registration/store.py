@@ -24,7 +24,13 @@ class RegistrationError(ValueError):
 
 def choose_references(manifest: pd.DataFrame, *, reference_scanner: str | None = None) -> dict[str, str]:
     """specimen_id -> reference slide_id: the `reference_scanner` scan if the specimen has one,
-    else the scan whose scanner name sorts first (ties: smallest slide id)."""
+    else the scan whose scanner name sorts first (ties: smallest slide id). A `reference_scanner`
+    that matches no scan of the manifest is an error, not a silent fallback (a typo would otherwise
+    register everything onto arbitrary references)."""
+    scanners = sorted(manifest["scanner"].astype(str).unique())
+    if reference_scanner is not None and reference_scanner not in scanners:
+        raise RegistrationError(f"reference scanner {reference_scanner!r} matches no scanner of the "
+                                f"manifest; its scanners are {scanners}")
     ordered = manifest.sort_values(["scanner", "slide_id"])
     references = {}
     for specimen, group in ordered.groupby("specimen_id", sort=True):

@@ -9,18 +9,15 @@ temporary name carrying the run's owner token and renamed into place; a failed w
 disk) removes its temporary file and raises `RecordsError`.
 """
 
-import contextlib
 import csv
 import io
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-import pyarrow.fs as pafs
-
-from raypath.paths import is_remote, join, temporary_name
+from raypath.extract.atomic import write_text
+from raypath.paths import join
 
 RUNS_DIR = "_runs"
 FAILURE_COLUMNS = ("slide_id", "path", "stage", "status", "reason", "attempts")
@@ -44,26 +41,6 @@ class SlideRecord:
 
 class RecordsError(OSError):
     """The run records could not be written (full disk, lost permissions); the features are kept."""
-
-
-def write_text(path: str, text: str, *, owner: str = "") -> None:
-    """Atomic small-file write (temporary name + rename), local or object store; on any error the
-    temporary file is removed before the error propagates."""
-    if is_remote(path):
-        filesystem, inner = pafs.FileSystem.from_uri(path)
-    else:
-        filesystem, inner = pafs.LocalFileSystem(), str(Path(path).resolve())
-    parent, name = inner.rsplit("/", 1)
-    filesystem.create_dir(parent, recursive=True)
-    temporary = f"{parent}/{temporary_name(name, owner=owner)}"
-    try:
-        with filesystem.open_output_stream(temporary) as sink:
-            sink.write(text.encode())
-        filesystem.move(temporary, inner)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            filesystem.delete_file(temporary)
-        raise
 
 
 def to_csv(records: Iterable[Mapping[str, Any]], columns: Iterable[str]) -> str:

@@ -22,8 +22,11 @@ from raypath.extract.config import ExtractConfig
 from raypath.extract.encode import EncoderActor, InferenceSettings
 from raypath.extract.encoders import EncoderInfo
 from raypath.extract.tiles import ReadSettings, read_slides
+from raypath.paths import join
 
 log = logging.getLogger(__name__)
+
+QC_DIR = "_qc"
 
 
 def read_settings(config: ExtractConfig) -> ReadSettings:
@@ -31,7 +34,13 @@ def read_settings(config: ExtractConfig) -> ReadSettings:
     return ReadSettings(tiling=config.tiling, non_pyramidal=config.non_pyramidal,
                         tiles_per_chunk=config.tiles_per_chunk, max_attempts=config.max_attempts,
                         timeout_s=config.read_timeout_s,
-                        decode_device="cuda" if config.decode_gpus > 0 else "cpu")
+                        decode_device="cuda" if config.decode_gpus > 0 else "cpu",
+                        qc_dir=qc_dir(config) if config.qc_pictures else None)
+
+
+def qc_dir(config: ExtractConfig) -> str:
+    """Per tiling, not per encoder: the picture shows the tiles every encoder of the run saw."""
+    return join(str(config.output), QC_DIR, config.tiling.cache_key())
 
 
 def chunk_bytes(config: ExtractConfig) -> int:

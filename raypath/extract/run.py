@@ -21,7 +21,7 @@ from raypath.extract.coordination import Coordination, default_claims_dir
 from raypath.extract.driver import Driver
 from raypath.extract.encoders import EncoderFactory, EncoderInfo, describe_encoders
 from raypath.extract.failures import RecordsError, RunRecords, SlideRecord
-from raypath.extract.pipeline import build_dataset, check_resources, data_context
+from raypath.extract.pipeline import build_dataset, check_resources, data_context, qc_dir
 from raypath.extract.plan import Plan, check_slide_ids, plan_slides
 from raypath.extract.summary import RunSummary
 from raypath.extract.write import SlideWriter
@@ -65,7 +65,8 @@ def run_extraction(
         for info in encoders:
             stores[info.name].check_compatible(info.metadata)
         summary = RunSummary(run_id=run_id, output=config.output, slides=plan.total,
-                             already_done=len(plan.finished), encoded={s.name: 0 for s in config.encoders})
+                             already_done=len(plan.finished), encoded={s.name: 0 for s in config.encoders},
+                             qc_dir=qc_dir(config) if config.qc_pictures else "")
         records = _run_claimed(plan, manifest=manifest, config=config, encoders=encoders, stores=stores,
                                summary=summary, coordination=coordination)
         _finish(summary, records)

@@ -28,6 +28,7 @@ class RunSummary:
     startup_tiles: int = 0  # tiles in that first result batch
     encoded: dict[str, int] = field(default_factory=dict)
     failed_slides: list[str] = field(default_factory=list)
+    qc_dir: str = ""  # where the per-slide QC pictures are; "" when they are off
 
     @property
     def tiles_per_s(self) -> float:
@@ -58,6 +59,8 @@ class RunSummary:
             f"{self.steady_tiles_per_s:.1f} tiles/s after {self.startup_s:.1f} s start-up)",
         ]
         lines += [f"  {name}: {count} tiles encoded" for name, count in self.encoded.items()]
+        if self.qc_dir:
+            lines.append(f"  QC pictures (tissue contour, tile grid): {self.qc_dir}/<slide_id>.jpg")
         if self.failed_slides:
             shown = ", ".join(self.failed_slides[:10])
             more = f" and {len(self.failed_slides) - 10} more" if len(self.failed_slides) > 10 else ""

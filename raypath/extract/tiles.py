@@ -17,9 +17,14 @@ import numpy as np
 import ray
 
 from raypath.extract import rows
+from raypath.extract.atomic import write_bytes
 from raypath.extract.isolation import ReaderProcessError, stream_in_child
+from raypath.paths import join
 from raypath.slides import SlideError, SlideReader, detect_tissue, open_slide, plan_tiles, read_tiles
 from raypath.slides.config import TilingConfig
+from raypath.slides.qc import qc_image
+from raypath.slides.reader.thumbnail import Thumbnail
+from raypath.slides.tiling import TileGrid
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +41,11 @@ class ReadSettings:
     max_attempts: int
     timeout_s: float
     decode_device: Literal["cpu", "cuda"] = "cpu"  # "cuda": the task holds a GPU share (decode_gpus)
+    qc_dir: str | None = None  # where each slide's QC picture goes; None = no pictures
 
 
 def slide_messages(
-    *, path: str, mpp: float | None, settings: ReadSettings, start_tile: int
+    *, slide_id: str, path: str, mpp: float | None, settings: ReadSettings, start_tile: int
 ) -> Iterator[tuple[Any, ...]]:
     """Runs in the child: ("stage", name) as it goes, ("grid", n, geometry), then ("tiles", start,
     images, coords, fractions)...; or ("skip", stage, reason) / ("error", stage, reason, retryable).
@@ -67,6 +73,8 @@ def slide_messages(
             grid = plan_tiles(mask=mask, mask_downsample=thumb.downsample, dimensions=reader.dimensions,
                               level_downsamples=reader.level_downsamples, slide_mpp=slide_mpp,
                               config=settings.tiling)
+            if settings.qc_dir and start_tile == 0:
+                write_qc(settings.qc_dir, slide_id=slide_id, thumbnail=thumb, mask=mask, grid=grid)
             if len(grid) == 0:
                 yield ("skip", stage, _empty_reason(mask, reader.dimensions, slide_mpp, settings.tiling))
                 return
@@ -81,6 +89,18 @@ def slide_messages(
         yield ("error", stage, str(exc), False)
     except Exception as exc:  # anything else may be transient (I/O on network storage)
         yield ("error", stage, f"{type(exc).__name__}: {exc}", True)
+
+
+def write_qc(
+    directory: str, *, slide_id: str, thumbnail: Thumbnail, mask: np.ndarray, grid: TileGrid
+) -> None:
+    """The slide's QC picture, written atomically; a failure to write it never fails the slide."""
+    try:
+        picture = qc_image(thumbnail.image, mask, coords=grid.coords, extent_l0=grid.extent_l0,
+                           downsample=thumbnail.downsample)
+        write_bytes(join(directory, f"{slide_id}.jpg"), picture)
+    except (OSError, ValueError) as exc:
+        log.warning("slide %s: QC picture not written: %s", slide_id, exc)
 
 
 def probe_corners(reader: SlideReader, *, size: int = 256) -> None:
@@ -136,7 +156,8 @@ class _SlideRead:
     def _attempt(self) -> Iterator[dict[str, np.ndarray]]:
         """Yield tile chunks; return None when done, or (stage, reason, retryable) on an error."""
         mpp = self.task.get("mpp")
-        kwargs = {"path": self.task["path"], "mpp": None if mpp is None or np.isnan(mpp) else float(mpp),
+        kwargs = {"slide_id": str(self.task["slide_id"]), "path": self.task["path"],
+                  "mpp": None if mpp is None or np.isnan(mpp) else float(mpp),
                   "settings": self.settings, "start_tile": self.delivered}
         for message in stream_in_child(slide_messages, kwargs=kwargs, timeout_s=self.settings.timeout_s,
                                        preload=PRELOAD):

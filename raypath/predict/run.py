@@ -14,7 +14,7 @@ from raypath.cluster import connect
 from raypath.cohort import load_manifest
 from raypath.evaluate.heatmaps import ScanView, heatmap_figure
 from raypath.evaluate.specimen_views import slide_thumbnail
-from raypath.extract.failures import write_text
+from raypath.extract.atomic import write_text
 from raypath.predict.config import PredictConfig
 from raypath.predict.features import ensure_features
 from raypath.predict.infer import SlidePredictor

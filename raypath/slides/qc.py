@@ -14,6 +14,13 @@ from scipy import ndimage
 CONTOUR = (0, 160, 60)  # green tissue outline
 GRID = (30, 60, 220)  # blue tile squares
 MAX_SIDE = 1024  # px: small enough for a report, large enough to judge the grid
+MIN_SIDE = 512  # px: a small biopsy's thumbnail is enlarged so its tiles are more than a few pixels
+
+
+def display_scale(size: tuple[int, int]) -> float:
+    """Factor that brings the picture's long side within [MIN_SIDE, MAX_SIDE]."""
+    longest = max(size)
+    return MAX_SIDE / longest if longest > MAX_SIDE else MIN_SIDE / longest if longest < MIN_SIDE else 1.0
 
 
 def mask_contour(mask: np.ndarray) -> np.ndarray:
@@ -30,14 +37,14 @@ def qc_image(thumbnail: np.ndarray, mask: np.ndarray, *, coords: np.ndarray, ext
     image = np.array(thumbnail[..., :3], dtype=np.uint8)
     image[ndimage.binary_dilation(mask_contour(mask.astype(bool)))] = CONTOUR  # 3 px: survives JPEG
     picture = Image.fromarray(image)
-    draw = ImageDraw.Draw(picture)
-    side = extent_l0 / downsample
-    for x, y in np.asarray(coords, dtype=float) / downsample:
-        draw.rectangle([x, y, x + side, y + side], outline=GRID)
-    scale = MAX_SIDE / max(picture.size)
-    if scale < 1:
+    scale = display_scale(picture.size)
+    if scale != 1:  # resized before the grid is drawn, so the grid lines stay one pixel sharp
         size = (round(picture.width * scale), round(picture.height * scale))
-        picture = picture.resize(size, Image.BILINEAR)
+        picture = picture.resize(size, Image.BILINEAR if scale < 1 else Image.NEAREST)
+    draw = ImageDraw.Draw(picture)
+    side = extent_l0 / downsample * scale
+    for x, y in np.asarray(coords, dtype=float) / downsample * scale:
+        draw.rectangle([x, y, x + side, y + side], outline=GRID)
     buffer = io.BytesIO()
-    picture.save(buffer, format="JPEG", quality=quality)
+    picture.save(buffer, format="JPEG", quality=quality, subsampling=0)  # 4:4:4 keeps 1-px lines
     return buffer.getvalue()

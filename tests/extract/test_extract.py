@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 from raypath.cli import main
 from raypath.encoders.registry import build_encoder
@@ -94,6 +95,23 @@ def test_run_records_show_node_and_counts(first_run):
     assert set(slides["status"]) == {"done"} and slides["tiles"].sum() == summary.tiles
     assert slides["node_id"].notna().all() and (slides["attempts"] == 1).all()
     assert pd.read_csv(Path(config.output) / "failures.csv").empty
+
+
+def test_every_slide_gets_a_qc_picture_of_its_tiling(first_run, cohort):
+    config, summary = first_run
+    qc = Path(config.output) / "_qc" / config.tiling.cache_key()
+    assert summary.qc_dir == str(qc) and str(qc) in summary.text()
+    manifest = pd.read_csv(cohort / "manifest.csv")
+    assert sorted(p.name for p in qc.iterdir()) == sorted(f"{s}.jpg" for s in manifest["slide_id"])
+    picture = np.asarray(Image.open(qc / f"{manifest['slide_id'].iloc[0]}.jpg"))
+    blue = (picture[..., 2] > 150) & (picture[..., 0] < 100) & (picture[..., 1] < 120)
+    assert picture.ndim == 3 and max(picture.shape) >= 512 and blue.sum() > 500, "the tile grid is drawn"
+
+
+def test_qc_pictures_can_be_turned_off(local_ray, cohort, tmp_path):
+    config = make_config(cohort / "manifest.csv", tmp_path / "out", qc_pictures=False)
+    summary = run_extraction(config)
+    assert summary.done > 0 and not summary.qc_dir and not (tmp_path / "out" / "_qc").exists()
 
 
 def test_rerun_encodes_nothing_and_rewrites_nothing(first_run, tmp_path):
@@ -243,6 +261,6 @@ def test_reading_tasks_with_a_gpu_share_decode_there_and_fall_back_to_the_cpu(co
     assert settings.decode_device == "cuda"
     assert read_settings(make_config(cohort / "manifest.csv", tmp_path)).decode_device == "cpu"
     path = cohort / pd.read_csv(cohort / "manifest.csv")["path"].iloc[0]
-    messages = list(slide_messages(path=str(path), mpp=None, settings=settings, start_tile=0))
+    messages = list(slide_messages(slide_id="s", path=str(path), mpp=None, settings=settings, start_tile=0))
     tiles = [m for m in messages if m[0] == "tiles"]
     assert tiles and tiles[0][2].shape[1:] == (config.tiling.tile_px, config.tiling.tile_px, 3)

@@ -145,8 +145,8 @@ def test_a_slide_smaller_than_one_tile_is_skipped_by_every_reader(tmp_path, layo
     path = tiny_slide(tmp_path, layout=layout, levels=levels)
     settings = ReadSettings(tiling=TilingConfig(reader=reader), non_pyramidal=non_pyramidal,
                             tiles_per_chunk=8, max_attempts=1, timeout_s=60)
-    outcome = [m for m in slide_messages(path=str(path), mpp=None, settings=settings, start_tile=0)
-               if m[0] != "stage"]
+    messages = slide_messages(slide_id="s", path=str(path), mpp=None, settings=settings, start_tile=0)
+    outcome = [m for m in messages if m[0] != "stage"]
     assert len(outcome) == 1 and outcome[0][:2] == ("skip", "open"), outcome
     assert outcome[0][2].startswith(f"smaller than one tile ({TINY}x{TINY} px"), outcome
 

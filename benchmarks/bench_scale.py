@@ -98,6 +98,7 @@ def sweep_config(args: argparse.Namespace, *, cohort: Path, out: Path, encoder: 
 
 def run_driver(config: dict) -> dict:
     """The sweep in this process (the child): driver peak RSS, spilled bytes, Tune's results."""
+    import ray
     from ray._private.internal_api import memory_summary
 
     from raypath.cluster import connect
@@ -106,7 +107,7 @@ def run_driver(config: dict) -> dict:
 
     connect(None, num_cpus=2, log_to_driver=False)
     (outcome,) = run_sweep(SweepConfig.model_validate(config))
-    summary = memory_summary(stats_only=True)
+    summary = memory_summary(address=ray.get_runtime_context().gcs_address, stats_only=True)  # ours only
     spilled = [line for line in summary.splitlines() if "Spilled" in line]
     return {"wall_s": outcome.wall_s, "startup_s": outcome.startup_s, "path": outcome.path,
             "spilled": spilled[0].strip() if spilled else "no spilling reported"}

@@ -25,6 +25,7 @@ LAYERS = [
     {"registry"},
     {"mil"},
     {"train"},
+    {"distributed"},
     {"registry"},
     {"sweep"},
     {"evaluate"},

@@ -29,6 +29,7 @@ LAYERS = [
     {"registry"},
     {"sweep"},
     {"evaluate"},
+    {"finetune"},
     {"predict"},
     {"demo"},
     {"commands", "cli"},

@@ -81,7 +81,7 @@ def train_loop(loop_config: dict) -> None:
         means = worker.all_reduce_mean(torch.tensor([sums[n] / max(steps, 1) for n in names]))
         metrics = {f"train/{n}": float(v) for n, v in zip(names, means, strict=True)}
         history.append({"epoch": epoch, **metrics})
-        _trace(loop_config.get("trace"), model, epoch=epoch)
+        _trace(loop_config.get("trace"), base, epoch=epoch)
         state = {"trained": _trained_only(model), "optimizer": get_optimizer_state_dict(model, optimizer, options=FULL),
                  "epoch": epoch, "history": history}
         worker.save_checkpoint(state, metrics=metrics, epoch=epoch)

@@ -22,6 +22,7 @@ COMMANDS = {
     "train": "train one robust MIL model (plain torch: no Ray, no MLflow)",
     "sweep": "Ray Tune + Optuna sweep over robustness-loss weights, tracked in MLflow",
     "compare": "compare baseline and robust models from MLflow: table, Pareto plot, heatmaps",
+    "finetune": "LoRA on the FM + robust MIL head from tiles on Ray Train workers; registers the model",
     "predict": "apply a trained model to new slides: features reused or extracted, scores and attention",
     "evaluate-fm": "PathoROB robustness metrics of FM features (RI, APD, clustering score)",
     "demo": "the whole pipeline on a synthetic cohort on this machine",

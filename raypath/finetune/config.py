@@ -4,7 +4,7 @@ losses (the training config's own sections), tile sampling, and the data-paralle
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from raypath.config import StrictModel
 from raypath.distributed.config import DistributedConfig
@@ -42,7 +42,8 @@ class FinetuneConfig(StrictModel):
     splits: Path | None = Field(None, description="splits.csv (patient_id, split); sets split.source=column")
     registration: Path | None = Field(None, description="registration.parquet: registered tile pairs for "
                                                         "the tile-level losses")
-    output_dir: Path | None = Field(None, description="tile plan, tile cache, Ray Train runs, MLflow (required)")
+    output_dir: Path | None = Field(
+        None, description="tile plan, tile cache, Ray Train runs, MLflow (required)")
     name: str = Field("finetune", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
                       description="run name: a rerun of the same name resumes from its latest checkpoint")
     encoder: str = Field("tiny-uni", description="model-card name of the FM (raypath models)")
@@ -58,9 +59,12 @@ class FinetuneConfig(StrictModel):
     optimizer: OptimizerConfig = OptimizerConfig(lr=1e-4)
     split: SplitConfig = SplitConfig()
     epochs: int = Field(2, ge=1)
-    specimens_per_step: int = Field(4, ge=1, description="specimens per step and worker, each with all its scans")
-    tiles_per_scan: int = Field(16, ge=1, description="tiles sampled per scan per step (registered pairs kept)")
-    eval_tiles: int | None = Field(None, gt=0, description="evenly spaced tiles per slide at evaluation; None = all")
+    specimens_per_step: int = Field(
+        4, ge=1, description="specimens per step and worker, each with all its scans")
+    tiles_per_scan: int = Field(
+        16, ge=1, description="tiles sampled per scan per step (registered pairs kept)")
+    eval_tiles: int | None = Field(
+        None, gt=0, description="evenly spaced tiles per slide at evaluation; None = all")
     threshold: float = Field(0.5, description="decision threshold on probabilities (binary)")
     tiling: TilingConfig = TilingConfig()
     tiles: TileSourceConfig = TileSourceConfig()
@@ -77,19 +81,18 @@ class FinetuneConfig(StrictModel):
         get_card(name)
         return name
 
-    @model_validator(mode="after")
-    def _pairs_need_registration(self) -> "FinetuneConfig":
+    def require(self) -> None:
+        """The inputs a run needs; checked at run time so a YAML may leave paths to flags."""
+        missing = [n for n in ("manifest", "labels", "output_dir") if getattr(self, n) is None]
+        if missing:
+            flag = missing[0].replace("_", "-")
+            raise ValueError(f"finetune needs {', '.join(missing)} (config key or --{flag})")
         weights = self.losses.weights()
         pairs = [n for n, spec in LOSSES.items() if spec.needs_tile_pairs and weights[n]]
         pairs += ["fm_tile_consistency"] if self.fm_tile_consistency else []
         if pairs and self.registration is None:
-            raise ValueError(f"{pairs} need registered tile pairs: set registration (registration.parquet)")
-        return self
-
-    def require(self) -> None:
-        missing = [n for n in ("manifest", "labels", "output_dir") if getattr(self, n) is None]
-        if missing:
-            raise ValueError(f"finetune needs {', '.join(missing)} (config key or --{missing[0].replace('_', '-')})")
+            raise ValueError(f"{pairs} need registered tile pairs: set registration (--registration "
+                             "registration.parquet) or their weights to 0")
 
     def train_config(self) -> TrainConfig:
         """The training config the MIL pieces (splits, batches, head, losses) are prepared with."""

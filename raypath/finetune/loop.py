@@ -49,14 +49,16 @@ def train_loop(loop_config: dict) -> None:
     data = open_data(config, Path(loop_config["plan"]))
     prepared = data.prepared
     on_gpu = config.distributed.use_gpu and torch.cuda.is_available()
-    base = build_model(config, n_outputs=prepared.n_outputs, n_scanners=len(prepared.scanner_codes), on_gpu=on_gpu)
+    base = build_model(config, n_outputs=prepared.n_outputs, n_scanners=len(prepared.scanner_codes),
+                       on_gpu=on_gpu)
     encoder = base.encoder
     model = worker.prepare(base, strategy=config.distributed.strategy)
     trained = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trained, lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay)
     state, start, history = worker.load_checkpoint(), 0, []
     if state is not None:
-        set_model_state_dict(model, state["trained"], options=StateDictOptions(full_state_dict=True, strict=False))
+        set_model_state_dict(model, state["trained"],
+                             options=StateDictOptions(full_state_dict=True, strict=False))
         set_optimizer_state_dict(model, optimizer, state["optimizer"], options=FULL)
         start, history = int(state["epoch"]) + 1, list(state["history"])
     device = next(base.encoder.parameters()).device
@@ -82,7 +84,8 @@ def train_loop(loop_config: dict) -> None:
         metrics = {f"train/{n}": float(v) for n, v in zip(names, means, strict=True)}
         history.append({"epoch": epoch, **metrics})
         _trace(loop_config.get("trace"), base, epoch=epoch)
-        state = {"trained": _trained_only(model), "optimizer": get_optimizer_state_dict(model, optimizer, options=FULL),
+        state = {"trained": _trained_only(model),
+                 "optimizer": get_optimizer_state_dict(model, optimizer, options=FULL),
                  "epoch": epoch, "history": history}
         worker.save_checkpoint(state, metrics=metrics, epoch=epoch)
     data.source.close()

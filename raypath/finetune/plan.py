@@ -43,7 +43,8 @@ def build_plan(manifest: pd.DataFrame, *, tiling: TilingConfig) -> BagSet:
         if len(grid) == 0:
             log.warning("slide %s has no tissue tiles; left out", record["slide_id"])
             continue
-        rows.append({**{k: str(record[k]) for k in ("slide_id", "specimen_id", "patient_id", "scanner", "path")},
+        identity = ("slide_id", "specimen_id", "patient_id", "scanner", "path")
+        rows.append({**{k: str(record[k]) for k in identity},
                      "mpp": float(record["mpp"]), **{k: getattr(grid, k) for k in GEOMETRY}})
         coords.append(grid.coords)
     if not rows:
@@ -89,7 +90,8 @@ def write_plan(plan: BagSet, directory: Path) -> None:
 def read_plan(directory: Path) -> BagSet:
     offsets = np.load(directory / "offsets.npy")
     return BagSet(features=np.zeros((offsets[-1], 0), np.float32), offsets=offsets,
-                  slides=pd.read_parquet(directory / "slides.parquet"), coords=np.load(directory / "coords.npy"))
+                  slides=pd.read_parquet(directory / "slides.parquet"),
+                  coords=np.load(directory / "coords.npy"))
 
 
 def ensure_plan(*, manifest: Path, output_dir: Path, tiling: TilingConfig) -> Path:

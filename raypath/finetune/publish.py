@@ -12,8 +12,8 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 import raypath
-from raypath.encoders.lora import adapted_name, adapted_weights_hash, adapter_state
 from raypath.encoders.loading import state_dict_hash
+from raypath.encoders.lora import adapted_name, adapted_weights_hash, adapter_state
 from raypath.evaluate.publish import register_model
 from raypath.finetune.config import FinetuneConfig
 from raypath.finetune.evaluate import Evaluation
@@ -21,7 +21,15 @@ from raypath.finetune.model import FinetuneModel
 from raypath.registry.package import save_model
 from raypath.registry.spec import AdapterSpec, ModelSpec
 from raypath.store import code_hash, provenance
-from raypath.sweep.tracking import TAG_FM, TAG_KIND, TAG_PHASE, RunLedger, experiment_name, flatten, stable_hash
+from raypath.sweep.tracking import (
+    TAG_FM,
+    TAG_KIND,
+    TAG_PHASE,
+    RunLedger,
+    experiment_name,
+    flatten,
+    stable_hash,
+)
 
 
 def model_spec(config: FinetuneConfig, model: FinetuneModel, *, base_hash: str, adapter_hash: str,
@@ -36,7 +44,8 @@ def model_spec(config: FinetuneConfig, model: FinetuneModel, *, base_hash: str, 
                           base_weights_hash=base_hash, seed=config.seed, lora=config.lora,
                           adapter_hash=adapter_hash)
     return ModelSpec(kind="finetuned", adapter=adapter, task=config.task, n_outputs=n_outputs,
-                     in_dim=card.embed_dim, model=config.model.model_dump(mode="json"), threshold=config.threshold,
+                     in_dim=card.embed_dim, model=config.model.model_dump(mode="json"),
+                     threshold=config.threshold,
                      risk_cut=risk_cut, eval_max_tiles=config.eval_tiles, provenance=features,
                      training=training, raypath_version=raypath.__version__, code_hash=code_hash())
 
@@ -50,7 +59,8 @@ def package(directory: Path, config: FinetuneConfig, model: FinetuneModel, *, ba
     spec = model_spec(config, model, base_hash=base_hash, adapter_hash=state_dict_hash(adapter),
                       n_outputs=n_outputs, risk_cut=risk_cut, training=training)
     save_file(adapter, str(files / spec.adapter.file))
-    save_file({k: v.contiguous() for k, v in model.mil.state_dict().items()}, str(files / "model.safetensors"))
+    head = {k: v.contiguous() for k, v in model.mil.state_dict().items()}
+    save_file(head, str(files / "model.safetensors"))
     return save_model(directory / "model", weights=files / "model.safetensors", spec=spec,
                       adapter=files / spec.adapter.file), spec
 
@@ -82,10 +92,13 @@ def publish(config: FinetuneConfig, model: FinetuneModel, evaluation: Evaluation
         ledger.client.log_artifact(run_id, str(predictions), artifact_path="predictions")
     ledger.end(run_id, status="FINISHED")
     name = config.tracking.model_name or f"raypath-finetune-{config.name}"
-    tags = {"raypath.kind": "finetuned", "raypath.fm": config.encoder, "raypath.base_weights_hash": base_hash,
-            "raypath.adapter_hash": spec.adapter.adapter_hash, "raypath.tiling_hash": config.tiling.cache_key(),
-            **{f"raypath.{k}": f"{v:.4f}" for k, v in evaluation.metrics.items() if k.endswith(("/auc", "/score_spread"))}}
+    tags = {"raypath.kind": "finetuned", "raypath.fm": config.encoder,
+            "raypath.base_weights_hash": base_hash, "raypath.adapter_hash": spec.adapter.adapter_hash,
+            "raypath.tiling_hash": config.tiling.cache_key(),
+            **{f"raypath.{k}": f"{v:.4f}" for k, v in evaluation.metrics.items()
+               if k.endswith(("/auc", "/score_spread"))}}
     version = register_model(ledger.client, name=name, run_id=run_id, tags=tags,
-                             description=f"{config.encoder} + LoRA r={config.lora.rank} and a robust MIL head "
-                                         f"(raypath finetune {config.name})", alias=config.tracking.alias)
+                             description=f"{config.encoder} + LoRA r={config.lora.rank} and a robust MIL "
+                                         f"head (raypath finetune {config.name})",
+                             alias=config.tracking.alias)
     return run_id, name, version

@@ -62,7 +62,8 @@ def ensure_features(spec: ModelSpec, config: PredictConfig, manifest: pd.DataFra
         if spec.kind == "finetuned":
             if adapter is None:
                 raise ValueError("a finetuned model needs its adapter to embed tiles")
-            factories = {spec.provenance["encoder"]: encoder_factory(spec, adapter, checkpoint=config.checkpoint)}
+            factory = encoder_factory(spec, adapter, checkpoint=config.checkpoint)
+            factories = {spec.provenance["encoder"]: factory}
         (encoder,) = describe_encoders(extract, factories=factories)
         difference = spec.feature_mismatch(encoder.metadata)
         if difference:

@@ -26,7 +26,8 @@ def load_encoder(spec: ModelSpec, adapter: Path | str | bytes, *, checkpoint: st
         raise ValueError("only a finetuned model has an adapted encoder")
     a = spec.adapter
     encoder = build_adapted_encoder(a.base, settings=a.lora, adapter=adapter, seed=a.seed,
-                                    checkpoint=checkpoint or a.checkpoint, base_weights_hash=a.base_weights_hash)
+                                    checkpoint=checkpoint or a.checkpoint,
+                                    base_weights_hash=a.base_weights_hash)
     if encoder.weights_hash != spec.provenance["weights_hash"]:
         raise ValueError(f"the adapter does not hash to the one the model was trained with "
                          f"({spec.adapter.adapter_hash[:12]})")
@@ -59,7 +60,8 @@ def embed_frame(encoder: Encoder, spec: ModelSpec, tiles: pd.DataFrame) -> pd.Da
     raw = [np.frombuffer(bytes(image), dtype=np.uint8) for image in tiles["image"]]
     wrong = [len(r) for r in raw if len(r) != side * side * 3]
     if wrong:
-        raise ValueError(f"tile images must be {side}x{side} RGB ({side * side * 3} bytes); got {wrong[0]} bytes")
+        raise ValueError(f"tile images must be {side}x{side} RGB ({side * side * 3} bytes); "
+                         f"got {wrong[0]} bytes")
     images = np.stack(raw).reshape(-1, side, side, 3) if raw else np.zeros((0, side, side, 3), np.uint8)
     features = embed_tiles(encoder, images)
     return pd.DataFrame({"slide_id": tiles["slide_id"].to_numpy(), "features": list(features)})

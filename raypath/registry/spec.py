@@ -25,7 +25,8 @@ class AdapterSpec(StrictModel):
     """A finetuned model's encoder: the base FM weights it was trained on and its adapter file."""
 
     base: str = Field(description="model-card name of the base FM")
-    hub_id: str | None = Field(None, description="the card's hub id (where base weights come from by default)")
+    hub_id: str | None = Field(
+        None, description="the card's hub id (where base weights come from by default)")
     checkpoint: str | None = Field(None, description="local base checkpoint it was trained with, if any")
     base_weights_hash: str = Field(description="sha256 of the base FM's state dict (raypath.encoders)")
     seed: int = Field(0, description="seed of a tiny card's random base weights")

@@ -1,5 +1,6 @@
-"""Helpers of the finetune tests: a small synthetic multi-scanner cohort of real pyramidal slides, registered, and finetune configs
-over it with the tiny ViT twin (64 px tiles: the twin's input size, so nothing is resized)."""
+"""Helpers of the finetune tests: a small synthetic multi-scanner cohort of real pyramidal slides,
+registered, and finetune configs over it with the tiny ViT twin (64 px tiles: the twin's input size,
+so nothing is resized)."""
 
 from pathlib import Path
 

@@ -3,13 +3,12 @@ weights stay bit-identical; tiles come out the same from the slides and from the
 
 import numpy as np
 import torch
+from finetunekit import finetune_config
 
 from raypath.finetune.data import open_data, step_batches, step_inputs
 from raypath.finetune.model import build_model, frozen_state, step, trainable_state
 from raypath.finetune.plan import ensure_plan
 from raypath.finetune.run import absolute
-
-from finetunekit import finetune_config
 
 
 def _data(ft_cohort, out, **changes):
@@ -49,6 +48,7 @@ def test_tile_cache_gives_the_slide_reader_pixels(ft_cohort, tmp_path):
     _, from_cache = _data(ft_cohort, tmp_path, tiles={"source": "cache"})
     rows = np.array([5, 0, 3])
     for slide in (0, 3):
-        np.testing.assert_array_equal(from_slides.source.tiles(slide, rows), from_cache.source.tiles(slide, rows))
+        np.testing.assert_array_equal(from_slides.source.tiles(slide, rows),
+                                      from_cache.source.tiles(slide, rows))
     cached = sorted((tmp_path / "tiles").rglob("*.npy"))
     assert len(cached) == 2 and np.load(cached[0]).dtype == np.uint8

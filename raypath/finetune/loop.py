@@ -8,6 +8,7 @@ trainable and of its frozen parameters) and `fail_at_epoch` (rank 1 raises once 
 """
 
 import json
+import time
 from pathlib import Path
 
 import torch
@@ -72,16 +73,19 @@ def train_loop(loop_config: dict) -> None:
         groups = worker.shard(prepared.train_groups, seed=config.seed, epoch=epoch)
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 1_009 + worker.rank())
         sums: dict[str, float] = {}
-        steps = 0
+        steps, tiles, started = 0, 0, time.perf_counter()
         for slides in step_batches(data, groups, specimens=config.specimens_per_step):
             pixels, batch = step_inputs(data, encoder, slides, tiles=config.tiles_per_scan,
                                         generator=generator, device=device)
             for name, value in step(model, optimizer, pixels, batch).items():
                 sums[name] = sums.get(name, 0.0) + value
-            steps += 1
+            steps, tiles = steps + 1, tiles + int(batch.mask.sum())
         names = sorted(sums)
-        means = worker.all_reduce_mean(torch.tensor([sums[n] / max(steps, 1) for n in names]))
-        metrics = {f"train/{n}": float(v) for n, v in zip(names, means, strict=True)}
+        means = worker.all_reduce_mean(torch.tensor([sums[n] / max(steps, 1) for n in names]
+                                                    + [tiles, time.perf_counter() - started]))
+        metrics = {f"train/{n}": float(v) for n, v in zip(names, means, strict=False)}
+        # Throughput of the whole group: tiles (forward + backward through the FM) per second.
+        metrics["train/tiles_per_s"] = float(means[-2] * worker.world_size() / means[-1])
         history.append({"epoch": epoch, **metrics})
         _trace(loop_config.get("trace"), base, epoch=epoch)
         state = {"trained": _trained_only(model),

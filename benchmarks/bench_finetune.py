@@ -3,9 +3,9 @@ with adapters, robust MIL head and losses), and 1 -> 2 Ray Train workers on the 
 
 Part 1 times `raypath.finetune.model.step` in one process with one thread (what a worker with
 `cpus_per_worker: 1` gets): 2 specimens x 2 scans x 8 registered tiles per step, random pixels at the
-card's input size, for the tiny ViT twin and a randomly initialised ViT-B/16 (Phikon's card, 86 M
-parameters). Part 2 runs `raypath finetune`'s training (plan, per-worker tile reading from the
-synthetic slides, DDP over gloo) with 1 and 2 workers on a synthetic cohort and reports the
+card's input size, for the tiny ViT twin and a randomly initialised ViT-B/16 (UNI's card at
+ViT-B size, 86 M parameters). Part 2 runs `raypath finetune`'s training (plan, per-worker tile
+reading from the synthetic slides, DDP over gloo) with 1 and 2 workers on a synthetic cohort and reports the
 `train/tiles_per_s` the loop logs (the group's tiles over the epoch's wall time; the first epoch,
 which also builds tile readers and warms up, is left out). Writes benchmarks/results/finetune.md.
 
@@ -13,7 +13,9 @@ which also builds tile readers and warms up, is left out). Writes benchmarks/res
 """
 
 import argparse
+import dataclasses
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -54,8 +56,12 @@ def paired_batch(*, specimens: int, scans: int, tiles: int) -> Batch:
 
 
 def random_vit_b() -> Encoder:
-    """Phikon's architecture (timm ViT-B/16, 224 px) with random weights: the size, not the model."""
-    card = get_card("phikon")
+    """UNI's card at ViT-B/16 size (width 768, depth 12, 12 heads, 224 px), random weights: the size
+    of a base FM, not a trained model."""
+    uni = get_card("uni")
+    size = {"embed_dim": 768, "depth": 12, "num_heads": 12}
+    card = dataclasses.replace(uni, name="vit-b16-random", hub_id=None, embed_dim=768,
+                               timm_kwargs={**uni.timm_kwargs, **size})
     trunk = create_trunk(card)
     return Encoder(card, backbone=trunk, pool=create_pool(card, trunk))
 
@@ -119,6 +125,7 @@ def main() -> None:
     setup_logging(verbose=False)
     torch.set_num_threads(1)
     batch = paired_batch(specimens=2, scans=2, tiles=8)
+    load_before = os.getloadavg()[0]
     rows = []
     for name in ["tiny-uni"] + ([] if args.quick else ["vit-b/16 (random)"]):
         rate, trainable, total = step_rate(name, steps=3 if name != "tiny-uni" else 20, batch=batch)
@@ -139,7 +146,9 @@ def main() -> None:
         "| workers | tiles/s (group) | per worker | speed-up |\n|---|---|---|---|\n"
         + "\n".join(f"| {w} | {r:.1f} | {r / w:.1f} | {r / rates[1]:.2f}x |" for w, r in rates.items())
         + "\n\nThe machine has 2 cores, so 2 workers use all of them (each worker 1 thread), with the "
-        "driver and Ray's own processes sharing the same cores.\n\n"
+        "driver and Ray's own processes sharing the same cores. The machine was shared with other jobs: "
+        f"1-minute load average {load_before:.1f} at the start and {os.getloadavg()[0]:.1f} at the end "
+        "(2 = both cores busy), so these rates are lower bounds.\n\n"
         "GPU: ViT-L/16 with LoRA in bfloat16, tiles/s per GPU (`distributed.use_gpu: true`, autocast "
         "and gradient checkpointing on) is **not measured**: no GPU machine was lent to this task.\n")
     write_section(RESULTS, text)

@@ -19,6 +19,7 @@ it, not whether fine-tuning a real FM helps. Writes benchmarks/results/finetune_
 
 import argparse
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -149,7 +150,8 @@ def main() -> None:
         f"tiny-uni (random ViT of UNI's family), {TILING['tile_px']} px tiles at 0.5 µm/px; gated-attention "
         f"head (hidden 32); {args.epochs} epochs, lr {args.lr}, seed 0; losses {LOSSES} (+ FM tile loss 0.5 "
         f"for LoRA + losses); LoRA rank 8 on `qkv`, 2 Ray Train workers. Test split, all scans; 95% "
-        f"bootstrap intervals over test specimens. Wall time {minutes:.1f} min.\n\n"
+        f"bootstrap intervals over test specimens. Wall time {minutes:.1f} min (1-minute load average "
+        f"{os.getloadavg()[0]:.1f} at the end: the machine was shared with other jobs).\n\n"
         "| arm | test AUC | cross-scanner spread (std of a specimen's scores) | specimens / slides |\n"
         "|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
         "**Read with care:** the FM is a tiny *randomly initialised* ViT and the cohort is small; these "

@@ -44,10 +44,11 @@ def run(args: argparse.Namespace) -> int:
     metrics = summary.evaluation.metrics
     sys.stdout.write(f"model: {summary.model_uri} (run {summary.run_id})\n")
     for row in summary.history:
-        sys.stdout.write(f"epoch {row['epoch']}: loss {row['train/loss']:.4f}\n")
+        sys.stdout.write(f"epoch {row['epoch']}: loss {row['train/loss']:.4f}, "
+                         f"{row['train/tiles_per_s']:.0f} tiles/s\n")
     for split in ("val", "test"):
-        shown = {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith(f"{split}/")
-                 and k.split("/", 1)[1] in ("auc", "score_spread", "flip_rate", "n_slides")}
-        if shown:
-            sys.stdout.write(f"{split}: " + " ".join(f"{k}={v:.3f}" for k, v in sorted(shown.items())) + "\n")
+        shown = {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith(f"{split}/")}
+        if "n_slides" in shown:
+            sys.stdout.write(f"{split} ({int(shown['n_slides'])} slides): " + " ".join(
+                f"{k}={shown[k]:.3f}" for k in ("auc", "score_spread", "flip_rate") if k in shown) + "\n")
     return 0

@@ -30,6 +30,7 @@ from raypath.sweep.tracking import (
 )
 from raypath.train.config import TrainConfig
 from raypath.train.data import TrainingSource
+from raypath.train.outputs import OUTPUT_FILES
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,9 @@ class TrainRun:
         if undefined:
             self.ledger.set_tags(self.run_id, {f"{TAG_UNDEFINED}{k}": v for k, v in undefined.items()})
         if out is not None:
-            for path in sorted(out.glob("*.*")):
-                if path.is_file():
-                    self.ledger.client.log_artifact(self.run_id, str(path), artifact_path="outputs")
+            for name in OUTPUT_FILES:
+                if (out / name).is_file():
+                    self.ledger.client.log_artifact(self.run_id, str(out / name), artifact_path="outputs")
             if (out / "predictions.csv").is_file():
                 self.ledger.client.log_artifact(self.run_id, str(out / "predictions.csv"),
                                                 artifact_path="predictions")

@@ -177,6 +177,8 @@ def train_pack(
         log.info("continuing after epoch %d", progress.next_epoch - 1)
     lead = parallel is None or parallel.rank == 0
     for epoch in range(progress.next_epoch, config.epochs):
+        if not bool(progress.active.any()):  # every member stopped (also: resumed after the last one did)
+            break
         tiles = generator
         if parallel is not None:
             torch.manual_seed(parallel.epoch_seed(epoch))
@@ -193,8 +195,6 @@ def train_pack(
         if checkpoints is not None:
             state = snapshot(progress, params=fused.params, optimizer=optimizer, generator=generator)
             checkpoints.save(state, metrics=reported, epoch=epoch)
-        if not bool(progress.active.any()):
-            break
     if not lead:
         return {}
     return {

@@ -55,11 +55,6 @@ class DataParallel:
     world_size: int
     seed: int
 
-    @classmethod
-    def from_process_group(cls, *, seed: int) -> "DataParallel":
-        """The replica of this process in the initialised default process group."""
-        return cls(rank=dist.get_rank(), world_size=dist.get_world_size(), seed=seed)
-
     def take(self, batches: Sequence[Item]) -> list[Item]:
         """This rank's batches of an epoch's list (same list on every rank)."""
         return split_evenly(batches, rank=self.rank, world_size=self.world_size)

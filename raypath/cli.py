@@ -19,7 +19,7 @@ COMMANDS = {
     "register": "register the scans of each specimen to a reference scan (registration.parquet)",
     "extract": "tile slides and write FM features to the feature store (Ray Data)",
     "simulate": "write a feature-level simulated cohort in the feature-store schema",
-    "train": "train one robust MIL model (plain torch: no Ray, no MLflow)",
+    "train": "train one robust MIL model (one process, or data-parallel on Ray Train with --workers N)",
     "sweep": "Ray Tune + Optuna sweep over robustness-loss weights, tracked in MLflow",
     "compare": "compare baseline and robust models from MLflow: table, Pareto plot, heatmaps",
     "finetune": "LoRA on the FM + robust MIL head from tiles on Ray Train workers; registers the model",

@@ -16,7 +16,6 @@ import numpy as np
 import ray.train
 import ray.train.torch
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from raypath.train.parallel import average, split_evenly
@@ -83,6 +82,11 @@ def save_checkpoint(state: dict, *, metrics: dict, epoch: int) -> None:
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
+def report(metrics: dict, *, epoch: int) -> None:
+    """Report this epoch's metrics without a checkpoint (every rank, as with `save_checkpoint`)."""
+    ray.train.report({**metrics, "epoch": epoch})
+
+
 def load_checkpoint() -> dict | None:
     """The state of the latest checkpoint of this run (after a restart or a resumed driver), or None."""
     checkpoint = ray.train.get_checkpoint()
@@ -94,6 +98,3 @@ def load_checkpoint() -> dict | None:
     return state
 
 
-def is_distributed() -> bool:
-    """Whether a torch process group is up (false in a plain single-process run)."""
-    return dist.is_available() and dist.is_initialized()

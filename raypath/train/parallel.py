@@ -55,11 +55,6 @@ class DataParallel:
     world_size: int
     seed: int
 
-    @classmethod
-    def from_process_group(cls, *, seed: int) -> "DataParallel":
-        """The replica of this process in the initialised default process group."""
-        return cls(rank=dist.get_rank(), world_size=dist.get_world_size(), seed=seed)
-
     def take(self, batches: Sequence[Item]) -> list[Item]:
         """This rank's batches of an epoch's list (same list on every rank)."""
         return split_evenly(batches, rank=self.rank, world_size=self.world_size)
@@ -67,11 +62,11 @@ class DataParallel:
     def average(self, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         return average(tensors)
 
-    def tile_generator(self, epoch: int) -> torch.Generator:
-        """A per-rank, per-epoch generator for tile sampling: ranks collate different batches, so a
-        shared generator would drift apart between ranks and with it the batch order."""
-        state = np.random.SeedSequence([self.seed, self.rank, epoch]).generate_state(1)[0]
-        return torch.Generator().manual_seed(int(state))
+    def epoch_seed(self, epoch: int) -> int:
+        """A per-rank, per-epoch seed for tile sampling and dropout. Ranks draw from their own
+        generators (a shared one would drift apart between ranks, and with it the batch order), and
+        seeding per epoch makes a restarted group draw what it would have drawn."""
+        return int(np.random.SeedSequence([self.seed, self.rank, epoch]).generate_state(1)[0])
 
     def broadcast(self, tensor: torch.Tensor) -> torch.Tensor:
         """Rank 0's value of `tensor` on every rank (rank 0 decides, e.g. which members go on)."""

@@ -39,7 +39,7 @@ def open_data(config: FinetuneConfig, plan_dir: Path) -> FinetuneData:
     return FinetuneData(prepared=prepared, source=source)
 
 
-def step_batches(data: FinetuneData, groups: list[np.ndarray], *, specimens: int) -> Iterator[np.ndarray]:
+def step_batches(groups: list[np.ndarray], *, specimens: int) -> Iterator[np.ndarray]:
     """Slide indices of each step: `specimens` specimen groups (all their scans) at a time, in order."""
     for start in range(0, len(groups), specimens):
         yield np.concatenate(groups[start:start + specimens])

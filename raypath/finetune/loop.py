@@ -1,6 +1,7 @@
 """The Ray Train worker loop: every worker builds the same model, takes its shard of the training
 specimens each epoch, steps with DDP (or FSDP) averaging gradients, and checkpoints adapters, head
-and optimizer state every epoch; a restarted or resumed run continues after the last checkpoint.
+and optimizer state every `distributed.checkpoint_every` epochs (and after the last); a restarted
+or resumed run continues after the last checkpoint.
 
 `loop_config`: `config` (the FinetuneConfig as JSON data) and `plan` (the plan directory). Two keys
 exist for tests only: `trace` (a directory where each rank appends, per epoch, a hash of its
@@ -74,7 +75,7 @@ def train_loop(loop_config: dict) -> None:
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 1_009 + worker.rank())
         sums: dict[str, float] = {}
         steps, tiles, started = 0, 0, time.perf_counter()
-        for slides in step_batches(data, groups, specimens=config.specimens_per_step):
+        for slides in step_batches(groups, specimens=config.specimens_per_step):
             pixels, batch = step_inputs(data, encoder, slides, tiles=config.tiles_per_scan,
                                         generator=generator, device=device)
             for name, value in step(model, optimizer, pixels, batch).items():
@@ -88,6 +89,9 @@ def train_loop(loop_config: dict) -> None:
         metrics["train/tiles_per_s"] = float(means[-2] * worker.world_size() / means[-1])
         history.append({"epoch": epoch, **metrics})
         _trace(loop_config.get("trace"), base, epoch=epoch)
+        if (epoch + 1) % config.distributed.checkpoint_every and epoch + 1 < config.epochs:
+            worker.report(metrics, epoch=epoch)
+            continue
         state = {"trained": _trained_only(model),
                  "optimizer": get_optimizer_state_dict(model, optimizer, options=FULL),
                  "epoch": epoch, "history": history}

@@ -21,6 +21,7 @@ from raypath.finetune.model import FinetuneModel
 from raypath.registry.package import save_model
 from raypath.registry.spec import AdapterSpec, ModelSpec
 from raypath.store import code_hash, provenance
+from raypath.sweep.inputs import code_tags
 from raypath.sweep.tracking import (
     TAG_FM,
     TAG_KIND,
@@ -79,7 +80,8 @@ def publish(config: FinetuneConfig, model: FinetuneModel, evaluation: Evaluation
     params = flatten(config.model_dump(mode="json", exclude={"tracking"}))
     key = stable_hash({"name": config.name, "params": params})
     run_id = ledger.start(key=key, name=f"{config.encoder}/finetune", params=params,
-                          tags={TAG_FM: config.encoder, TAG_PHASE: "finetune", TAG_KIND: "trial"})
+                          tags={TAG_FM: config.encoder, TAG_PHASE: "finetune", TAG_KIND: "trial",
+                                **code_tags()})
     for row in history:
         ledger.log_metrics(run_id, {k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
     ledger.log_metrics(run_id, evaluation.metrics, step=config.epochs)

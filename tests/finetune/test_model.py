@@ -29,7 +29,7 @@ def test_only_adapters_and_head_change(ft_cohort, tmp_path):
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     generator = torch.Generator().manual_seed(0)
     losses = []
-    for slides in step_batches(data, prepared.train_groups, specimens=2):
+    for slides in step_batches(prepared.train_groups, specimens=2):
         pixels, batch = step_inputs(data, model.encoder, slides, tiles=8, generator=generator)
         assert pixels.shape[0] == int(batch.mask.sum()) and bool((batch.tile_group >= 0).any())
         losses.append(step(model, optimizer, pixels, batch))

@@ -1,5 +1,6 @@
 """Finetuning on Ray Train workers (private local Ray, gloo): two workers keep identical adapters and
-head, the FM's base weights never change, and a worker that dies resumes from the last checkpoint."""
+head, the FM's base weights never change, FSDP trains what DDP trains, and a worker that dies
+resumes from the last checkpoint."""
 
 import json
 from pathlib import Path
@@ -39,6 +40,21 @@ def test_two_workers_keep_identical_adapters_and_head(local_ray, ft_cohort, tmp_
     assert {r["frozen"] for r in zero + one} == {frozen}, "base FM weights bit-identical on every rank"
     assert result.checkpoint is not None and result.metrics["epoch"] == 1
     assert torch.isfinite(torch.tensor(result.metrics["train/loss"]))
+
+    # FSDP (sharded parameters, gathered for the checkpoint) trains the same model as DDP.
+    fsdp = finetune_config(ft_cohort, tmp_path / "out", epochs=2, name="fsdp",
+                           distributed={"workers": 2, "strategy": "fsdp"})
+    sharded = train(fsdp, prepare_run(fsdp))
+    ddp_state, fsdp_state = _trained(result), _trained(sharded)
+    assert ddp_state.keys() == fsdp_state.keys() and any("lora_" in k for k in fsdp_state)
+    for name, tensor in ddp_state.items():
+        torch.testing.assert_close(fsdp_state[name], tensor, rtol=1e-4, atol=1e-6)
+
+
+def _trained(result) -> dict[str, torch.Tensor]:
+    with result.checkpoint.as_directory() as directory:
+        state = torch.load(Path(directory) / "state.pt", weights_only=True)
+    return {k.removeprefix("module."): v for k, v in state["trained"].items()}
 
 
 def test_a_killed_worker_resumes_from_the_checkpoint(local_ray, ft_cohort, tmp_path):

@@ -34,7 +34,8 @@ def open_data(config: FinetuneConfig, plan_dir: Path) -> FinetuneData:
         train = train.model_copy(update={"split": train.split.model_copy(update={"source": "column"})})
     prepared = prepare(train, plan)
     cache = Path(config.tiles.cache_dir) if config.tiles.cache_dir else Path(config.output_dir) / "tiles"
-    source = TileSource(plan, source=config.tiles.source, cache_dir=cache / config.tiling.cache_key(),
+    # Keyed like the plan (tiling + manifest content): another cohort never reads these tiles.
+    source = TileSource(plan, source=config.tiles.source, cache_dir=cache / Path(plan_dir).name,
                         reader=config.tiling.reader, open_slides=config.tiles.open_slides)
     return FinetuneData(prepared=prepared, source=source)
 

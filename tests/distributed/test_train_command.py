@@ -10,6 +10,7 @@ import raypath.cli
 from raypath.sweep.tracking import TAG_FM, TAG_KIND, TAG_SWEEP
 
 EPOCHS = 3
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,16 @@ def test_train_writes_outputs_and_logs_the_run_like_a_sweep_trial(local_ray, coh
                                                          "model.safetensors", "config.json")}
     if workers:
         assert list((tmp_path / "checkpoints").glob("train-sim-16-*/checkpoint_*"))
-        # the same command again: the run resumes from its last checkpoint and MLflow keeps one run
-        assert _train(cohort, tmp_path, *extra) == 0
-        _, again = _run(tmp_path)
-        assert again.info.run_id == run.info.run_id and again.info.status == "FINISHED"
+
+
+def test_the_same_command_again_resumes_into_the_same_run(local_ray, cohort, tmp_path):
+    _train(cohort, tmp_path, "--workers", "2", "--set", "epochs=1")
+    _, run = _run(tmp_path)
+    # the run's name derives from config, features and seed: the rerun restores its last checkpoint
+    # (nothing left to train), rewrites the outputs and MLflow keeps one run
+    (tmp_path / "metrics.json").unlink()
+    assert _train(cohort, tmp_path, "--workers", "2", "--set", "epochs=1") == 0
+    _, again = _run(tmp_path)
+    assert again.info.run_id == run.info.run_id and again.info.status == "FINISHED"
+    assert (tmp_path / "metrics.json").exists()
+    assert len(list((tmp_path / "checkpoints").glob("train-sim-16-*"))) == 1

@@ -18,6 +18,7 @@ import pandas as pd
 from raypath.cohort import CohortError, load_labels
 from raypath.mil.bags import BagSet, locations_from_pairs
 from raypath.mil.cache import Storage, cache_directory, cached_array, open_cache
+from raypath.paths import is_remote
 from raypath.slides.registration import read_registration, registration_transforms, tile_pairs
 from raypath.store import FeatureStore
 
@@ -148,14 +149,16 @@ def training_source(*, store: FeatureStore, labels: Path, cache_dir: str, splits
                     registration: Path | None = None, storage: Storage = "float16",
                     unmatched_labels: Literal["error", "warn"] = "error") -> TrainingSource:
     """Tables read and checked against the store's slides (before any features are read), and the
-    store fingerprinted: what every training process of a run opens its data from."""
+    store fingerprinted: what every training process of a run opens its data from. Local paths are
+    made absolute: workers run in other directories."""
     tables = read_tables(labels=labels, splits=splits, registration=registration)
     patients = pd.Series([entry.patient_id for entry in store.slide_entries()], dtype=str)
     check_coverage(patients, tables, features=store.directory, labels=str(labels),
                    unmatched_labels=unmatched_labels)
-    return TrainingSource(root=store.root, encoder=store.encoder, tiling_hash=store.tiling_hash,
-                          fingerprint=store.fingerprint(), tables=tables, cache_dir=cache_dir,
-                          storage=storage)
+    root = store.root if is_remote(store.root) else str(Path(store.root).resolve())
+    return TrainingSource(root=root, encoder=store.encoder, tiling_hash=store.tiling_hash,
+                          fingerprint=store.fingerprint(), tables=tables,
+                          cache_dir=str(Path(cache_dir).resolve()), storage=storage)
 
 
 def load_training_data(*, store: FeatureStore, labels: Path, cache_root: Path, splits: Path | None = None,

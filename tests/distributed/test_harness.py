@@ -15,6 +15,7 @@ from raypath.distributed.config import DistributedConfig
 from raypath.distributed.trainer import fit
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # Ray Train worker groups
 
 
 def toy_loop(config: dict) -> None:

@@ -47,7 +47,7 @@ def _members() -> list[PackMember]:
     config = TrainConfig.model_validate({
         "epochs": 5, "batch_specimens": 6, "robustness_k": 3, "max_tiles": 8, "split": {"source": "column"},
         "model": {"hidden": 16, "attention_dim": 8, "projection_dim": 8, "dropout": 0.1},
-        "early_stopping": {"patience": 2}, "losses": ROBUST})
+        "early_stopping": {"patience": 3}, "losses": ROBUST})
     faster = config.optimizer.model_copy(update={"lr": 3e-3})
     return [PackMember(key="a", config=config),
             PackMember(key="b", config=config.model_copy(update={"optimizer": faster}))]
@@ -56,6 +56,7 @@ def _members() -> list[PackMember]:
 @pytest.mark.parametrize("stop_after", [0, 2])
 def test_a_resumed_run_ends_like_an_uninterrupted_one(cohort, stop_after):
     whole = train_pack(members=_members(), data=cohort, seed=4, checkpoints=MemoryCheckpoints())
+    assert max(len(r.history) for r in whole.values()) > stop_after + 1  # something left to resume
     checkpoints = MemoryCheckpoints(stop_after=stop_after)
     with pytest.raises(StoppedError):
         train_pack(members=_members(), data=cohort, seed=4, checkpoints=checkpoints)

@@ -41,9 +41,11 @@ def add_lora(encoder: Encoder, settings: LoraSettings) -> Encoder:
     peft = import_peft()
     config = peft.LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                              target_modules=list(settings.target_modules), bias="none")
-    peft.inject_adapter_in_model(config, encoder.backbone)
-    if not any("lora_" in name for name, _ in encoder.named_parameters()):
-        raise ValueError(f"no module of {encoder.card.name} matches target_modules {settings.target_modules}")
+    try:
+        peft.inject_adapter_in_model(config, encoder.backbone)
+    except ValueError as error:  # PEFT: no module matched
+        raise ValueError(f"{encoder.card.name}: target_modules {settings.target_modules} match no layer "
+                         f"({error})") from error
     for name, parameter in encoder.named_parameters():
         parameter.requires_grad_("lora_" in name)
     return encoder

@@ -41,6 +41,13 @@ def comma_list(text: str) -> list[str]:
     return [item for item in text.split(",") if item]
 
 
+def yes_no(text: str) -> bool:
+    """`true`/`false` (only these): a boolean config field as a flag value."""
+    if text not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text == "true"
+
+
 def field_description(model: type[BaseModel], key: str) -> str | None:
     """The description of dotted field `key` of `model` (None when a part is not a model field)."""
     current: Any = model
@@ -60,6 +67,11 @@ def add_config_flags(parser: argparse.ArgumentParser, model: type[BaseModel], fl
     parser.add_argument("--config", type=Path, default=default_config, help="YAML config file")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config field, e.g. --set train.epochs=5 (value read as YAML)")
+    add_flags(parser, model, flags)
+
+
+def add_flags(parser: argparse.ArgumentParser, model: type[BaseModel], flags: Sequence[Flag]) -> None:
+    """Typed flags for fields of `model` (a command's second settings section takes only these)."""
     for flag in flags:
         options: dict[str, Any] = {"dest": flag.dest, "type": flag.type, "default": None,
                                    "help": flag.help or field_description(model, flag.key) or flag.key}
@@ -78,3 +90,8 @@ def config_from_args(model: type[Model], args: argparse.Namespace, flags: Sequen
     """The stage config: YAML file, then `--set` overrides, then flags and `values` (typed, last)."""
     return load_config(model, args.config, overrides=args.overrides,
                        values={**flag_values(args, flags), **(values or {})})
+
+
+def config_from_flags(model: type[Model], args: argparse.Namespace, flags: Sequence[Flag]) -> Model:
+    """A settings section given by its typed flags alone (defaults for the rest)."""
+    return load_config(model, None, values=flag_values(args, flags))

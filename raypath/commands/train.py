@@ -1,15 +1,33 @@
-"""`raypath train`: one robust MIL model on a feature store (the sweep's engine, a pack of one)."""
+"""`raypath train`: one robust MIL model on a feature store (the sweep's engine, a pack of one), in
+this process or, with `--workers N`, data-parallel on N Ray Train workers; optionally in MLflow."""
 
 import argparse
-import json
 import logging
 import tempfile
 from pathlib import Path
 
-from raypath.commands.flags import add_config_flags, config_from_args
+from raypath.commands.flags import (
+    Flag,
+    add_config_flags,
+    add_flags,
+    config_from_args,
+    config_from_flags,
+    yes_no,
+)
+from raypath.distributed.config import DistributedConfig
 from raypath.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
+PARALLEL_FLAGS = (
+    Flag("workers", "workers", int, help="train on N Ray Train workers (data-parallel: each takes its share "
+                                         "of every step's specimens, gradients averaged); without it, "
+                                         "one process and no Ray"),
+    Flag("use-gpu", "use_gpu", yes_no, metavar="true|false"),
+    Flag("max-failures", "max_failures", int),
+    Flag("checkpoint-every", "checkpoint_every", int),
+    Flag("keep-checkpoints", "keep_checkpoints", int),
+    Flag("cpus-per-worker", "cpus_per_worker", int),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +47,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="feature precision in the cache (compute is float32)")
     parser.add_argument("--unmatched-labels", choices=("error", "warn"), default="error",
                         help="label rows of patients without features: an error, or a warning")
+    parser.add_argument("--tracking-uri", help="log the run to this MLflow store (e.g. sqlite:///runs/mlflow.db)")
+    parser.add_argument("--name", default="train",
+                        help="names the MLflow experiment (raypath/<name>/<fm>) and the Ray Train run")
+    parser.add_argument("--storage", type=Path,
+                        help="--workers: Ray Train checkpoints; default <out>/checkpoints, else <tmp>")
+    parser.add_argument("--restart", action="store_true",
+                        help="--workers: start over instead of resuming this run's latest checkpoint")
+    parser.add_argument("--address", help="--workers: Ray cluster address; default a private local Ray "
+                                          "(or the cluster of a submitted Ray job)")
     add_config_flags(parser, TrainConfig, ())
+    add_flags(parser, DistributedConfig, PARALLEL_FLAGS)
 
 
 def _tiling_hash(root: Path, encoder: str, given: str | None) -> str:
@@ -43,30 +71,67 @@ def _tiling_hash(root: Path, encoder: str, given: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from safetensors.torch import save_file
-
     from raypath.store import FeatureStore
-    from raypath.train.data import load_training_data
-    from raypath.train.engine import train_one
+    from raypath.sweep.train_run import open_train_run, run_key
+    from raypath.train.data import training_source
 
     config = config_from_args(TrainConfig, args, values={"split.source": "column"} if args.splits else None)
     store = FeatureStore(args.features, encoder=args.encoder,
                          tiling_hash=_tiling_hash(args.features, args.encoder, args.tiling_hash))
     default_cache = args.out / "cache" if args.out else Path(tempfile.gettempdir()) / "raypath-cache"
-    data = load_training_data(store=store, labels=args.labels, splits=args.splits,
-                              registration=args.registration, cache_root=args.cache_dir or default_cache,
-                              storage=args.cache_storage, unmatched_labels=args.unmatched_labels)
-    result = train_one(config=config, data=data, seed=args.seed,
-                       on_epoch=lambda epoch, m: log.info("epoch %d %s", epoch, _fmt(m)))
+    source = training_source(store=store, labels=args.labels, splits=args.splits,
+                             registration=args.registration, cache_dir=str(args.cache_dir or default_cache),
+                             storage=args.cache_storage, unmatched_labels=args.unmatched_labels)
+    settings = config_from_flags(DistributedConfig, args, PARALLEL_FLAGS) if args.workers else None
+    extra = {"workers": str(settings.workers if settings else 0)}
+    tracker = (open_train_run(tracking_uri=args.tracking_uri, name=args.name, config=config, source=source,
+                              seed=args.seed, extra=extra) if args.tracking_uri else None)
+    try:
+        if settings is None:
+            _train_here(args, config=config, source=source, tracker=tracker)
+        else:
+            key = run_key(config=config, source=source, seed=args.seed)
+            _train_on_workers(args, config=config, source=source, tracker=tracker, settings=settings,
+                              name=f"{args.name}-{store.encoder}-{key[:12]}")
+    except BaseException:
+        if tracker is not None:
+            tracker.ledger.end(tracker.run_id, status="FAILED")
+        raise
+    return 0
+
+
+def _train_here(args: argparse.Namespace, *, config: TrainConfig, source, tracker) -> None:
+    """One process, no Ray: `train_one` on this node's cache."""
+    from raypath.train.engine import train_one
+    from raypath.train.outputs import write_outputs
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        log.info("epoch %d %s", epoch, _fmt(metrics))
+        if tracker is not None:
+            tracker(epoch, metrics)
+
+    result = train_one(config=config, data=source.open(node=""), seed=args.seed, on_epoch=on_epoch)
     log.info("final (best epoch %d): %s", result.best_epoch, _fmt(result.metrics))
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "metrics.json").write_text(json.dumps(result.metrics, indent=2, sort_keys=True))
-        result.predictions.to_csv(args.out / "predictions.csv", index=False)
-        weights = {k: v.contiguous() for k, v in result.state_dict.items()}
-        save_file(weights, str(args.out / "model.safetensors"))
-        (args.out / "config.json").write_text(config.model_dump_json(indent=2))
-    return 0
+        write_outputs(result, config=config, out=args.out)
+    if tracker is not None:
+        tracker.finish(metrics=result.metrics, undefined=result.undefined, out=args.out,
+                       step=len(result.history))
+
+
+def _train_on_workers(args: argparse.Namespace, *, config: TrainConfig, source, tracker,
+                      settings: DistributedConfig, name: str) -> None:
+    from raypath.distributed.mil import MilJob, train_on_workers
+    from raypath.distributed.trainer import run_directory
+
+    storage = (args.storage or (args.out / "checkpoints" if args.out
+                                else Path(tempfile.gettempdir()) / "raypath-train")).resolve()
+    out = (args.out or run_directory(storage=storage, name=name) / "outputs").resolve()
+    job = MilJob(source=source, config=config, seed=args.seed, out=out, tracker=tracker,
+                 checkpoint_every=settings.checkpoint_every, use_gpu=settings.use_gpu)
+    metrics = train_on_workers(job=job, settings=settings, storage=storage, name=name, address=args.address,
+                               resume=not args.restart)
+    log.info("final (best epoch %d): %s -> %s", metrics["best_epoch"], _fmt(metrics), out)
 
 
 def _fmt(metrics: dict[str, float]) -> str:

@@ -80,3 +80,9 @@ def import_timm():
     """`import timm` behind the torchvision guard; the one place raypath imports timm from."""
     ensure_torchvision()
     return importlib.import_module("timm")
+
+
+def import_peft():
+    """`import peft` behind the same guard: peft imports transformers, which imports torchvision."""
+    ensure_torchvision()
+    return importlib.import_module("peft")

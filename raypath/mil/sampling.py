@@ -9,6 +9,7 @@ shared by matched tiles of one specimen so the scans of a specimen keep the same
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -56,6 +57,17 @@ def eval_chunks(slides: np.ndarray, lengths: np.ndarray, *, max_bags: int, max_t
     return chunks
 
 
+class Selection(NamedTuple):
+    """The tiles of one batch: global tile rows (B, N) (the slide's first row on padding), the real
+    tile mask, dense specimen ids and tile groups; features are gathered for it (`Collator.batch`)."""
+
+    slides: torch.Tensor  # (B,) int64 slide indices in the BagSet
+    tile: torch.Tensor  # (B, N) int64 row of each tile in the BagSet's arrays
+    real: torch.Tensor  # (B, N) bool
+    specimen: torch.Tensor  # (B,) int64 dense 0..K-1
+    tile_group: torch.Tensor  # (B, N) int64 (specimen, location) id, -1 = unmatched or padding
+
+
 # Applied to the gathered tiles of a batch: (features (n, d) float32, each tile's scanner) -> features.
 TileTransform = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -100,11 +112,13 @@ class Collator:
             scanner_names=slides["scanner"].to_numpy(), transform=transform,
         )
 
-    def __call__(self, slides: np.ndarray, *, max_tiles: int | None = None,
-                 generator: torch.Generator | None = None) -> Batch:
-        """Padded batch of the given slides (global indices); bags longer than `max_tiles` keep a
-        random subset (drawn from `generator`) or, without a generator, evenly spaced tiles: the
-        deterministic choice evaluation and prediction make, whatever a slide is batched with."""
+    def select(self, slides: np.ndarray, *, max_tiles: int | None = None,
+               generator: torch.Generator | None = None) -> "Selection":
+        """Which tiles a batch of the given slides (global indices) holds; bags longer than
+        `max_tiles` keep a random subset (drawn from `generator`) or, without a generator, evenly
+        spaced tiles: the deterministic choice evaluation and prediction make, whatever a slide is
+        batched with. Matched tiles of one specimen share their random key, so registered pairs
+        survive subsampling."""
         index = torch.as_tensor(slides, dtype=torch.int64)
         starts, lengths = self.offsets[index], self.offsets[index + 1] - self.offsets[index]
         specimen = torch.unique(self.specimen[index], return_inverse=True)[1]
@@ -120,14 +134,26 @@ class Collator:
                                         generator=generator)
             loc = self._locations(starts, position, real)
         tile = torch.where(real, starts[:, None] + position, starts[:, None])
+        return Selection(slides=index, tile=tile, real=real, specimen=specimen,
+                         tile_group=_tile_groups(loc, specimen))
+
+    def batch(self, selection: "Selection", features: torch.Tensor) -> Batch:
+        """The padded batch of a selection given its tiles' features (B, N, D), zero on padding."""
+        index = selection.slides
+        return Batch(features=features, mask=selection.real, specimen=selection.specimen,
+                     scanner=self.scanner[index], tile_group=selection.tile_group, label=self.label[index],
+                     time=self.time[index], event=self.event[index], slide=index)
+
+    def __call__(self, slides: np.ndarray, *, max_tiles: int | None = None,
+                 generator: torch.Generator | None = None) -> Batch:
+        """Padded batch of the given slides (global indices), tiles chosen by `select`."""
+        selection = self.select(slides, max_tiles=max_tiles, generator=generator)
+        tile, real = selection.tile, selection.real
         features = self.features[tile.reshape(-1)].reshape(*tile.shape, -1).float()
         if self.transform is not None:
-            tile_scanner = np.repeat(self.scanner_names[index.numpy()], real.sum(dim=1).numpy())
+            tile_scanner = np.repeat(self.scanner_names[selection.slides.numpy()], real.sum(dim=1).numpy())
             features[real] = torch.from_numpy(self.transform(features[real].numpy(), tile_scanner))
-        features = features.masked_fill_(~real[..., None], 0.0)
-        return Batch(features=features, mask=real, specimen=specimen, scanner=self.scanner[index],
-                     tile_group=_tile_groups(loc, specimen), label=self.label[index],
-                     time=self.time[index], event=self.event[index], slide=index)
+        return self.batch(selection, features.masked_fill_(~real[..., None], 0.0))
 
     def eval_batches(self, slides: np.ndarray, *, max_bags: int, max_tiles: int | None,
                      tile_budget: int) -> Iterator[Batch]:

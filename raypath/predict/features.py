@@ -1,5 +1,9 @@
 """The features a model expects for the slides to predict: reused when a store has them from the same
-FM weights and tiling, extracted with the same job and settings otherwise, refused when they differ."""
+FM weights and tiling, extracted with the same job and settings otherwise, refused when they differ.
+
+A finetuned model's features come from its base FM + adapter: the same extraction job reads and
+tiles the slides and embeds the tiles with the adapted encoder (built in each actor from the spec
+and the adapter bytes), into a store directory named after base FM and adapter."""
 
 import logging
 
@@ -9,6 +13,7 @@ from raypath.extract.config import ExtractConfig
 from raypath.extract.encoders import describe_encoders
 from raypath.extract.run import run_extraction
 from raypath.predict.config import PredictConfig
+from raypath.registry.adapted import encoder_factory
 from raypath.registry.spec import ModelSpec
 from raypath.slides.config import TilingConfig
 from raypath.store import FeatureStore, ProvenanceError
@@ -40,8 +45,10 @@ def extraction_config(spec: ModelSpec, config: PredictConfig) -> ExtractConfig:
         "tiling": tiling.model_dump(), "ray_address": config.ray_address})
 
 
-def ensure_features(spec: ModelSpec, config: PredictConfig, manifest: pd.DataFrame) -> FeatureStore:
-    """The store holding every predictable slide's features (missing ones extracted first)."""
+def ensure_features(spec: ModelSpec, config: PredictConfig, manifest: pd.DataFrame, *,
+                    adapter: bytes | None = None) -> FeatureStore:
+    """The store holding every predictable slide's features (missing ones extracted first); a
+    finetuned model's are embedded with its base FM + `adapter` (the adapter file's bytes)."""
     store = model_store(spec, root=config.feature_root())
     wanted = manifest["slide_id"].astype(str).tolist()
     present = set(store.slide_ids())
@@ -51,10 +58,16 @@ def ensure_features(spec: ModelSpec, config: PredictConfig, manifest: pd.DataFra
         log.info("%d of %d slides lack %s features: extracting them", len(missing), len(wanted),
                  store.encoder)
         extract = extraction_config(spec, config)
-        (encoder,) = describe_encoders(extract)
+        factories = None
+        if spec.kind == "finetuned":
+            if adapter is None:
+                raise ValueError("a finetuned model needs its adapter to embed tiles")
+            factory = encoder_factory(spec, adapter, checkpoint=config.checkpoint)
+            factories = {spec.provenance["encoder"]: factory}
+        (encoder,) = describe_encoders(extract, factories=factories)
         difference = spec.feature_mismatch(encoder.metadata)
         if difference:
             raise ProvenanceError(f"extracting with {extract.encoders[0]} would not reproduce the model's "
                                   f"features: {difference} (model's, this encoder's)")
-        run_extraction(extract)
+        run_extraction(extract, factories=factories)
     return store

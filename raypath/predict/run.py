@@ -42,9 +42,10 @@ def run_prediction(config: PredictConfig) -> PredictSummary:
     with tempfile.TemporaryDirectory() as tmp:
         directory, spec = download_model(config.model, tracking_uri=config.tracking_uri, into=Path(tmp))
         weights = (directory / "artifacts" / "model.safetensors").read_bytes()
+        adapter = (directory / "artifacts" / spec.adapter.file).read_bytes() if spec.adapter else None
     log.info("model %s: %s on %s features (tiling %s)", config.model, spec.task, spec.provenance["encoder"],
              spec.provenance["tiling_hash"])
-    store = ensure_features(spec, config, manifest)
+    store = ensure_features(spec, config, manifest, adapter=adapter)
     ready = sorted(set(manifest["slide_id"].astype(str)) & set(store.slide_ids()))
     missing = sorted(set(manifest["slide_id"].astype(str)) - set(ready))
     if missing:

@@ -11,34 +11,48 @@ from mlflow.models import infer_signature
 
 import raypath
 from raypath.registry import model_code
+from raypath.registry.adapted import embed_frame, load_encoder
 from raypath.registry.network import load_backbone
 from raypath.registry.pyfunc import predict_frame
 from raypath.registry.spec import ModelSpec
 
 
 def input_example(spec: ModelSpec, *, tiles: int = 3) -> pd.DataFrame:
-    """Two slides of a few random tiles: shows the input's shape in the MLmodel."""
+    """Two slides of a few random tiles (features, or tile images for a finetuned model): shows the
+    input's shape in the MLmodel."""
     rng = np.random.default_rng(0)
+    if spec.kind == "finetuned":
+        side = int(spec.provenance["tiling"]["tile_px"])
+        return pd.DataFrame({"slide_id": ["slide-a"] * tiles + ["slide-b"] * tiles,
+                             "image": [rng.integers(0, 256, side * side * 3, dtype=np.uint8).tobytes()
+                                       for _ in range(2 * tiles)]})
     return pd.DataFrame({"slide_id": ["slide-a"] * tiles + ["slide-b"] * tiles,
                          "features": [rng.standard_normal(spec.in_dim).astype(np.float32).tolist()
                                       for _ in range(2 * tiles)]})
 
 
-def save_model(directory: Path, *, weights: Path, spec: ModelSpec) -> Path:
-    """`directory` becomes an MLflow model: MLmodel, signature, input example, weights, spec."""
+def save_model(directory: Path, *, weights: Path, spec: ModelSpec, adapter: Path | None = None) -> Path:
+    """`directory` becomes an MLflow model: MLmodel, signature, input example, weights, spec (and the
+    adapter of a finetuned model; its base FM weights are named in the spec, not copied)."""
+    if (spec.kind == "finetuned") != (adapter is not None):
+        raise ValueError("a finetuned model is saved with its adapter file, and only a finetuned one")
     with tempfile.TemporaryDirectory() as tmp:
         spec_path = spec.write(Path(tmp) / "model.json")
         example = input_example(spec)
-        output = predict_frame(load_backbone(spec, weights), spec, example)
+        features = example if adapter is None else embed_frame(load_encoder(spec, adapter), spec, example)
+        output = predict_frame(load_backbone(spec, weights), spec, features)
         with warnings.catch_warnings():  # `decision` is a class index and never missing: an int is right
             warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
             signature = infer_signature(example, output)
         mlflow.pyfunc.save_model(
             path=str(directory), python_model=model_code.__file__,
-            artifacts={"weights": str(weights), "spec": str(spec_path)},
+            artifacts={"weights": str(weights), "spec": str(spec_path),
+                       **({"adapter": str(adapter)} if adapter is not None else {})},
             signature=signature, input_example=example,
-            pip_requirements=[f"raypath=={raypath.__version__}", "torch", "safetensors", "pandas", "numpy"],
-            metadata={"raypath_spec_version": spec.version, "fm": spec.provenance.get("encoder")})
+            pip_requirements=[f"raypath=={raypath.__version__}", "torch", "safetensors", "pandas", "numpy",
+                              *(["timm", "peft"] if adapter is not None else [])],
+            metadata={"raypath_spec_version": spec.version, "raypath_kind": spec.kind,
+                      "fm": spec.provenance.get("encoder")})
     return directory
 
 

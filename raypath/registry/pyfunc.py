@@ -6,12 +6,17 @@ registered version's tags). Output: one row per slide, in order of first appeara
 (probability of the positive class, the top class's probability, or the risk), `decision`,
 `prob_<c>` for multiclass, and `attention` (one weight per input tile of the slide, relative to
 uniform; NaN for tiles left out when the model evaluates at most `eval_max_tiles`).
+
+A finetuned model (`kind: finetuned`) takes tile *images* instead of features: `slide_id` and `image`
+(raw RGB bytes of one tile_px x tile_px tile, read at the model's tiling); it embeds them with its
+base FM + adapter, then predicts the same way.
 """
 
 import mlflow
 import numpy as np
 import pandas as pd
 
+from raypath.registry.adapted import embed_frame, load_encoder
 from raypath.registry.network import decision, load_backbone, predict_bag
 from raypath.registry.spec import ModelSpec
 
@@ -46,7 +51,11 @@ class MILPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         self.spec = ModelSpec.read(context.artifacts["spec"])
         self.backbone = load_backbone(self.spec, context.artifacts["weights"])
+        self.encoder = (load_encoder(self.spec, context.artifacts["adapter"]) if self.spec.kind == "finetuned"
+                        else None)
 
     def predict(self, context: mlflow.pyfunc.PythonModelContext, model_input: pd.DataFrame,
                 params: dict | None = None) -> pd.DataFrame:
+        if self.encoder is not None:
+            model_input = embed_frame(self.encoder, self.spec, model_input)
         return predict_frame(self.backbone, self.spec, model_input)

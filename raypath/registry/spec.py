@@ -2,24 +2,46 @@
 
 Enough to rebuild the network, to predict exactly as the model was evaluated (feature precision,
 tile sampling, decision rule) and to refuse features it was not trained on (FM, weights, tiling).
+Two kinds: `frozen_features` (a MIL head on a frozen FM's features) and `finetuned` (a MIL head on
+the features of an FM with LoRA adapters, trained together by `raypath finetune`): the spec then
+names the base FM weights and the adapter file with their hashes, and its provenance describes the
+adapted encoder's features, so the same provenance checks keep the two apart.
 """
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from raypath.config import StrictModel
+from raypath.encoders.lora import LoraSettings
 
 SPEC_VERSION = 1
 PROVENANCE_CHECKED = ("encoder", "weights_hash", "tiling_hash", "embed_dim")
+
+
+class AdapterSpec(StrictModel):
+    """A finetuned model's encoder: the base FM weights it was trained on and its adapter file."""
+
+    base: str = Field(description="model-card name of the base FM")
+    hub_id: str | None = Field(
+        None, description="the card's hub id (where base weights come from by default)")
+    checkpoint: str | None = Field(None, description="local base checkpoint it was trained with, if any")
+    base_weights_hash: str = Field(description="sha256 of the base FM's state dict (raypath.encoders)")
+    seed: int = Field(0, description="seed of a tiny card's random base weights")
+    lora: LoraSettings
+    file: str = Field("adapter.safetensors", description="the adapter weights in the model package")
+    adapter_hash: str = Field(description="sha256 of the adapter's state dict")
 
 
 class ModelSpec(StrictModel):
     """One trained MIL model: task, network, evaluation settings, and its features' provenance."""
 
     version: int = SPEC_VERSION
+    kind: Literal["frozen_features", "finetuned"] = Field(
+        "frozen_features", description="MIL head on frozen FM features, or on an FM with trained adapters")
+    adapter: AdapterSpec | None = Field(None, description="base FM and adapter of a finetuned model")
     task: str
     n_outputs: int = Field(ge=1)
     in_dim: int = Field(ge=1)
@@ -32,6 +54,13 @@ class ModelSpec(StrictModel):
     training: dict[str, Any] = Field(default_factory=dict, description="sweep, FM, seed, params, metrics")
     raypath_version: str = ""
     code_hash: str = ""
+
+    @model_validator(mode="after")
+    def _adapter_iff_finetuned(self) -> "ModelSpec":
+        if (self.kind == "finetuned") != (self.adapter is not None):
+            raise ValueError(f"a {self.kind} model spec must {'' if self.kind == 'finetuned' else 'not '}"
+                             "name an adapter")
+        return self
 
     @classmethod
     def read(cls, path: Path | str) -> "ModelSpec":

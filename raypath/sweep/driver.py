@@ -19,7 +19,6 @@ from raypath.cluster import connect
 from raypath.sweep.callback import MlflowSweepCallback
 from raypath.sweep.config import SweepConfig
 from raypath.sweep.inputs import (
-    TrialData,
     code_tags,
     effective_train,
     experiment_tags,
@@ -34,6 +33,7 @@ from raypath.sweep.space import ROBUST_KEYS, baseline_params, pack_keys
 from raypath.sweep.tracking import RunLedger, experiment_name
 from raypath.sweep.trainable import run_pack
 from raypath.sweep.tuner import build_tuner
+from raypath.train.data import TrainingSource
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def run_phase(
     *,
     fm: str,
     phase: str,
-    data: TrialData,
+    data: TrainingSource,
     ledger: RunLedger,
     packs: list[dict] | None = None,
 ) -> PhaseOutcome:

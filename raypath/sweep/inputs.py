@@ -1,14 +1,13 @@
 """What a sweep reads before Tune starts, and what each trial receives to open its data.
 
 The driver reads the small tables (labels, splits, registration), checks them against the store's
-slides and fingerprints the store: all before Ray starts. Trials get a `TrialData` (paths, tables,
-fingerprint: kilobytes), open the node-local feature cache and read only the tiles they sample;
-the driver never holds the cohort.
+slides and fingerprints the store: all before Ray starts. Trials get a `TrainingSource` (paths,
+tables, fingerprint: kilobytes), open the node-local feature cache and read only the tiles they
+sample; the driver never holds the cohort.
 """
 
 import json
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from raypath.store import FeatureStore, code_hash, store_encoders, tiling_hashes
 from raypath.sweep.config import SweepConfig
 from raypath.sweep.tracking import TAG_FM, TAG_SWEEP
 from raypath.train.config import TrainConfig
-from raypath.train.data import TrainingTables, check_coverage, read_tables
+from raypath.train.data import TrainingSource, TrainingTables, check_coverage, read_tables
 
 
 def effective_train(config: SweepConfig) -> TrainConfig:
@@ -50,39 +49,19 @@ def sweep_tables(config: SweepConfig) -> TrainingTables:
     return read_tables(labels=f.labels, splits=f.splits, registration=f.registration)
 
 
-@dataclass(frozen=True)
-class TrialData:
-    """Everything a trial needs to open one FM's training data on whichever node it runs."""
-
-    root: str
-    encoder: str
-    tiling_hash: str
-    fingerprint: str
-    tables: TrainingTables
-    cache_dir: str  # may contain '{node}'
-    storage: str
-
-    def store(self) -> FeatureStore:
-        return FeatureStore(self.root, encoder=self.encoder, tiling_hash=self.tiling_hash)
-
-    def cache_root(self, *, node: str) -> Path:
-        """This node's cache root: `cache_dir` with `{node}` filled in."""
-        return Path(self.cache_dir.replace("{node}", node))
-
-
-def trial_data(config: SweepConfig, store: FeatureStore, tables: TrainingTables) -> TrialData:
+def trial_data(config: SweepConfig, store: FeatureStore, tables: TrainingTables) -> TrainingSource:
     """Check the tables against the store's slides (before any trial), and describe the data."""
     patients = pd.Series([entry.patient_id for entry in store.slide_entries()], dtype=str)
     check_coverage(patients, tables, features=store.directory, labels=str(config.features.labels),
                    unmatched_labels=config.features.unmatched_labels)
     cache = config.features.cache
     cache_dir = cache.dir if cache.dir else str((config.output_dir / "cache").resolve())
-    return TrialData(root=store.root, encoder=store.encoder, tiling_hash=store.tiling_hash,
+    return TrainingSource(root=store.root, encoder=store.encoder, tiling_hash=store.tiling_hash,
                      fingerprint=store.fingerprint(), tables=tables, cache_dir=cache_dir,
                      storage=cache.storage)
 
 
-def feature_dataset(data: TrialData) -> Dataset:
+def feature_dataset(data: TrainingSource) -> Dataset:
     """The feature store as an MLflow dataset: FM card, weights and tiling hash in its profile."""
     store = data.store()
     first = store.slide_entry(store.slide_ids()[0]).metadata

@@ -1,6 +1,6 @@
 """The Tune function trainable: train one pack, report every member each epoch.
 
-A trial receives a `TrialData` (paths, small tables, the store's fingerprint) and maps its node's
+A trial receives a `TrainingSource` (paths, small tables, the store's fingerprint) and maps its node's
 feature cache, built by the first trial on the node: nothing of the cohort passes through the
 driver or the object store, and a reused worker keeps its mapping for the next trial. Trials never
 talk to MLflow; the driver's callback logs what is reported here, and weights/predictions travel as
@@ -25,11 +25,10 @@ from raypath.mil.bags import BagSet
 from raypath.mil.cache import CacheInfo, cache_directory, open_cache
 from raypath.registry.spec import ModelSpec
 from raypath.store import code_hash
-from raypath.sweep.inputs import TrialData
 from raypath.sweep.packing import PACK_METRIC, member_settings
 from raypath.sweep.space import apply_params
 from raypath.train.config import TrainConfig
-from raypath.train.data import attach_tables
+from raypath.train.data import TrainingSource, attach_tables
 from raypath.train.engine import PackMember, TrainResult, train_pack
 
 log = logging.getLogger(__name__)
@@ -88,7 +87,7 @@ def save_member(result: TrainResult, *, directory: Path, spec: ModelSpec) -> Non
 _OPENED: dict[Path, BagSet] = {}  # this worker's mapped cache; reused actors open it once
 
 
-def _node_bags(data: TrialData) -> tuple[BagSet, dict]:
+def _node_bags(data: TrainingSource) -> tuple[BagSet, dict]:
     """The trial's bags from this node's cache (mapped once per worker process), tables attached,
     and the provenance the cache recorded."""
     store, root = data.store(), data.cache_root(node=ray.get_runtime_context().get_node_id()[:16])
@@ -103,7 +102,7 @@ def _node_bags(data: TrialData) -> tuple[BagSet, dict]:
 def run_pack(
     config: dict[str, Any],
     *,
-    data: TrialData,
+    data: TrainingSource,
     train: dict[str, Any],
     metric: str,
     mode: str,

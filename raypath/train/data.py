@@ -18,6 +18,7 @@ import pandas as pd
 from raypath.cohort import CohortError, load_labels
 from raypath.mil.bags import BagSet, locations_from_pairs
 from raypath.mil.cache import Storage, cache_directory, cached_array, open_cache
+from raypath.paths import is_remote
 from raypath.slides.registration import read_registration, registration_transforms, tile_pairs
 from raypath.store import FeatureStore
 
@@ -118,13 +119,52 @@ def _digest(values: np.ndarray) -> str:
     return hashlib.sha256(values.tobytes()).hexdigest()[:16]
 
 
-def load_training_data(*, store: FeatureStore, labels: Path, cache_root: Path, splits: Path | None = None,
-                       registration: Path | None = None, storage: Storage = "float16",
-                       unmatched_labels: Literal["error", "warn"] = "error") -> BagSet:
-    """Tables read and checked against the store's slides (before any features are read), then
-    `open_training_data`."""
+@dataclass(frozen=True)
+class TrainingSource:
+    """Everything a training process needs to open the training data on whichever node it runs:
+    paths, the validated tables and the store's fingerprint (kilobytes, cheap to send to workers)."""
+
+    root: str
+    encoder: str
+    tiling_hash: str
+    fingerprint: str
+    tables: TrainingTables
+    cache_dir: str  # may contain '{node}'
+    storage: Storage
+
+    def store(self) -> FeatureStore:
+        return FeatureStore(self.root, encoder=self.encoder, tiling_hash=self.tiling_hash)
+
+    def cache_root(self, *, node: str) -> Path:
+        """This node's cache root: `cache_dir` with `{node}` filled in."""
+        return Path(self.cache_dir.replace("{node}", node))
+
+    def open(self, *, node: str) -> BagSet:
+        """The bags from this node's cache (built on first use), tables attached."""
+        return open_training_data(self.store(), self.tables, cache_root=self.cache_root(node=node),
+                                  storage=self.storage, fingerprint=self.fingerprint)
+
+
+def training_source(*, store: FeatureStore, labels: Path, cache_dir: str, splits: Path | None = None,
+                    registration: Path | None = None, storage: Storage = "float16",
+                    unmatched_labels: Literal["error", "warn"] = "error") -> TrainingSource:
+    """Tables read and checked against the store's slides (before any features are read), and the
+    store fingerprinted: what every training process of a run opens its data from. Local paths are
+    made absolute: workers run in other directories."""
     tables = read_tables(labels=labels, splits=splits, registration=registration)
     patients = pd.Series([entry.patient_id for entry in store.slide_entries()], dtype=str)
     check_coverage(patients, tables, features=store.directory, labels=str(labels),
                    unmatched_labels=unmatched_labels)
-    return open_training_data(store, tables, cache_root=cache_root, storage=storage)
+    root = store.root if is_remote(store.root) else str(Path(store.root).resolve())
+    return TrainingSource(root=root, encoder=store.encoder, tiling_hash=store.tiling_hash,
+                          fingerprint=store.fingerprint(), tables=tables,
+                          cache_dir=str(Path(cache_dir).resolve()), storage=storage)
+
+
+def load_training_data(*, store: FeatureStore, labels: Path, cache_root: Path, splits: Path | None = None,
+                       registration: Path | None = None, storage: Storage = "float16",
+                       unmatched_labels: Literal["error", "warn"] = "error") -> BagSet:
+    """The training data of a single process: `training_source` opened from the cache at `cache_root`."""
+    source = training_source(store=store, labels=labels, cache_dir=str(cache_root), splits=splits,
+                             registration=registration, storage=storage, unmatched_labels=unmatched_labels)
+    return source.open(node="")

@@ -22,6 +22,8 @@ from raypath.mil.sampling import specimen_batches
 from raypath.train.config import PER_MEMBER_FIELDS, TrainConfig
 from raypath.train.evaluation import final_evaluation, validation_summary
 from raypath.train.fused_model import FusedObjective
+from raypath.train.parallel import DataParallel
+from raypath.train.resume import Checkpoints, Progress, restore, snapshot
 from raypath.train.setup import Prepared, build_model, prepare
 from raypath.train.stacked import StackedAdamW, member_state
 from raypath.train.stopping import EarlyStopping
@@ -104,26 +106,35 @@ def _train_epoch(
     config: TrainConfig,
     generator: torch.Generator,
     active: torch.Tensor,
+    tiles: torch.Generator,
+    parallel: DataParallel | None,
 ) -> list[dict[str, float]]:
-    """One pass over the training specimens for all members (the batches a member would draw alone)."""
+    """One pass over the training specimens for all members (the batches a member would draw alone).
+
+    Data-parallel: every rank draws the same batch list from `generator`, steps on its share with
+    gradients averaged over ranks, and samples tiles from its own `tiles` generator.
+    """
     fused.train()
     batches = specimen_batches(
         prepared.train_groups, batch_specimens=config.batch_specimens, generator=generator
     )
+    if parallel is not None:
+        batches = parallel.take(batches)
     sums: dict[str, torch.Tensor] = {}
+    names = list(fused.params)
     for slides in batches:
-        batch = prepared.collator(slides, max_tiles=config.max_tiles, generator=generator)
+        batch = prepared.collator(slides, max_tiles=config.max_tiles, generator=tiles)
         total, losses = fused.loss(batch)
         grads = torch.autograd.grad(total.sum(), list(fused.params.values()), allow_unused=True)
-        optimizer.step(
-            {
-                k: torch.zeros_like(p) if g is None else g
-                for (k, p), g in zip(fused.params.items(), grads, strict=True)
-            },
-            active=active,
-        )
+        grads = [torch.zeros_like(p) if g is None else g
+                 for p, g in zip(fused.params.values(), grads, strict=True)]
+        if parallel is not None:
+            grads = parallel.average(grads)
+        optimizer.step(dict(zip(names, grads, strict=True)), active=active)
         for name, value in {"loss": total, **losses}.items():
             sums[name] = sums.get(name, 0.0) + value.detach()
+    if parallel is not None and sums:
+        sums = dict(zip(sums, parallel.average(list(sums.values())), strict=True))
     n = max(len(batches), 1)
     return [{f"train/{k}": float(v[g]) / n for k, v in sums.items()} for g in range(len(active))]
 
@@ -135,11 +146,16 @@ def train_pack(
     seed: int,
     on_epoch: PackCallback | None = None,
     device: torch.device | str = "cpu",
+    parallel: DataParallel | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> dict[str, TrainResult]:
     """Train every member; `on_epoch(epoch, {key: metrics})` sees the members still training.
 
     Batches are drawn on the CPU (the same generator for every member) and moved to `device` for the step;
-    the final evaluation runs on the CPU with the best weights.
+    the final evaluation runs on the CPU with the best weights. With `checkpoints`, the run starts from
+    the latest saved state and saves its state after every epoch. With `parallel` (one replica of a
+    data-parallel group), rank 0 validates, decides which members go on and returns the results;
+    the other ranks only train and return an empty dict.
     """
     _check_pack(members)
     config, union = members[0].config, union_config(members)
@@ -151,41 +167,66 @@ def train_pack(
     fused = FusedObjective(models, configs=[m.config for m in members], device=device)
     optimizer = StackedAdamW(fused.params, lr=fused.hyper["lr"], weight_decay=fused.hyper["weight_decay"])
     generator = torch.Generator().manual_seed(seed)
-    stoppers = [EarlyStopping(config=m.config) for m in members]
-    best = [member_state(fused.params, fused.buffers, g) for g in range(len(members))]
-    history: list[list[dict[str, float]]] = [[] for _ in members]
-    active = torch.ones(len(members), dtype=torch.bool, device=fused.device)
-    for epoch in range(config.epochs):
-        train_metrics = _train_epoch(
-            fused, optimizer, prepared, config=config, generator=generator, active=active
-        )
-        val_metrics = validation_summary(fused, prepared, config=config)
-        reported = {}
-        for g, member in enumerate(members):
-            if not active[g]:
-                continue
-            metrics = {**train_metrics[g], **val_metrics[g]}
-            history[g].append({"epoch": epoch, **metrics})
-            reported[member.key] = metrics
-            if stoppers[g].update(epoch, metrics):
-                best[g] = member_state(fused.params, fused.buffers, g)
-            active[g] = not stoppers[g].should_stop
+    progress = Progress(stoppers=[EarlyStopping(config=m.config) for m in members],
+                        best=[member_state(fused.params, fused.buffers, g) for g in range(len(members))],
+                        history=[[] for _ in members],
+                        active=torch.ones(len(members), dtype=torch.bool, device=fused.device))
+    state = checkpoints.load() if checkpoints is not None else None
+    if state is not None:
+        restore(state, progress, params=fused.params, optimizer=optimizer, generator=generator)
+        log.info("continuing after epoch %d", progress.next_epoch - 1)
+    lead = parallel is None or parallel.rank == 0
+    for epoch in range(progress.next_epoch, config.epochs):
+        if not bool(progress.active.any()):  # every member stopped (also: resumed after the last one did)
+            break
+        tiles = generator
+        if parallel is not None:
+            torch.manual_seed(parallel.epoch_seed(epoch))
+            tiles = torch.Generator().manual_seed(parallel.epoch_seed(epoch))
+        train_metrics = _train_epoch(fused, optimizer, prepared, config=config, generator=generator,
+                                     active=progress.active, tiles=tiles, parallel=parallel)
+        reported = _track(members, progress, epoch=epoch, fused=fused,
+                          metrics=train_metrics, prepared=prepared) if lead else {}
+        if parallel is not None:
+            progress.active = parallel.broadcast(progress.active.to(torch.uint8)).bool()
+        progress.next_epoch = epoch + 1
         if on_epoch is not None:
             on_epoch(epoch, reported)
-        if not bool(active.any()):
-            break
+        if checkpoints is not None:
+            state = snapshot(progress, params=fused.params, optimizer=optimizer, generator=generator)
+            checkpoints.save(state, metrics=reported, epoch=epoch)
+    if not lead:
+        return {}
     return {
         m.key: _finish(
             models[g],
-            best[g],
+            progress.best[g],
             prepared,
             config=m.config,
             seed=seed,
-            history=history[g],
-            best_epoch=stoppers[g].best_epoch,
+            history=progress.history[g],
+            best_epoch=progress.stoppers[g].best_epoch,
         )
         for g, m in enumerate(members)
     }
+
+
+def _track(members: Sequence[PackMember], progress: Progress, *, epoch: int, fused: FusedObjective,
+           metrics: list[dict[str, float]], prepared: Prepared) -> dict[str, dict[str, float]]:
+    """Validate, record the epoch of every member still training, keep best weights, stop members."""
+    val_metrics = validation_summary(fused, prepared, config=members[0].config)
+    reported = {}
+    for g, member in enumerate(members):
+        if not progress.active[g]:
+            continue
+        merged = {**metrics[g], **val_metrics[g]}
+        progress.history[g].append({"epoch": epoch, **merged})
+        reported[member.key] = merged
+        stopper = progress.stoppers[g]
+        if stopper.update(epoch, merged):
+            progress.best[g] = member_state(fused.params, fused.buffers, g)
+        progress.active[g] = not stopper.should_stop
+    return reported
 
 
 def _finish(

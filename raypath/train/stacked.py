@@ -53,6 +53,17 @@ class StackedAdamW:
         self.exp_avg_sq = {k: torch.zeros_like(p) for k, p in params.items()}
         self.steps = torch.zeros_like(self.lr)
 
+    def state_dict(self) -> dict[str, object]:
+        """Moments and step counts (tensors only: a checkpoint loads them with weights_only)."""
+        return {"exp_avg": dict(self.exp_avg), "exp_avg_sq": dict(self.exp_avg_sq), "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from `state_dict()`'s moments, on this optimizer's device."""
+        device = self.steps.device
+        self.exp_avg = {k: v.to(device) for k, v in state["exp_avg"].items()}
+        self.exp_avg_sq = {k: v.to(device) for k, v in state["exp_avg_sq"].items()}
+        self.steps = state["steps"].to(device)
+
     @torch.no_grad()
     def step(self, grads: dict[str, torch.Tensor], *, active: torch.Tensor) -> None:
         """One update of the active members; frozen members keep weights, moments and step count."""

@@ -28,6 +28,12 @@ class EarlyStopping:
         self.best_epoch = epoch if improved else self.best_epoch
         return improved
 
+    def state_dict(self) -> dict[str, float | int]:
+        return {"best": float(self.best), "best_epoch": self.best_epoch, "stale": self.stale}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_epoch, self.stale = state["best"], state["best_epoch"], state["stale"]
+
     @property
     def should_stop(self) -> bool:
         return self.enabled and self.stale >= self.patience

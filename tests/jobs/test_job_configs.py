@@ -10,12 +10,15 @@ from raypath.demo.pipeline import plan_demo
 from raypath.evaluate.config import CompareConfig
 from raypath.evaluate.fm.config import EvaluateFMConfig
 from raypath.extract.config import ExtractConfig
+from raypath.finetune.config import FinetuneConfig
 from raypath.predict.config import PredictConfig
 from raypath.sweep.config import SweepConfig
+from raypath.train.config import TrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "jobs" / "configs"
 MODELS = {"extract": ExtractConfig, "sweep": SweepConfig, "compare": CompareConfig,
-          "evaluate-fm": EvaluateFMConfig, "demo": DemoConfig, "predict": PredictConfig}
+          "evaluate-fm": EvaluateFMConfig, "demo": DemoConfig, "predict": PredictConfig, "train": TrainConfig,
+          "finetune": FinetuneConfig}
 
 
 def model_for(path: Path):
@@ -35,7 +38,7 @@ def test_shipped_config_validates(path: Path):
 
 def test_every_job_has_a_config():
     stems = {p.stem for p in CONFIGS.glob("*.yaml")}
-    assert {"extract", "sweep", "compare", "evaluate-fm", "demo", "predict"} <= stems
+    assert {"extract", "sweep", "compare", "evaluate-fm", "demo", "predict", "train", "finetune"} <= stems
 
 
 def test_unknown_key_in_a_demo_section_names_file_and_key(tmp_path: Path):

@@ -1,0 +1,106 @@
+"""The finetuned model as a registered MLflow pyfunc, logged in the sweeps' layout.
+
+Experiment `raypath/<name>/<fm>`, one run per finetune run (params = the flattened config, one
+metric step per epoch, then the val/test metrics), `model/` (MIL head as safetensors, the adapter,
+`model.json` naming the base FM weights and the adapter with their hashes) and per-slide
+predictions; the run's model is registered as `raypath-finetune-<name>` with an alias.
+"""
+
+import tempfile
+from pathlib import Path
+
+from safetensors.torch import save_file
+
+import raypath
+from raypath.encoders.loading import state_dict_hash
+from raypath.encoders.lora import adapted_name, adapted_weights_hash, adapter_state
+from raypath.evaluate.publish import register_model
+from raypath.finetune.config import FinetuneConfig
+from raypath.finetune.evaluate import Evaluation
+from raypath.finetune.model import FinetuneModel
+from raypath.registry.package import save_model
+from raypath.registry.spec import AdapterSpec, ModelSpec
+from raypath.store import code_hash, provenance
+from raypath.sweep.inputs import code_tags
+from raypath.sweep.tracking import (
+    TAG_FM,
+    TAG_KIND,
+    TAG_PHASE,
+    RunLedger,
+    experiment_name,
+    flatten,
+    stable_hash,
+)
+
+
+def model_spec(config: FinetuneConfig, model: FinetuneModel, *, base_hash: str, adapter_hash: str,
+               n_outputs: int, risk_cut: float | None, training: dict) -> ModelSpec:
+    """What travels with the weights: the adapted encoder's feature provenance, base FM and adapter."""
+    card = model.encoder.card
+    features = provenance(encoder=adapted_name(config.encoder, adapter_hash), card=card.to_dict(),
+                          weights_hash=adapted_weights_hash(base=base_hash, adapter=adapter_hash),
+                          tiling=config.tiling.model_dump(mode="json"), tiling_hash=config.tiling.cache_key(),
+                          embed_dim=card.embed_dim)
+    adapter = AdapterSpec(base=config.encoder, hub_id=card.hub_id, checkpoint=config.checkpoint,
+                          base_weights_hash=base_hash, seed=config.seed, lora=config.lora,
+                          adapter_hash=adapter_hash)
+    return ModelSpec(kind="finetuned", adapter=adapter, task=config.task, n_outputs=n_outputs,
+                     in_dim=card.embed_dim, model=config.model.model_dump(mode="json"),
+                     threshold=config.threshold,
+                     risk_cut=risk_cut, eval_max_tiles=config.eval_tiles, provenance=features,
+                     training=training, raypath_version=raypath.__version__, code_hash=code_hash())
+
+
+def package(directory: Path, config: FinetuneConfig, model: FinetuneModel, *, base_hash: str,
+            n_outputs: int, risk_cut: float | None, training: dict) -> tuple[Path, ModelSpec]:
+    """`directory/model`: an MLflow pyfunc model of kind finetuned."""
+    files = directory / "files"
+    files.mkdir(parents=True, exist_ok=True)
+    adapter = adapter_state(model.encoder)
+    spec = model_spec(config, model, base_hash=base_hash, adapter_hash=state_dict_hash(adapter),
+                      n_outputs=n_outputs, risk_cut=risk_cut, training=training)
+    save_file(adapter, str(files / spec.adapter.file))
+    head = {k: v.contiguous() for k, v in model.mil.state_dict().items()}
+    save_file(head, str(files / "model.safetensors"))
+    return save_model(directory / "model", weights=files / "model.safetensors", spec=spec,
+                      adapter=files / spec.adapter.file), spec
+
+
+def tracking_uri(config: FinetuneConfig) -> str:
+    return config.tracking.uri or f"sqlite:///{(config.output_dir / 'mlflow.db').resolve()}"
+
+
+def publish(config: FinetuneConfig, model: FinetuneModel, evaluation: Evaluation, *, history: list[dict],
+            base_hash: str, n_outputs: int, risk_cut: float | None) -> tuple[str, str, str]:
+    """Log the run and its model, register it; (run id, registered name, version)."""
+    ledger = RunLedger(tracking_uri=tracking_uri(config),
+                       experiment=experiment_name(sweep_id=config.name, fm=config.encoder),
+                       artifact_location=None if config.tracking.uri else
+                       (config.output_dir / "mlartifacts").resolve().as_uri())
+    params = flatten(config.model_dump(mode="json", exclude={"tracking"}))
+    key = stable_hash({"name": config.name, "params": params})
+    run_id = ledger.start(key=key, name=f"{config.encoder}/finetune", params=params,
+                          tags={TAG_FM: config.encoder, TAG_PHASE: "finetune", TAG_KIND: "trial",
+                                **code_tags()})
+    for row in history:
+        ledger.log_metrics(run_id, {k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+    ledger.log_metrics(run_id, evaluation.metrics, step=config.epochs)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir, spec = package(Path(tmp), config, model, base_hash=base_hash, n_outputs=n_outputs,
+                                  risk_cut=risk_cut, training={"run": config.name, "history": history})
+        ledger.client.log_artifacts(run_id, str(model_dir), artifact_path="model")
+        predictions = Path(tmp) / "predictions.parquet"
+        evaluation.table.to_parquet(predictions, index=False)
+        ledger.client.log_artifact(run_id, str(predictions), artifact_path="predictions")
+    ledger.end(run_id, status="FINISHED")
+    name = config.tracking.model_name or f"raypath-finetune-{config.name}"
+    tags = {"raypath.kind": "finetuned", "raypath.fm": config.encoder,
+            "raypath.base_weights_hash": base_hash, "raypath.adapter_hash": spec.adapter.adapter_hash,
+            "raypath.tiling_hash": config.tiling.cache_key(),
+            **{f"raypath.{k}": f"{v:.4f}" for k, v in evaluation.metrics.items()
+               if k.endswith(("/auc", "/score_spread"))}}
+    version = register_model(ledger.client, name=name, run_id=run_id, tags=tags,
+                             description=f"{config.encoder} + LoRA r={config.lora.rank} and a robust MIL "
+                                         f"head (raypath finetune {config.name})",
+                             alias=config.tracking.alias)
+    return run_id, name, version

@@ -1,0 +1,28 @@
+"""Helpers of the finetune tests: a small synthetic multi-scanner cohort of real pyramidal slides,
+registered, and finetune configs over it with the tiny ViT twin (64 px tiles: the twin's input size,
+so nothing is resized)."""
+
+from pathlib import Path
+
+from raypath.finetune.config import FinetuneConfig
+from raypath.slides.registration.config import RegisterConfig
+from raypath.slides.registration.run import run_registration
+from raypath.slides.synth import write_cohort
+from raypath.slides.synth.config import SynthConfig
+
+
+def synthetic_cohort(out: Path, *, seed: int, specimens: int = 6) -> Path:
+    write_cohort(SynthConfig(specimens=specimens, workers=2, seed=seed), out)
+    run_registration(RegisterConfig(manifest=out / "manifest.csv", out=out / "registration.parquet"))
+    return out
+
+
+def finetune_config(cohort: Path, out: Path, **changes) -> FinetuneConfig:
+    base = {"manifest": cohort / "manifest.csv", "labels": cohort / "labels.csv",
+            "registration": cohort / "registration.parquet", "output_dir": out, "epochs": 2,
+            "specimens_per_step": 2, "tiles_per_scan": 8, "tiling": {"tile_px": 64},
+            "split": {"train": 0.5, "val": 0.25},
+            "losses": {"infonce": 0.5, "score_consistency": 1.0, "tile_consistency": 0.5},
+            "fm_tile_consistency": 0.5, "optimizer": {"lr": 1e-2},
+            "model": {"hidden": 16, "attention_dim": 8, "projection_dim": 8, "dropout": 0.0}}
+    return FinetuneConfig.model_validate({**base, **changes})

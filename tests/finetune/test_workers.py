@@ -1,0 +1,73 @@
+"""Finetuning on Ray Train workers (private local Ray, gloo): two workers keep identical adapters and
+head, the FM's base weights never change, FSDP trains what DDP trains, and a worker that dies
+resumes from the last checkpoint."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from finetunekit import finetune_config
+
+from raypath.encoders.loading import state_dict_hash
+from raypath.finetune.model import build_model, frozen_state
+from raypath.finetune.run import absolute, prepare_run, train
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+def _trace(directory: Path, rank: int) -> list[dict]:
+    return [json.loads(line) for line in (directory / f"rank-{rank}.jsonl").read_text().splitlines()]
+
+
+def _initial_frozen_hash(config, loop_config) -> str:
+    from raypath.finetune.data import open_data
+
+    prepared = open_data(config, Path(loop_config["plan"])).prepared
+    model = build_model(config, n_outputs=prepared.n_outputs, n_scanners=len(prepared.scanner_codes))
+    return state_dict_hash(frozen_state(model))
+
+
+def test_two_workers_keep_identical_adapters_and_head(local_ray, ft_cohort, tmp_path):
+    config = finetune_config(ft_cohort, tmp_path / "out", epochs=2, distributed={"workers": 2})
+    loop_config = prepare_run(config)
+    (trace := tmp_path / "trace").mkdir()
+    result = train(config, {**loop_config, "trace": str(trace)})
+    zero, one = _trace(trace, 0), _trace(trace, 1)
+    assert [r["epoch"] for r in zero] == [0, 1] and zero == one, "ranks identical after every epoch"
+    assert zero[0]["trained"] != zero[1]["trained"], "it trained"
+    frozen = _initial_frozen_hash(absolute(config), loop_config)
+    assert {r["frozen"] for r in zero + one} == {frozen}, "base FM weights bit-identical on every rank"
+    assert result.checkpoint is not None and result.metrics["epoch"] == 1
+    assert torch.isfinite(torch.tensor(result.metrics["train/loss"]))
+
+    # FSDP (sharded parameters, gathered for the checkpoint) trains the same model as DDP.
+    fsdp = finetune_config(ft_cohort, tmp_path / "out", epochs=2, name="fsdp",
+                           distributed={"workers": 2, "strategy": "fsdp"})
+    sharded = train(fsdp, prepare_run(fsdp))
+    ddp_state, fsdp_state = _trained(result), _trained(sharded)
+    assert ddp_state.keys() == fsdp_state.keys() and any("lora_" in k for k in fsdp_state)
+    for name, tensor in ddp_state.items():
+        torch.testing.assert_close(fsdp_state[name], tensor, rtol=1e-4, atol=1e-6)
+
+
+def _trained(result) -> dict[str, torch.Tensor]:
+    with result.checkpoint.as_directory() as directory:
+        state = torch.load(Path(directory) / "state.pt", weights_only=True)
+    return {k.removeprefix("module."): v for k, v in state["trained"].items()}
+
+
+def test_a_killed_worker_resumes_from_the_checkpoint(local_ray, ft_cohort, tmp_path):
+    config = finetune_config(ft_cohort, tmp_path / "out", epochs=3,
+                             distributed={"workers": 2, "max_failures": 1})
+    loop_config = prepare_run(config)
+    (trace := tmp_path / "trace").mkdir()
+    result = train(config, {**loop_config, "trace": str(trace), "fail_at_epoch": 1})
+    assert (trace / "failed-once").exists(), "the failure was injected"
+    zero, one = _trace(trace, 0), _trace(trace, 1)
+    assert [r["epoch"] for r in zero] == [0, 1, 2], "epoch 0 was not trained again after the restart"
+    assert zero == one
+    assert result.metrics["epoch"] == 2
+    with result.checkpoint.as_directory() as directory:
+        state = torch.load(Path(directory) / "state.pt", weights_only=True)
+    assert [row["epoch"] for row in state["history"]] == [0, 1, 2]

@@ -8,7 +8,9 @@ a silent `ray.init` here would attach to whatever cluster happens to run on the 
 Runs live in `<storage>/<name>`. Ray Train (v2) restores a run from the checkpoint-manager snapshot
 it keeps there whenever a trainer with the same storage path and name starts, so calling `fit` again
 after the driver was killed continues from the latest checkpoint (`load_checkpoint` in the loop
-sees it); `resume=False` removes the earlier run first, so the loop starts from scratch.
+sees it); `resume=False` removes the earlier run first, so the loop starts from scratch. (Train v2,
+the default in Ray 2.60, raises on `TorchTrainer.can_restore/restore` and `resume_from_checkpoint`:
+restoring by name is its one way to resume.)
 """
 
 import logging

@@ -7,6 +7,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
 import raypath
@@ -56,16 +57,31 @@ def save_model(directory: Path, *, weights: Path, spec: ModelSpec, adapter: Path
     return directory
 
 
+def registered_source(model_uri: str, *, tracking_uri: str | None) -> str:
+    """Where `models:/name@alias`, `models:/name/3` or `models:/name/Stage` is stored, looked up in
+    the given store only. MLflow resolves `models:/` against the process-wide registry URI, and
+    setting that would make a later compare or register in the same process write into this store."""
+    if not model_uri.startswith("models:/"):
+        return model_uri
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    name, at, alias = model_uri.removeprefix("models:/").partition("@")
+    if at:
+        version = client.get_model_version_by_alias(name, alias).version
+    else:
+        name, _, ref = name.rpartition("/")
+        version = ref if ref.isdigit() else client.get_latest_versions(name, stages=[ref])[0].version
+    return client.get_model_version_download_uri(name, str(version))
+
+
 def download_model(model_uri: str, *, tracking_uri: str | None, into: Path) -> tuple[Path, ModelSpec]:
     """(local model directory, its spec) of `models:/name@alias`, `models:/name/3`, `runs:/id/model`
     or a local path."""
     if Path(model_uri).is_dir():
         local = Path(model_uri)
     else:
-        if tracking_uri:
-            mlflow.set_tracking_uri(tracking_uri)
-            mlflow.set_registry_uri(tracking_uri)
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(into)))
+        source = registered_source(model_uri, tracking_uri=tracking_uri)
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(into),
+                                                         tracking_uri=tracking_uri))
     spec_files = list(local.glob("artifacts/model.json"))
     if not (local / "MLmodel").exists() or not spec_files:
         raise FileNotFoundError(f"{model_uri} is not a raypath model (no MLmodel with artifacts/model.json)")

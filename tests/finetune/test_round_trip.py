@@ -30,10 +30,14 @@ def test_predict_on_new_slides_matches_the_in_memory_model(local_ray, ft_cohort,
     uri = tracking_uri(config)
 
     new = synthetic_cohort(tmp_path / "new", seed=11, specimens=2)
+    process_wide = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
     code = main(["predict", "--model", "models:/raypath-finetune-trip@champion", "--tracking-uri", uri,
                  "--manifest", str(new / "manifest.csv"), "--out", str(tmp_path / "pred"),
                  "--set", "heatmap_top=1", "--set", "extract.batch_size=16"])
     assert code == 0
+    # predict reads the store it is given and leaves the process's MLflow settings alone, so a later
+    # compare or register in this process cannot write into this store
+    assert (mlflow.get_tracking_uri(), mlflow.get_registry_uri()) == process_wide
     predicted = pd.read_csv(tmp_path / "pred" / "predictions.csv").set_index("slide_id")
 
     # The in-memory model: last checkpoint on a fresh base FM, the new slides planned and embedded.
@@ -55,7 +59,8 @@ def test_predict_on_new_slides_matches_the_in_memory_model(local_ray, ft_cohort,
     assert list((tmp_path / "pred" / "heatmaps").glob("*.png"))
 
     # The registered pyfunc takes tile images of one slide and gives the same score.
-    loaded = mlflow.pyfunc.load_model("models:/raypath-finetune-trip/1")
+    local, _ = download_model("models:/raypath-finetune-trip/1", tracking_uri=uri, into=tmp_path / "model")
+    loaded = mlflow.pyfunc.load_model(str(local))
     images = data.source.tiles(0, np.arange(int(np.diff(data.prepared.bagset.offsets)[0])))
     frame = pd.DataFrame({"slide_id": ids[0], "image": [tile.tobytes() for tile in images]})
     out = loaded.predict(frame)

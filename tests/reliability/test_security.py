@@ -136,8 +136,10 @@ def test_pickle_disguised_as_safetensors_is_refused(tmp_path):
 
 # ---------------------------------------------------------------- Ray token auth
 def _http_status(url: str, headers: dict[str, str] | None = None) -> int:
+    # a generous per-request wait: a one-worker server hashing a password answered in over 10 s on a
+    # 2-core machine under a full test run; a refusal is a status code, never a timeout
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as reply:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=60) as reply:
             return reply.status
     except urllib.error.HTTPError as error:
         return error.code

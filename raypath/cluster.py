@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from pathlib import Path
 
 import ray
@@ -111,8 +112,32 @@ def _settle_working_dir(cwd: str) -> None:
     runs only after the runtime environment is ready, so after it the path is stable to re-enter.
     """
     node = ray.get_runtime_context().get_node_id()
-    ray.get(_ready.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote())
+    ray.get(_on_node(node))
     os.chdir(cwd)
+
+
+def _on_node(node: str) -> ray.ObjectRef:
+    return _ready.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote()
+
+
+def _prepare_other_nodes(*, timeout_s: float = 600.0) -> None:
+    """Set up the job's runtime environment on every other live node now, in parallel.
+
+    Otherwise each node unpacks the working directory when its first trial starts; while it does,
+    Tune (`reuse_actors`) hands that trial to an actor that finished elsewhere, so short trials pile
+    onto the first ready node and a node whose set-up fails is only found out mid-sweep. A node that
+    cannot set up in `timeout_s` is named in a warning; work is then scheduled on the others.
+    """
+    this = ray.get_runtime_context().get_node_id()
+    others = [n for n in ray.nodes() if n["Alive"] and n["NodeID"] != this]
+    pending = [(node, _on_node(node["NodeID"])) for node in others]
+    deadline = time.monotonic() + timeout_s
+    for node, ready in pending:
+        try:
+            ray.get(ready, timeout=max(1.0, deadline - time.monotonic()))
+        except (ray.exceptions.RayError, ValueError) as error:
+            log.warning("node %s (%s) could not set up this job's environment: %s",
+                        node["NodeID"][:16], node.get("NodeManagerAddress", "?"), error)
 
 
 def connect(address: str | None, *, num_cpus: int | None = None, log_to_driver: bool = True) -> bool:
@@ -134,6 +159,7 @@ def connect(address: str | None, *, num_cpus: int | None = None, log_to_driver: 
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver)
     if ray.get_runtime_context().runtime_env.get("working_dir"):
         _settle_working_dir(cwd)
+        _prepare_other_nodes()
     resources = ray.cluster_resources()
     log.info("ray: %d node(s), %s CPUs, %s GPUs", len(ray.nodes()), resources.get("CPU", 0),
              resources.get("GPU", 0))

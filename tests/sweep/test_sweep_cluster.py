@@ -42,7 +42,8 @@ def test_two_node_sweep_uses_both_nodes_and_equals_one_node(two_node_cluster, tm
     done = two_node_cluster["submit"](entrypoint, timeout=360)
     assert done.returncode == 0, done.stdout[-20000:] + done.stderr[-4000:]
     node_caches = sorted(p for p in (tmp_path / "cache").iterdir() if p.is_dir())
-    assert len(node_caches) == 2, "each node builds its own cache on first use"
+    assert len(node_caches) == 2, ("each node builds its own cache on first use", node_caches,
+                                   done.stdout[-6000:])
     for node_cache in node_caches:
         assert len(list(node_cache.rglob("features.npy"))) == 1
 

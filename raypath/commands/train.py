@@ -113,10 +113,13 @@ def _train_here(args: argparse.Namespace, *, config: TrainConfig, source, tracke
     result = train_one(config=config, data=source.open(node=""), seed=args.seed, on_epoch=on_epoch)
     log.info("final (best epoch %d): %s", result.best_epoch, _fmt(result.metrics))
     if args.out:
-        write_outputs(result, config=config, out=args.out)
+        write_outputs(result, config=config, out=args.out, provenance=source.provenance(node=""),
+                      storage=source.storage, training={"seed": args.seed, "workers": 0})
     if tracker is not None:
         tracker.finish(metrics=result.metrics, undefined=result.undefined, out=args.out,
                        step=len(result.history))
+    elif args.out:
+        _package(args.out)
 
 
 def _train_on_workers(args: argparse.Namespace, *, config: TrainConfig, source, tracker,
@@ -132,6 +135,14 @@ def _train_on_workers(args: argparse.Namespace, *, config: TrainConfig, source, 
     metrics = train_on_workers(job=job, settings=settings, storage=storage, name=name, address=args.address,
                                resume=not args.restart)
     log.info("final (best epoch %d): %s -> %s", metrics["best_epoch"], _fmt(metrics), out)
+    if tracker is None:  # a tracked run's rank 0 packaged and logged it
+        _package(out)
+
+
+def _package(out: Path) -> None:
+    from raypath.registry.package import package_outputs
+
+    log.info("model for `raypath predict --model`: %s", package_outputs(out))
 
 
 def _fmt(metrics: dict[str, float]) -> str:

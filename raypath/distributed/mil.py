@@ -97,7 +97,8 @@ def mil_loop(loop_config: dict) -> None:
         return
     result = results[KEY]
     if job.out is not None:
-        write_outputs(result, config=job.config, out=job.out)
+        write_outputs(result, config=job.config, out=job.out, provenance=job.source.provenance(node=node),
+                      storage=job.source.storage, training={"seed": job.seed, "workers": parallel.world_size})
         log.info("rank 0 wrote %s (best epoch %d)", job.out, result.best_epoch)
     if job.tracker is not None:
         job.tracker.finish(metrics=result.metrics, undefined=result.undefined, out=job.out,

@@ -1,5 +1,7 @@
 """Write a trained model as an MLflow pyfunc model directory, and read one back from any model URI."""
 
+import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -55,6 +57,23 @@ def save_model(directory: Path, *, weights: Path, spec: ModelSpec, adapter: Path
             metadata={"raypath_spec_version": spec.version, "raypath_kind": spec.kind,
                       "fm": spec.provenance.get("encoder")})
     return directory
+
+
+def package_outputs(out: Path) -> Path:
+    """`out/model`: the MLflow model of a `raypath train` output directory (its model.safetensors and
+    model.json), so `raypath predict --model <out>/model` works without a tracking store. Built
+    beside and renamed into place: a reader never sees half a package."""
+    final = out / "model"
+    staging = Path(tempfile.mkdtemp(prefix=".model-", dir=out))
+    try:
+        spec = ModelSpec.read(out / "model.json")
+        save_model(staging / "model", weights=out / "model.safetensors", spec=spec)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging / "model", final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
 
 
 def registered_source(model_uri: str, *, tracking_uri: str | None) -> str:

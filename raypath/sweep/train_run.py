@@ -6,7 +6,8 @@ Experiment `raypath/<name>/<fm>`, one run tagged as a trial with a stable key (a
 training, e.g. a resumed driver, reopens the run instead of adding one), the flattened train config
 as params, the feature store as a dataset input, per-epoch metrics with step = epoch (logged by
 whichever process trains: rank 0 of a data-parallel group), the final val/test metrics, and the
-output files as artifacts (`outputs/`, predictions also under `predictions/` as sweeps log them).
+output files as artifacts (`outputs/`, predictions also under `predictions/` as sweeps log them) and
+the model as an MLflow pyfunc under `model/` (`raypath predict --model runs:/<run id>/model`).
 """
 
 import json
@@ -14,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from raypath.registry.package import package_outputs
 from raypath.sweep.inputs import code_tags, feature_dataset
 from raypath.sweep.tracking import (
     TAG_BASELINE,
@@ -55,6 +57,9 @@ class TrainRun:
             for name in OUTPUT_FILES:
                 if (out / name).is_file():
                     self.ledger.client.log_artifact(self.run_id, str(out / name), artifact_path="outputs")
+            if (out / "model.json").is_file():
+                model = package_outputs(out)
+                self.ledger.client.log_artifacts(self.run_id, str(model), artifact_path="model")
             if (out / "predictions.csv").is_file():
                 self.ledger.client.log_artifact(self.run_id, str(out / "predictions.csv"),
                                                 artifact_path="predictions")

@@ -20,16 +20,15 @@ import torch
 from ray import tune
 from safetensors.torch import save_file
 
-import raypath
 from raypath.mil.bags import BagSet
 from raypath.mil.cache import CacheInfo, cache_directory, open_cache
 from raypath.registry.spec import ModelSpec
-from raypath.store import code_hash
 from raypath.sweep.packing import PACK_METRIC, member_settings
 from raypath.sweep.space import apply_params
 from raypath.train.config import TrainConfig
 from raypath.train.data import TrainingSource, attach_tables
 from raypath.train.engine import PackMember, TrainResult, train_pack
+from raypath.train.outputs import model_spec
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +66,8 @@ def _members_payload(reported: Mapping[str, Mapping[str, float]]) -> list[dict[s
 def member_spec(result: TrainResult, *, config: TrainConfig, provenance: dict, member: Mapping[str, Any],
                 storage: str) -> ModelSpec:
     """The spec that travels with a member's weights (see `raypath.registry.spec`)."""
-    return ModelSpec(task=config.task, n_outputs=result.n_outputs, in_dim=result.in_dim,
-                     model=config.model.model_dump(mode="json"), threshold=config.threshold,
-                     risk_cut=result.risk_cut, feature_storage=storage, eval_max_tiles=config.eval_max_tiles,
-                     provenance=provenance, raypath_version=raypath.__version__, code_hash=code_hash(),
-                     training={"key": member["key"], "seed": member["seed"], "params": member["params"],
-                               "best_epoch": result.best_epoch, "train": config.model_dump(mode="json")})
+    return model_spec(result, config=config, provenance=provenance, storage=storage,
+                      training={"key": member["key"], "seed": member["seed"], "params": member["params"]})
 
 
 def save_member(result: TrainResult, *, directory: Path, spec: ModelSpec) -> None:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from raypath.cohort import CohortError, load_labels
 from raypath.mil.bags import BagSet, locations_from_pairs
-from raypath.mil.cache import Storage, cache_directory, cached_array, open_cache
+from raypath.mil.cache import CacheInfo, Storage, cache_directory, cached_array, open_cache
 from raypath.paths import is_remote
 from raypath.slides.registration import read_registration, registration_transforms, tile_pairs
 from raypath.store import FeatureStore
@@ -138,6 +138,12 @@ class TrainingSource:
     def cache_root(self, *, node: str) -> Path:
         """This node's cache root: `cache_dir` with `{node}` filled in."""
         return Path(self.cache_dir.replace("{node}", node))
+
+    def provenance(self, *, node: str) -> dict:
+        """The features' provenance (encoder, weights, tiling) as this node's cache recorded it."""
+        directory = cache_directory(self.cache_root(node=node), self.store(), storage=self.storage,
+                                    fingerprint=self.fingerprint)
+        return CacheInfo.read(directory).provenance
 
     def open(self, *, node: str) -> BagSet:
         """The bags from this node's cache (built on first use), tables attached."""

@@ -126,13 +126,14 @@ def test_two_workers_equal_one_process_with_the_same_global_batch(source, two_wo
     assert sum(1 for _ in source.open(node="").slides.query("split == 'train'")
                .groupby("specimen_id")) % (2 * BATCH) == 0  # no padded or partial steps
     single = train_one(config=_config(2 * BATCH), data=source.open(node=""), seed=1)
-    write_outputs(single, config=_config(2 * BATCH), out=tmp_path)
+    write_outputs(single, config=_config(2 * BATCH), out=tmp_path, provenance=source.provenance(node=""),
+                  storage=source.storage, training={"seed": 1})
     _same_outputs(two_workers, tmp_path, atol=2e-4)
     a, b = load_file(two_workers / "model.safetensors"), load_file(tmp_path / "model.safetensors")
     for name, value in b.items():
         torch.testing.assert_close(a[name], value, rtol=0, atol=2e-4)
     assert set(p.name for p in two_workers.iterdir()) >= {"metrics.json", "predictions.csv",
-                                                           "model.safetensors", "config.json"}
+                                                           "model.safetensors", "model.json", "config.json"}
 
 
 def test_a_failed_worker_restarts_from_the_last_checkpoint(source, two_workers, tmp_path):

@@ -246,6 +246,7 @@ def test_cli_end_to_end_writes_table_plot_curves_and_mlflow_runs(simulated_store
     from raypath.cli import main
 
     report = simulated_store / "report"
+    process_uri = mlflow.get_tracking_uri()
     code = main(["evaluate-fm", "--features", str(simulated_store / "features"), "--encoders", "sim-16",
                  "--manifest", str(simulated_store / "manifest.csv"),
                  "--labels", str(simulated_store / "labels.csv"), "--out", str(report),
@@ -264,10 +265,15 @@ def test_cli_end_to_end_writes_table_plot_curves_and_mlflow_runs(simulated_store
     assert set(curves["variant"]) == {"pathorob", "specimen"} and set(curves["k"]) <= {1, 3, 5, 7, 9, 11}
     assert (report / "ri_vs_accuracy.png").stat().st_size > 0
     assert "| sim-16 + ComBat |" in capsys.readouterr().out
-    mlflow.set_tracking_uri(f"sqlite:///{report / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["fm-robustness"])
+    assert mlflow.get_tracking_uri() == process_uri, "the process-wide tracking URI is left alone"
+    client = mlflow.MlflowClient(f"sqlite:///{report / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("fm-robustness").experiment_id])
     assert len(runs) == 4  # one parent per FM, one child per correction
-    assert "metrics.slide.ri" in runs.columns
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and parents[0].data.tags["kind"] == "fm-robustness"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(children) == 3 and all("slide.ri" in r.data.metrics for r in children)
+    assert all(r.info.status == "FINISHED" for r in runs)
     assert list((report / "mlartifacts").rglob("table.md"))  # artifacts beside the report, not in ./mlruns
 
 

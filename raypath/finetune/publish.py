@@ -6,9 +6,11 @@ metric step per epoch, then the val/test metrics), `model/` (MIL head as safeten
 predictions; the run's model is registered as `raypath-finetune-<name>` with an alias.
 """
 
+import logging
 import tempfile
 from pathlib import Path
 
+from mlflow.exceptions import MlflowException
 from safetensors.torch import save_file
 
 import raypath
@@ -31,6 +33,8 @@ from raypath.sweep.tracking import (
     flatten,
     stable_hash,
 )
+
+log = logging.getLogger(__name__)
 
 
 def model_spec(config: FinetuneConfig, model: FinetuneModel, *, base_hash: str, adapter_hash: str,
@@ -79,6 +83,16 @@ def publish(config: FinetuneConfig, model: FinetuneModel, evaluation: Evaluation
                        (config.output_dir / "mlartifacts").resolve().as_uri())
     params = flatten(config.model_dump(mode="json", exclude={"tracking"}))
     key = stable_hash({"name": config.name, "params": params})
+    name = config.tracking.model_name or f"raypath-finetune-{config.name}"
+    weights = {"raypath.adapter_hash": state_dict_hash(adapter_state(model.encoder)),
+               "raypath.head_hash": state_dict_hash(model.mil.state_dict())}
+    published = _published(ledger, key=key, name=name, weights=weights)
+    if published is not None:  # the same command again on a finished run: nothing new to register
+        run_id, version = published
+        ledger.client.set_registered_model_alias(name, config.tracking.alias, version)
+        log.info("%s version %s already holds these weights (run %s); alias %s points at it",
+                 name, version, run_id, config.tracking.alias)
+        return run_id, name, version
     run_id = ledger.start(key=key, name=f"{config.encoder}/finetune", params=params,
                           tags={TAG_FM: config.encoder, TAG_PHASE: "finetune", TAG_KIND: "trial",
                                 **code_tags()})
@@ -86,16 +100,15 @@ def publish(config: FinetuneConfig, model: FinetuneModel, evaluation: Evaluation
         ledger.log_metrics(run_id, {k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
     ledger.log_metrics(run_id, evaluation.metrics, step=config.epochs)
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir, spec = package(Path(tmp), config, model, base_hash=base_hash, n_outputs=n_outputs,
-                                  risk_cut=risk_cut, training={"run": config.name, "history": history})
+        model_dir, _ = package(Path(tmp), config, model, base_hash=base_hash, n_outputs=n_outputs,
+                               risk_cut=risk_cut, training={"run": config.name, "history": history})
         ledger.client.log_artifacts(run_id, str(model_dir), artifact_path="model")
         predictions = Path(tmp) / "predictions.parquet"
         evaluation.table.to_parquet(predictions, index=False)
         ledger.client.log_artifact(run_id, str(predictions), artifact_path="predictions")
     ledger.end(run_id, status="FINISHED")
-    name = config.tracking.model_name or f"raypath-finetune-{config.name}"
-    tags = {"raypath.kind": "finetuned", "raypath.fm": config.encoder,
-            "raypath.base_weights_hash": base_hash, "raypath.adapter_hash": spec.adapter.adapter_hash,
+    tags = {**weights, "raypath.kind": "finetuned", "raypath.fm": config.encoder,
+            "raypath.base_weights_hash": base_hash,
             "raypath.tiling_hash": config.tiling.cache_key(),
             **{f"raypath.{k}": f"{v:.4f}" for k, v in evaluation.metrics.items()
                if k.endswith(("/auc", "/score_spread"))}}
@@ -104,3 +117,18 @@ def publish(config: FinetuneConfig, model: FinetuneModel, evaluation: Evaluation
                                          f"head (raypath finetune {config.name})",
                              alias=config.tracking.alias)
     return run_id, name, version
+
+
+def _published(ledger: RunLedger, *, key: str, name: str, weights: dict[str, str]) -> tuple[str, str] | None:
+    """(run id, version) when this run's finished attempt is registered with exactly these weights."""
+    run = ledger.find(key)
+    if run is None or run.info.status != "FINISHED":
+        return None
+    try:
+        versions = ledger.client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    for version in versions:
+        if version.run_id == run.info.run_id and all(version.tags.get(k) == v for k, v in weights.items()):
+            return run.info.run_id, str(version.version)
+    return None

@@ -28,6 +28,12 @@ def test_predict_on_new_slides_matches_the_in_memory_model(local_ray, ft_cohort,
     summary = finish(config, loop_config, result)
     assert summary.model_uri == "models:/raypath-finetune-trip/1"
     uri = tracking_uri(config)
+    # the same command again on the finished run (nothing left to train): the registered version is
+    # the one that already holds these weights, no second run or version
+    again = finish(config, loop_config, result)
+    assert again.model_uri == summary.model_uri and again.run_id == summary.run_id
+    client = mlflow.MlflowClient(uri, registry_uri=uri)
+    assert len(client.search_model_versions("name = 'raypath-finetune-trip'")) == 1
 
     new = synthetic_cohort(tmp_path / "new", seed=11, specimens=2)
     process_wide = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())

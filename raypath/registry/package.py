@@ -97,6 +97,9 @@ def download_model(model_uri: str, *, tracking_uri: str | None, into: Path) -> t
     or a local path."""
     if Path(model_uri).is_dir():
         local = Path(model_uri)
+    elif "://" not in model_uri and not model_uri.startswith(("models:/", "runs:/")):
+        raise FileNotFoundError(f"{model_uri}: no such model directory (nor a models:/, runs:/ or "
+                                "scheme:// model URI)")
     else:
         source = registered_source(model_uri, tracking_uri=tracking_uri)
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(into),

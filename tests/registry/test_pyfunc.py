@@ -79,3 +79,12 @@ def test_spec_names_provenance_differences():
     spec = ModelSpec(task="binary", n_outputs=1, in_dim=DIM, model={}, provenance=PROVENANCE)
     assert spec.feature_mismatch({**PROVENANCE}) == {}
     assert spec.feature_mismatch({**PROVENANCE, "weights_hash": "w2"}) == {"weights_hash": ("w1", "w2")}
+
+
+def test_a_missing_model_directory_is_named(tmp_path):
+    from raypath.registry.package import download_model
+
+    with pytest.raises(FileNotFoundError, match="nothere/model: no such model directory"):
+        download_model("nothere/model", tracking_uri=None, into=tmp_path)
+    directory = save_model(tmp_path / "saved", weights=_trained(tmp_path)[1], spec=_trained(tmp_path)[2])
+    assert download_model(str(directory), tracking_uri=None, into=tmp_path)[0] == directory

@@ -18,15 +18,18 @@ from raypath.registry.spec import ModelSpec
 from raypath.store import FeatureStore
 
 log = logging.getLogger(__name__)
+HELD_OUT_PARAM = "split.held_out_scanner"  # the training config's field, as the sweep logs params
 
 
 @dataclass(frozen=True)
 class RunModel:
-    """A replicate run's model, ready to predict, and the predictions the sweep logged for it."""
+    """A replicate run's model, ready to predict, the predictions the sweep logged for it, and the
+    scanner its training held out (None when none was)."""
 
     backbone: nn.Module
     spec: ModelSpec
     predictions: pd.DataFrame
+    held_out_scanner: str | None = None
 
 
 def load_run_model(client: MlflowClient, run_id: str) -> RunModel:
@@ -37,7 +40,9 @@ def load_run_model(client: MlflowClient, run_id: str) -> RunModel:
         backbone = load_backbone(spec, model / "artifacts" / "model.safetensors")
         predictions = pd.read_parquet(Path(client.download_artifacts(run_id, "predictions", tmp))
                                       / "predictions.parquet")
-    return RunModel(backbone=backbone, spec=spec, predictions=predictions)
+    held_out = client.get_run(run_id).data.params.get(HELD_OUT_PARAM, "None")
+    return RunModel(backbone=backbone, spec=spec, predictions=predictions,
+                    held_out_scanner=None if held_out == "None" else held_out)
 
 
 def pick_specimens(predictions: pd.DataFrame, *, count: int) -> list[str]:
@@ -110,6 +115,7 @@ def specimen_views(
                     thumbnail=image,
                     downsample=downsample,
                     tile_um=bag.tile_um,
+                    held_out=bag.scanner == model.held_out_scanner,
                 )
             )
     return rows

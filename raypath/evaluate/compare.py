@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 from mlflow import MlflowClient
 
-from raypath.evaluate.champion import register_champion
+from raypath.evaluate.champion import champion_group, register_champion
 from raypath.evaluate.config import CompareConfig
 from raypath.evaluate.groups import ModelGroups, model_groups, sweep_experiments
 from raypath.evaluate.heatmaps import heatmap_figure
@@ -64,7 +64,8 @@ def _pareto(runs: pd.DataFrame, chosen: ModelGroups, config: CompareConfig, *, f
     highlight = {name: search[search["config_key"].isin(set(g["config_key"]))]
                  for name, g in chosen.groups.items()}
     pareto_plot(search, accuracy=accuracy, robustness=robust, highlight=highlight,
-                floor=chosen.selection.floor, title=f"{config.sweep_id} / {fm}", path=out / "pareto.png")
+                floor=chosen.selection.floor, title=f"{config.sweep_id} / {fm}", path=out / "pareto.png",
+                champion=champion_group(chosen) if config.register_model else None)
     return "pareto.png"
 
 

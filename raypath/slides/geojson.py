@@ -22,6 +22,7 @@ from shapely.geometry.polygon import orient
 
 TISSUE = {"name": "Tissue", "color": [0, 160, 60]}  # the QC picture's green contour
 TILE = {"name": "Tile", "color": [30, 60, 220]}  # the QC picture's blue grid
+SQUARE = np.array([[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]])  # a unit square's closed ring
 DECIMALS = 2  # level-0 px: a hundredth of a pixel is far below any viewer's precision
 
 
@@ -60,10 +61,10 @@ def geometry_json(geometry: BaseGeometry) -> dict[str, Any]:
     return {"type": shape["type"], "coordinates": rounded(shape["coordinates"])}
 
 
-def square_json(x: int, y: int, side: int) -> dict[str, Any]:
-    """A tile's square as a GeoJSON Polygon (counter-clockwise, closed), integer level-0 corners."""
-    ring = [[x, y], [x + side, y], [x + side, y + side], [x, y + side], [x, y]]
-    return {"type": "Polygon", "coordinates": [ring]}
+def squares_json(coords: np.ndarray, side: int) -> list[dict[str, Any]]:
+    """Each tile's square as a GeoJSON Polygon (counter-clockwise, closed), integer level-0 corners."""
+    corners = np.asarray(coords, dtype=np.int64).reshape(-1, 1, 2) + SQUARE * side
+    return [{"type": "Polygon", "coordinates": [ring]} for ring in corners.tolist()]
 
 
 def feature(geometry: dict[str, Any], *, object_type: str, classification: Mapping[str, Any] | None = None,
@@ -94,9 +95,9 @@ def tile_features(coords: np.ndarray, *, extent_l0: int, measurements: Mapping[s
     """One QuPath tile object per level-0 top-left corner, square of side `extent_l0`, each carrying
     its row of every measurement array."""
     columns = {name: np.asarray(values, dtype=float) for name, values in (measurements or {}).items()}
-    return [feature(square_json(x, y, extent_l0), object_type="tile", classification=classification,
+    return [feature(square, object_type="tile", classification=classification,
                     measurements={name: values[i] for name, values in columns.items()})
-            for i, (x, y) in enumerate(np.asarray(coords, dtype=np.int64).tolist())]
+            for i, square in enumerate(squares_json(coords, extent_l0))]
 
 
 def tiles_outline(coords: np.ndarray, *, extent_l0: int) -> BaseGeometry:

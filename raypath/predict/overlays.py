@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from raypath.evaluate.heatmaps import ScanView, heatmap_figure
-from raypath.evaluate.specimen_views import slide_thumbnail
+from raypath.evaluate.backdrop import tissue_backdrop
+from raypath.evaluate.heatmaps import ScanView, heatmap_figure, panel_box
 from raypath.extract.atomic import write_bytes
 from raypath.predict.config import PredictConfig
 from raypath.slides.geojson import feature, feature_collection, geometry_json, tile_features, tiles_outline
@@ -69,9 +69,10 @@ def draw_heatmaps(table: pd.DataFrame, store: FeatureStore, manifest: pd.DataFra
 def _heatmap(row: pd.Series, slide_id: str, store: FeatureStore, *, path: str | None,
              config: PredictConfig) -> Path:
     bag = store.read_bag(slide_id)
-    image, downsample = slide_thumbnail(path, mpp=config.thumbnail_mpp)
+    box = panel_box([bag.coords], extent_l0=bag.extent_l0)
+    backdrop = tissue_backdrop(path, box=box, mpp=config.thumbnail_mpp)
     view = ScanView(scanner=bag.scanner, coords=bag.coords, extent_l0=bag.extent_l0,
                     attention=np.asarray(row["attention"], dtype=float), score=float(row["score"]),
-                    thumbnail=image, downsample=downsample, tile_um=bag.tile_um)
+                    backdrop=backdrop, tile_um=bag.tile_um)
     return heatmap_figure({"": [view]}, title=f"{slide_id}: score {row['score']:.3f}",
                           path=config.out / "heatmaps" / f"{slide_id}.png")

@@ -106,7 +106,8 @@ def _roc(models: dict[str, RunModel], *, tags: dict, out: Path) -> list[str]:
     if not models or tags.get("raypath.task") != "binary":
         return []
     figure = roc_figure({name: m.predictions for name, m in models.items()},
-                        title="per-scanner ROC, test split (one replicate)", path=out / "roc_scanners.png")
+                        title="per-scanner ROC, test split (one replicate)", path=out / "roc_scanners.png",
+                        held_out=next(iter(models.values())).held_out_scanner)
     return [figure.name] if figure else []
 
 

@@ -101,9 +101,9 @@ def tile_features(coords: np.ndarray, *, extent_l0: int, measurements: Mapping[s
 
 
 def tiles_outline(coords: np.ndarray, *, extent_l0: int) -> BaseGeometry:
-    """The area a set of tiles covers, as one (Multi)Polygon."""
+    """The area a set of tiles covers, as one MultiPolygon (its pieces wound as `polygons` winds them)."""
     squares = shapely.box(coords[:, 0], coords[:, 1], coords[:, 0] + extent_l0, coords[:, 1] + extent_l0)
-    return shapely.union_all(squares).simplify(0) if len(squares) else shapely.Polygon()
+    return shapely.MultiPolygon(polygons(shapely.union_all(squares).simplify(0)) if len(squares) else [])
 
 
 def feature_collection(features: Sequence[Mapping[str, Any]]) -> bytes:

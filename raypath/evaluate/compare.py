@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 from mlflow import MlflowClient
 
-from raypath.evaluate.champion import register_champion
+from raypath.evaluate.champion import champion_group, register_champion
 from raypath.evaluate.config import CompareConfig
 from raypath.evaluate.groups import ModelGroups, model_groups, sweep_experiments
 from raypath.evaluate.heatmaps import heatmap_figure
@@ -64,7 +64,8 @@ def _pareto(runs: pd.DataFrame, chosen: ModelGroups, config: CompareConfig, *, f
     highlight = {name: search[search["config_key"].isin(set(g["config_key"]))]
                  for name, g in chosen.groups.items()}
     pareto_plot(search, accuracy=accuracy, robustness=robust, highlight=highlight,
-                floor=chosen.selection.floor, title=f"{config.sweep_id} / {fm}", path=out / "pareto.png")
+                floor=chosen.selection.floor, title=f"{config.sweep_id} / {fm}", path=out / "pareto.png",
+                champion=champion_group(chosen) if config.register_model else None)
     return "pareto.png"
 
 
@@ -105,7 +106,8 @@ def _roc(models: dict[str, RunModel], *, tags: dict, out: Path) -> list[str]:
     if not models or tags.get("raypath.task") != "binary":
         return []
     figure = roc_figure({name: m.predictions for name, m in models.items()},
-                        title="per-scanner ROC, test split (one replicate)", path=out / "roc_scanners.png")
+                        title="per-scanner ROC, test split (one replicate)", path=out / "roc_scanners.png",
+                        held_out=next(iter(models.values())).held_out_scanner)
     return [figure.name] if figure else []
 
 

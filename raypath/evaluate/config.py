@@ -13,7 +13,8 @@ class HeatmapConfig(StrictModel):
 
     specimens: int = Field(3, ge=0, description="0 = no heatmaps")
     manifest: Path | None = Field(None, description="manifest.csv with slide paths: draw over thumbnails")
-    thumbnail_mpp: float = Field(16.0, gt=0, description="microns per pixel of slide thumbnails")
+    thumbnail_mpp: float = Field(16.0, gt=0, description="coarsest microns per pixel of the slide under "
+                                                         "heatmaps (finer when the tiles span < 400 px)")
 
 
 class CompareConfig(StrictModel):

@@ -26,8 +26,9 @@ class ExtractConfig(StrictModel):
         description="encoders run on the same decoded tiles (each tile is decoded once)")
     tiling: TilingConfig = TilingConfig()
     qc_pictures: bool = Field(
-        True, description="write <output>/_qc/<tiling hash>/<slide_id>.jpg per slide: thumbnail, tissue "
-                          "contour and tile grid, to check the tiling by eye")
+        True, description="write <output>/_qc/<tiling hash>/<slide_id>.jpg per slide (thumbnail, tissue "
+                          "contour and tile grid, to check the tiling by eye) and <slide_id>.geojson (the "
+                          "same contour and grid in level-0 pixels, for QuPath)")
     non_pyramidal: Literal["skip", "process"] = Field(
         "skip", description="single-level slides: record as skipped, or tile them anyway")
     batch_size: int = Field(64, gt=0, description="tiles per inference batch")

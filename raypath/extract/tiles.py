@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 import ray
+from shapely.errors import ShapelyError
 
 from raypath.extract import rows
 from raypath.extract.atomic import write_bytes
@@ -22,6 +23,7 @@ from raypath.extract.isolation import ReaderProcessError, stream_in_child
 from raypath.paths import join
 from raypath.slides import SlideError, SlideReader, detect_tissue, open_slide, plan_tiles, read_tiles
 from raypath.slides.config import TilingConfig
+from raypath.slides.geojson import feature_collection, tile_features, tissue_features
 from raypath.slides.qc import qc_image
 from raypath.slides.reader.thumbnail import Thumbnail
 from raypath.slides.tiling import TileGrid
@@ -74,7 +76,8 @@ def slide_messages(
                               level_downsamples=reader.level_downsamples, slide_mpp=slide_mpp,
                               config=settings.tiling)
             if settings.qc_dir and start_tile == 0:
-                write_qc(settings.qc_dir, slide_id=slide_id, thumbnail=thumb, mask=mask, grid=grid)
+                write_qc(settings.qc_dir, slide_id=slide_id, thumbnail=thumb, mask=mask, grid=grid,
+                         dimensions=reader.dimensions)
             if len(grid) == 0:
                 yield ("skip", stage, _empty_reason(mask, reader.dimensions, slide_mpp, settings.tiling))
                 return
@@ -91,16 +94,20 @@ def slide_messages(
         yield ("error", stage, f"{type(exc).__name__}: {exc}", True)
 
 
-def write_qc(
-    directory: str, *, slide_id: str, thumbnail: Thumbnail, mask: np.ndarray, grid: TileGrid
-) -> None:
-    """The slide's QC picture, written atomically; a failure to write it never fails the slide."""
+def write_qc(directory: str, *, slide_id: str, thumbnail: Thumbnail, mask: np.ndarray, grid: TileGrid,
+             dimensions: tuple[int, int]) -> None:
+    """The slide's QC picture and the same tissue contour and tile grid as QuPath GeoJSON (level-0
+    coordinates), each written atomically; a failure to write them never fails the slide."""
     try:
         picture = qc_image(thumbnail.image, mask, coords=grid.coords, extent_l0=grid.extent_l0,
-                           downsample=thumbnail.downsample)
+                           downsample=thumbnail.downsample, mpp=thumbnail.mpp, slide_id=slide_id)
         write_bytes(join(directory, f"{slide_id}.jpg"), picture)
-    except (OSError, ValueError) as exc:
-        log.warning("slide %s: QC picture not written: %s", slide_id, exc)
+        features = [*tissue_features(mask, downsample=thumbnail.downsample, dimensions=dimensions),
+                    *tile_features(grid.coords, extent_l0=grid.extent_l0,
+                                   measurements={"tissue fraction": grid.tissue_fraction})]
+        write_bytes(join(directory, f"{slide_id}.geojson"), feature_collection(features))
+    except (OSError, ValueError, ShapelyError) as exc:
+        log.warning("slide %s: QC picture or GeoJSON not written: %s", slide_id, exc)
 
 
 def probe_corners(reader: SlideReader, *, size: int = 256) -> None:

@@ -22,7 +22,8 @@ class PredictConfig(StrictModel):
     tracking_uri: str | None = Field(None, description="MLflow URI that resolves models:/ and runs:/")
     heatmaps: list[str] = Field(default_factory=list, description="slide ids to draw attention heatmaps for")
     heatmap_top: int = Field(0, ge=0, description="also draw the N highest-scoring slides")
-    thumbnail_mpp: float = Field(16.0, gt=0, description="microns per pixel of heatmap thumbnails")
+    thumbnail_mpp: float = Field(16.0, gt=0, description="coarsest microns per pixel of the slide under "
+                                                         "heatmaps (finer when the tiles span < 400 px)")
     concurrency: int = Field(1, ge=1, description="prediction actors (each holds the model once)")
     slides_per_batch: int = Field(8, ge=1, description="slides per Ray Data batch")
     extract: dict[str, Any] = Field(

@@ -63,7 +63,7 @@ def run_all(args: argparse.Namespace) -> pd.DataFrame:
         for task in ("binary", "survival"):
             for name, variant in VARIANTS.items():
                 config = TrainConfig(task=task, epochs=args.epochs, split={"source": "column",
-                                     "held_out_scanner": "C"}, num_threads=args.threads,
+                                     "held_out_scanners": ["C"]}, num_threads=args.threads,
                                      early_stopping={"patience": 5}, **variant)
                 started = time.perf_counter()
                 result = train_one(config=config, data=data, seed=seed)

@@ -152,8 +152,8 @@ def test_combat_with_the_label_as_covariate_is_neurocombat_on_unequal_batches(mo
     # Float32 maps on float32 features of magnitude ~10: 1e-5 leaves room for their rounding only.
     np.testing.assert_allclose(fitted.transform_with_covariates(features, scanners, covariates),
                                reference["data"].T, atol=1e-5)
-    np.testing.assert_allclose(fitted.transform(features, scanners),
-                               _from_training(features, scanners, reference["estimates"], monkeypatch), atol=1e-5)
+    from_training = _from_training(features, scanners, reference["estimates"], monkeypatch)
+    np.testing.assert_allclose(fitted.transform(features, scanners), from_training, atol=1e-5)
 
 
 def test_the_label_covariate_keeps_the_label_effect_combat_otherwise_removes():
@@ -162,7 +162,8 @@ def test_the_label_covariate_keeps_the_label_effect_combat_otherwise_removes():
     def label_effect(out):
         return float((out[covariates["label"] == 1].mean(0) - out[covariates["label"] == 0].mean(0)).mean())
 
-    protected = fit_correction(features, scanners, method="combat", covariates=covariates, categorical=["label"])
+    protected = fit_correction(features, scanners, method="combat", covariates=covariates,
+                               categorical=["label"])
     plain = fit_correction(features, scanners, method="combat")
     kept = label_effect(protected.transform_with_covariates(features, scanners, covariates))
     assert kept == pytest.approx(1.5, abs=0.15)  # the simulated effect, within noise

@@ -26,8 +26,8 @@ def _labels(tmp_path, *, split: list[str] | None = None):
     return labels, path
 
 
-def _plan(tmp_path, config=SplitConfig(), *, labels_split=None, splits=None, patients=PATIENTS,
-          scanners=("A", "B")):
+def _plan(tmp_path, config=None, *, labels_split=None, splits=None, patients=PATIENTS, scanners=("A", "B")):
+    config = config or SplitConfig()
     labels, path = _labels(tmp_path, split=labels_split)
     return plan_split(config, labels=labels, labels_path=path, splits=splits,
                       splits_path=None if splits is None else tmp_path / "splits.csv", patients=patients,

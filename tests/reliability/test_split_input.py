@@ -81,18 +81,17 @@ def test_train_refuses_a_splits_file_that_does_not_match_the_features(cohort, ca
 
 @pytest.fixture
 def no_ray(monkeypatch):
-    """Fail the test if a command starts Ray, a sweep phase or a finetune run."""
+    """Fail the test if a command starts Ray, a sweep phase or a finetune run, or plans tiles."""
     import raypath.finetune.run as finetune_run
     from raypath.sweep import driver
 
     def forbidden(*args: object, **kwargs: object) -> None:
-        raise AssertionError("Ray or training started despite a bad splits file")
+        raise AssertionError("Ray, training or tile planning started despite a bad splits file")
 
+    for owner, name in ((ray, "init"), (driver, "run_phase"), (finetune_run, "connect"),
+                        (finetune_run, "ensure_plan")):
+        monkeypatch.setattr(owner, name, forbidden)
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(ray, "init", forbidden)
-    monkeypatch.setattr(driver, "run_phase", forbidden)
-    monkeypatch.setattr(finetune_run, "connect", forbidden)
-    monkeypatch.setattr(finetune_run, "ensure_plan", forbidden)  # tiles are not even planned
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -84,13 +84,13 @@ def run(args: argparse.Namespace) -> int:
                              cache_dir=str(args.cache_dir or default_cache), storage=args.cache_storage,
                              unmatched_labels=args.unmatched_labels)
     config, source = inputs.config, inputs.source
-    audit = write_audit(inputs.audit, args.out / "leakage.json") if args.out else None
+    audit_file = write_audit(inputs.audit, args.out / "leakage.json") if args.out else None
     inputs.audit.check()  # a leaking split fails here, before Ray or training starts
     settings = config_from_flags(DistributedConfig, args, PARALLEL_FLAGS) if args.workers else None
     extra = {"workers": str(settings.workers if settings else 0)}
     tracker = (open_train_run(tracking_uri=args.tracking_uri, name=args.name, config=config, source=source,
                               seed=args.seed, extra=extra, split=inputs.split, audit=inputs.audit,
-                              audit_file=audit) if args.tracking_uri else None)
+                              audit_file=audit_file) if args.tracking_uri else None)
     try:
         if settings is None:
             _train_here(args, config=config, source=source, tracker=tracker)

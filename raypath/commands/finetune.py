@@ -38,8 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from raypath.finetune.run import run_finetune  # imports Ray, torch and PEFT only once chosen
 
-    config = config_from_args(FinetuneConfig, args, FLAGS,
-                              values={"split.source": "column"} if args.splits else None)
+    config = config_from_args(FinetuneConfig, args, FLAGS)
     summary = run_finetune(config, resume=not args.restart)
     metrics = summary.evaluation.metrics
     sys.stdout.write(f"model: {summary.model_uri} (run {summary.run_id})\n")

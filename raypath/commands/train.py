@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", type=Path, required=True,
                         help="labels.csv (patient_id, label | time, event)")
     parser.add_argument("--splits", type=Path,
-                        help="splits.csv (patient_id, split); sets split.source=column")
+                        help="splits.csv (patient_id, split): the split, before the labels' split column")
     parser.add_argument("--registration", type=Path, help="registration.parquet, for tile-level losses")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write metrics.json, predictions.csv, model.safetensors")
@@ -73,19 +73,24 @@ def _tiling_hash(root: Path, encoder: str, given: str | None) -> str:
 def run(args: argparse.Namespace) -> int:
     from raypath.store import FeatureStore
     from raypath.sweep.train_run import open_train_run, run_key
-    from raypath.train.data import training_source
+    from raypath.train.data import training_inputs
+    from raypath.train.leakage import write_audit
 
-    config = config_from_args(TrainConfig, args, values={"split.source": "column"} if args.splits else None)
     store = FeatureStore(args.features, encoder=args.encoder,
                          tiling_hash=_tiling_hash(args.features, args.encoder, args.tiling_hash))
     default_cache = args.out / "cache" if args.out else Path(tempfile.gettempdir()) / "raypath-cache"
-    source = training_source(store=store, labels=args.labels, splits=args.splits,
-                             registration=args.registration, cache_dir=str(args.cache_dir or default_cache),
-                             storage=args.cache_storage, unmatched_labels=args.unmatched_labels)
+    inputs = training_inputs(config_from_args(TrainConfig, args), store=store, labels=args.labels,
+                             splits=args.splits, registration=args.registration,
+                             cache_dir=str(args.cache_dir or default_cache), storage=args.cache_storage,
+                             unmatched_labels=args.unmatched_labels)
+    config, source = inputs.config, inputs.source
+    audit_file = write_audit(inputs.audit, args.out / "leakage.json") if args.out else None
+    inputs.audit.check()  # a leaking split fails here, before Ray or training starts
     settings = config_from_flags(DistributedConfig, args, PARALLEL_FLAGS) if args.workers else None
     extra = {"workers": str(settings.workers if settings else 0)}
     tracker = (open_train_run(tracking_uri=args.tracking_uri, name=args.name, config=config, source=source,
-                              seed=args.seed, extra=extra) if args.tracking_uri else None)
+                              seed=args.seed, extra=extra, split=inputs.split, audit=inputs.audit,
+                              audit_file=audit_file) if args.tracking_uri else None)
     try:
         if settings is None:
             _train_here(args, config=config, source=source, tracker=tracker)
@@ -117,7 +122,7 @@ def _train_here(args: argparse.Namespace, *, config: TrainConfig, source, tracke
                       storage=source.storage, training={"seed": args.seed, "workers": 0})
     if tracker is not None:
         tracker.finish(metrics=result.metrics, undefined=result.undefined, out=args.out,
-                       step=len(result.history))
+                       step=len(result.history), caveats=result.caveats)
     elif args.out:
         _package(args.out)
 

@@ -123,6 +123,8 @@ def _print_outcome(plan: DemoPlan, results: list) -> None:
     for result in results:
         write(f"\n## {result.fm}: baseline vs best robust configuration (test split)\n\n")
         write(to_markdown(result.wide) + "\n")
+        for note in result.section.caveats if result.section else []:
+            write(f"  {note}\n")
         for image in result.images:
             write(f"  plot: {plan.compare.report_dir() / result.fm / image}\n")
     report = plan.compare.report_dir()

@@ -40,7 +40,7 @@ class Tracker(Protocol):
         """One epoch's metrics."""
 
     def finish(self, *, metrics: dict[str, float], undefined: dict[str, str], out: Path | None,
-               step: int) -> None:
+               step: int, caveats: dict[str, str] | None = None) -> None:
         """The final metrics and the output files; ends the run."""
 
 
@@ -102,7 +102,7 @@ def mil_loop(loop_config: dict) -> None:
         log.info("rank 0 wrote %s (best epoch %d)", job.out, result.best_epoch)
     if job.tracker is not None:
         job.tracker.finish(metrics=result.metrics, undefined=result.undefined, out=job.out,
-                           step=len(result.history))
+                           step=len(result.history), caveats=result.caveats)
 
 
 def train_on_workers(*, job: MilJob, settings: DistributedConfig, storage: Path, name: str,

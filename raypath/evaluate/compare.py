@@ -23,6 +23,7 @@ from raypath.evaluate.pareto import pareto_plot
 from raypath.evaluate.publish import log_report
 from raypath.evaluate.report import (
     FmSection,
+    caveat_notes,
     comparison_table,
     html_report,
     markdown_report,
@@ -30,7 +31,7 @@ from raypath.evaluate.report import (
     wide_table,
 )
 from raypath.evaluate.roc import roc_figure
-from raypath.evaluate.sections import model_lines, notes
+from raypath.evaluate.sections import model_lines, notes, split_notes
 from raypath.evaluate.specimen_views import (
     RunModel,
     load_manifest_paths,
@@ -120,7 +121,8 @@ def compare_fm(client: MlflowClient, config: CompareConfig, *, fm: str, experime
     if not chosen.groups:
         raise ValueError(f"sweep '{config.sweep_id}' on {fm}: no finished runs to compare")
     frame = pd.concat(chosen.groups.values())
-    table = comparison_table(chosen.groups, metrics=present_metrics(frame), level=config.ci_level)
+    table = comparison_table(chosen.groups, metrics=present_metrics(frame), level=config.ci_level,
+                             min_replicates=config.min_replicates)
     table.to_csv(out / "table.csv", index=False)
     tags = client.get_experiment(experiment_id).tags
     models = _replicate_models(client, chosen)
@@ -130,10 +132,12 @@ def compare_fm(client: MlflowClient, config: CompareConfig, *, fm: str, experime
     registered = register_champion(client, chosen, table, config, fm=fm, tags=tags)
     result = FmComparison(fm=fm, table=table, wide=wide_table(table, labels=labels), chosen=chosen,
                           images=images, registered=registered)
-    section = FmSection(fm=fm, wide=result.wide, notes=notes(chosen, config, registered=result.registered),
+    section = FmSection(fm=fm, wide=result.wide,
+                        notes=[*notes(chosen, config, registered=result.registered), *split_notes(tags)],
                         models=model_lines(chosen, tracking_uri=config.tracking_uri(),
                                            experiment_id=experiment_id),
-                        metrics=list(dict.fromkeys(table["metric"])), images=images)
+                        metrics=list(dict.fromkeys(table["metric"])), images=images,
+                        caveats=caveat_notes(table, labels=labels))
     _write_reports(out, title=f"raypath sweep {config.sweep_id}: {fm}", sections=[section], config=config)
     experiment = client.get_experiment(experiment_id).name
     ledger = RunLedger(tracking_uri=config.tracking_uri(), experiment=experiment)
@@ -154,7 +158,8 @@ def compare_sweep(config: CompareConfig) -> list[FmComparison]:
     results = [compare_fm(client, config, fm=fm, experiment_id=eid)
                for fm, eid in sweep_experiments(client, config).items()]
     sections = [FmSection(fm=r.fm, wide=r.wide, notes=r.section.notes, models=r.section.models,
-                          metrics=r.section.metrics, images=[f"{r.fm}/{i}" for i in r.images])
+                          metrics=r.section.metrics, images=[f"{r.fm}/{i}" for i in r.images],
+                          caveats=r.section.caveats)
                 for r in results]
     _write_reports(config.report_dir(), title=f"raypath sweep {config.sweep_id}", sections=sections,
                    config=config)

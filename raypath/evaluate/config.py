@@ -35,6 +35,8 @@ class CompareConfig(StrictModel):
     top_k: int = Field(1, ge=1, description="robust configurations shown next to the baseline")
     accuracy_tolerance: float = Field(0.02, ge=0, description="robust configs may lose this much accuracy")
     ci_level: float = Field(0.95, gt=0, lt=1)
+    min_replicates: int = Field(
+        3, ge=2, description="finite values a cell needs for an interval; fewer: the mean alone, with a note")
     register_model: bool = Field(
         True, description="register the best robust model per FM in the MLflow registry"
     )

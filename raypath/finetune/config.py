@@ -39,7 +39,8 @@ class FinetuneConfig(StrictModel):
 
     manifest: Path | None = Field(None, description="cohort manifest (required)")
     labels: Path | None = Field(None, description="labels.csv keyed by patient_id (required)")
-    splits: Path | None = Field(None, description="splits.csv (patient_id, split); sets split.source=column")
+    splits: Path | None = Field(
+        None, description="splits.csv (patient_id, split): the split used, before the labels' split column")
     registration: Path | None = Field(None, description="registration.parquet: registered tile pairs for "
                                                         "the tile-level losses")
     output_dir: Path | None = Field(

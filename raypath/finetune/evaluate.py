@@ -70,7 +70,7 @@ def evaluate(model: FinetuneModel, data: FinetuneData, *, config: FinetuneConfig
     for name in ("val", "test"):
         rows = table["split"].to_numpy() == name
         summary = summarize(table[rows], embeddings[rows], task=config.task,
-                            held_out_scanner=config.split.held_out_scanner, seed=config.seed,
+                            held_out=data.train.split.held_out_scanners, seed=config.seed,
                             k=min(10, max(1, int(rows.sum()) - 1)))
         metrics.update({f"{name}/{key}": value for key, value in summary.values.items()})
     return Evaluation(table=table, embeddings=embeddings, metrics=metrics, risk_cut=risk_cut)

@@ -6,20 +6,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ray.train
+from mlflow import MlflowClient
 
 from raypath.cluster import connect
+from raypath.cohort import load_manifest
 from raypath.distributed.trainer import fit
 from raypath.distributed.worker import STATE_FILE
 from raypath.encoders.registry import build_encoder
 from raypath.finetune.config import FinetuneConfig
-from raypath.finetune.data import open_data
+from raypath.finetune.data import FinetuneData, finetune_split, open_data
 from raypath.finetune.evaluate import Evaluation, evaluate, restore
 from raypath.finetune.loop import train_loop
-from raypath.finetune.plan import ensure_plan
-from raypath.finetune.publish import publish
+from raypath.finetune.plan import ensure_plan, read_plan
+from raypath.finetune.publish import publish, tracking_uri
 from raypath.train.data import read_tables
+from raypath.train.leakage import audit_tags, write_audit
+from raypath.train.split_policy import plan_split
 
 log = logging.getLogger(__name__)
+LEAKAGE = "leakage.json"
 
 
 @dataclass(frozen=True)
@@ -43,9 +48,15 @@ def prepare_run(config: FinetuneConfig) -> dict:
     """Inputs checked and the tile plan built before Ray starts; the workers' `loop_config`."""
     config.require()
     config = absolute(config)
-    read_tables(labels=config.labels, splits=config.splits, registration=config.registration)
+    tables = read_tables(labels=config.labels, splits=config.splits, registration=config.registration)
+    manifest = load_manifest(config.manifest, check_files=False)
+    plan_split(config.split, labels=tables.labels, labels_path=config.labels, splits=tables.splits,
+               splits_path=config.splits, patients=manifest["patient_id"], scanners=manifest["scanner"])
     config.output_dir.mkdir(parents=True, exist_ok=True)
     plan = ensure_plan(manifest=config.manifest, output_dir=config.output_dir, tiling=config.tiling)
+    _, _, audit = finetune_split(config, read_plan(plan).slides, tables)
+    write_audit(audit, config.output_dir / LEAKAGE)
+    audit.check()  # a leaking split fails here, before Ray starts
     return {"config": config.model_dump(mode="json"), "plan": str(plan)}
 
 
@@ -72,11 +83,22 @@ def finish(config: FinetuneConfig, loop_config: dict, result: ray.train.Result) 
     base_hash = build_encoder(config.encoder, checkpoint=config.checkpoint, seed=config.seed).weights_hash
     run_id, name, version = publish(config, model, evaluation, history=state["history"], base_hash=base_hash,
                                     n_outputs=data.prepared.n_outputs, risk_cut=evaluation.risk_cut)
+    _record_split(config, data, run_id=run_id)
     data.source.close()
     log.info("finetune %s: %s", config.name, {k: round(v, 4) for k, v in evaluation.metrics.items()
                                               if k.endswith(("/auc", "/score_spread"))})
     return FinetuneSummary(run_id=run_id, model_uri=f"models:/{name}/{version}", evaluation=evaluation,
                            history=list(state["history"]))
+
+
+def _record_split(config: FinetuneConfig, data: FinetuneData, *, run_id: str) -> None:
+    """The split's origin and the leakage audit on the run (tags, `leakage.json`)."""
+    tables = read_tables(labels=config.labels, splits=config.splits, registration=None)
+    _, plan, audit = finetune_split(config, data.prepared.bagset.slides, tables)
+    client = MlflowClient(tracking_uri=tracking_uri(config))
+    for key, value in {**plan.tags(), **audit_tags(audit)}.items():
+        client.set_tag(run_id, key, value)
+    client.log_artifact(run_id, str(write_audit(audit, config.output_dir / LEAKAGE)))
 
 
 def run_finetune(config: FinetuneConfig, *, resume: bool = True) -> FinetuneSummary:

@@ -25,7 +25,8 @@ class FeaturesConfig(StrictModel):
     fms: list[str] = Field(min_length=1, description="one Tune experiment per FM")
     tiling_hash: str | None = Field(None, description="None = the only tiling-hash directory of each FM")
     labels: Path = Field(description="labels.csv (patient_id, label | time, event)")
-    splits: Path | None = Field(None, description="splits.csv (patient_id, split); sets split.source=column")
+    splits: Path | None = Field(
+        None, description="splits.csv (patient_id, split): the split used, before the labels' split column")
     registration: Path | None = Field(None, description="registration.parquet, for tile-level losses")
     unmatched_labels: Literal["error", "warn"] = Field(
         "error", description="label rows of patients without features: an error (a typo) or a warning "

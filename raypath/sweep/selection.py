@@ -18,6 +18,7 @@ from mlflow.entities import ViewType
 from raypath.sweep.config import ObjectiveConfig
 from raypath.sweep.tracking import (
     TAG_BASELINE,
+    TAG_CAVEAT,
     TAG_CONFIG,
     TAG_KEY,
     TAG_KIND,
@@ -50,6 +51,8 @@ def runs_frame(client: MlflowClient, experiment_id: str, *, phase: str | None = 
             "params": json.loads(r.data.tags.get(TAG_PARAMS, "{}")),
             "undefined": {k.removeprefix(TAG_UNDEFINED): v for k, v in r.data.tags.items()
                           if k.startswith(TAG_UNDEFINED)},
+            "caveats": {k.removeprefix(TAG_CAVEAT): v for k, v in r.data.tags.items()
+                        if k.startswith(TAG_CAVEAT)},
             **r.data.metrics,
         }
         for r in runs

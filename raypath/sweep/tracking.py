@@ -31,6 +31,7 @@ TAG_SWEEP, TAG_FM, TAG_KEY, TAG_CONFIG = (
 TAG_BASELINE, TAG_PHASE, TAG_SEED = "raypath.baseline", "raypath.phase", "raypath.seed"
 TAG_PARAMS = "raypath.params"  # the searched values as JSON, typed (MLflow params are strings)
 TAG_UNDEFINED = "raypath.undefined."  # + metric name: why that metric is NaN (not logged)
+TAG_CAVEAT = "raypath.caveat."  # + metric name: what a logged value stands on (a subset, few samples)
 TAG_KIND = "raypath.kind"  # "trial" (a trained configuration), "phase" (its parent) or "report"
 TAG_PARENT = "mlflow.parentRunId"
 _MAX_PARAM_CHARS = 6000

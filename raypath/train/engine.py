@@ -41,6 +41,7 @@ class TrainResult:
     best_epoch: int = 0
     risk_cut: float | None = None  # survival: the training median risk that splits high from low
     undefined: dict[str, str] = field(default_factory=dict)  # metric -> why it is NaN
+    caveats: dict[str, str] = field(default_factory=dict)  # metric -> what its value stands on
     in_dim: int = 0
     n_outputs: int = 1
 
@@ -243,7 +244,7 @@ def _finish(
     model.load_state_dict(state)
     evaluation = final_evaluation(model, prepared, config=config, seed=seed)
     return TrainResult(metrics={**evaluation.metrics, "best_epoch": float(best_epoch)},
-                       undefined=evaluation.undefined,
+                       undefined=evaluation.undefined, caveats=evaluation.caveats,
                        predictions=evaluation.table, state_dict=state, history=history, best_epoch=best_epoch,
                        risk_cut=evaluation.risk_cut, in_dim=prepared.bagset.dim, n_outputs=prepared.n_outputs)
 

@@ -6,7 +6,7 @@ forward pass over the pack. At the end: every slide predicted once with the best
 task and robustness metrics of the val and test splits.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -50,6 +50,7 @@ class Evaluation:
     undefined: dict[str, str]
     table: pd.DataFrame
     risk_cut: float | None
+    caveats: dict[str, str] = field(default_factory=dict)  # metric -> what its value stands on
 
 
 def final_evaluation(model: RobustMIL, prepared: Prepared, *, config: TrainConfig, seed: int) -> Evaluation:
@@ -63,11 +64,13 @@ def final_evaluation(model: RobustMIL, prepared: Prepared, *, config: TrainConfi
     table["split"] = prepared.split.to_numpy()
     metrics: dict[str, float] = {}
     undefined: dict[str, str] = {}
+    caveats: dict[str, str] = {}
     for name in ("val", "test"):
         rows = table["split"].to_numpy() == name
         summary = summarize(table[rows], embeddings[rows], task=config.task, k=config.robustness_k,
-                            held_out_scanner=config.split.held_out_scanner, seed=seed)
+                            held_out=config.split.held_out_scanners, seed=seed, limits=config.limits)
         metrics.update({f"{name}/{key}": value for key, value in summary.values.items()})
         undefined.update({f"{name}/{key}": reason for key, reason in summary.undefined.items()})
+        caveats.update({f"{name}/{key}": caveat for key, caveat in summary.caveats.items()})
     return Evaluation(metrics=metrics, undefined=undefined, table=table,
-                      risk_cut=risk_cut if config.task == "survival" else None)
+                      risk_cut=risk_cut if config.task == "survival" else None, caveats=caveats)

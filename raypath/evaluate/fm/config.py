@@ -48,6 +48,9 @@ class APDConfig(StrictModel):
     held_out_centers: list[str] = Field(
         default_factory=list, description="out-of-domain test centers, never trained on; empty = the last "
                                           "center (sorted) when there are three or more, else none")
+    held_out_scanners: list[str] = Field(
+        default_factory=list, description="scanners the probes never train or validate on (raypath); the "
+                                          "cohort's declared ones (cohort.yaml) are added")
     min_test_slides: int = Field(2, ge=1, description="test slides left in the smallest cell; sets the "
                                                       "balanced slides per cell m")
     max_balanced_slides: int | None = Field(None, ge=1, description="cap on m (cost); None = PathoROB's rule")

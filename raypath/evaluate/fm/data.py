@@ -24,6 +24,7 @@ class FeatureSet:
     slide_ids: np.ndarray
     specimen_ids: np.ndarray
     patient_ids: np.ndarray
+    scanners: np.ndarray
 
     def __len__(self) -> int:
         return len(self.features)
@@ -123,4 +124,4 @@ def _feature_set(features: np.ndarray, slide_ids: np.ndarray, cohort: pd.DataFra
     rows = cohort.loc[slide_ids]
     return FeatureSet(features=features, classes=rows["label"].to_numpy(), centers=rows["center"].to_numpy(),
                       slide_ids=slide_ids.astype(str), specimen_ids=rows["specimen_id"].to_numpy(str),
-                      patient_ids=rows["patient_id"].to_numpy(str))
+                      patient_ids=rows["patient_id"].to_numpy(str), scanners=rows["scanner"].to_numpy(str))

@@ -70,12 +70,29 @@ def _curves(data: FeatureSet, config: EvaluateFMConfig) -> tuple[dict[str, Robus
     return curves, len(keep)
 
 
+def apd_design(data: FeatureSet, config: EvaluateFMConfig) -> tuple[FeatureSet, tuple[str, ...]]:
+    """(samples, out-of-domain centres) of the APD. Held-out scanners are never trained on: where
+    their slides make up whole centres (the confounder is the scanner) those centres are the
+    out-of-domain test, beside PathoROB's; otherwise their slides are left out of the APD."""
+    apd, held = config.apd, np.isin(data.scanners, config.apd.held_out_scanners)
+    if not held.any():
+        return data, held_out_centers(data.centers, apd.held_out_centers)
+    centres = sorted(set(data.centers[held]))
+    if not np.isin(data.centers[~held], centres).any():
+        return data, tuple(dict.fromkeys([*held_out_centers(data.centers, apd.held_out_centers), *centres]))
+    log.info("APD: %d samples of held-out scanners %s left out (they share centres with others)",
+             int(held.sum()), apd.held_out_scanners)
+    kept = data.take(np.flatnonzero(~held))
+    return kept, held_out_centers(kept.centers, apd.held_out_centers)
+
+
 def _drop(data: FeatureSet, config: EvaluateFMConfig) -> DropResult | None:
     apd = config.apd
     try:
+        data, held_out = apd_design(data, config)
         return average_performance_drop(
             data.features, classes=data.classes, centers=data.centers, slides=data.slide_ids,
-            specimens=data.specimen_ids, held_out=held_out_centers(data.centers, apd.held_out_centers),
+            specimens=data.specimen_ids, held_out=held_out,
             iterations=apd.iterations, min_test_slides=apd.min_test_slides,
             max_balanced_slides=apd.max_balanced_slides, seed=apd.seed)
     except ValueError as exc:  # a cohort too small for the design: report NaN, go on

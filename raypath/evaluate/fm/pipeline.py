@@ -12,6 +12,7 @@ from raypath.evaluate.fm.report import row_name, write_report
 from raypath.evaluate.fm.tracking import default_uri, log_to_mlflow
 from raypath.mil.correction import Method, fit_correction
 from raypath.store import FeatureStore
+from raypath.train.split_policy import held_out_scanners
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ def evaluate_source(store: FeatureStore, *, fm: str, cohort: pd.DataFrame, confi
 def run_evaluation(config: EvaluateFMConfig, *, manifest: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     """Evaluate every (encoder, tiling hash) found; write the report and log it; return the table."""
     config.require_paths()
+    held_out = held_out_scanners(config.apd.held_out_scanners, labels=config.labels)
+    config = config.model_copy(update={"apd": config.apd.model_copy(update={"held_out_scanners": held_out})})
     out = Path(config.out)
     cohort = cohort_frame(manifest, labels, center=config.center,
                           sources=(str(config.manifest), str(config.labels)))
@@ -76,7 +79,8 @@ def run_evaluation(config: EvaluateFMConfig, *, manifest: pd.DataFrame, labels: 
     artifacts = write_report(frame, pd.DataFrame(curves), out)
     if config.tracking:
         params = {"features": str(config.features), "tiles_per_slide": str(config.tiles_per_slide),
-                  "center": config.center, "seed": str(config.seed)}
+                  "center": config.center, "seed": str(config.seed),
+                  "held_out_scanners": ",".join(held_out) or "none"}
         log_to_mlflow(frame, artifacts=artifacts, uri=config.tracking_uri or default_uri(out),
                       experiment=config.experiment, params=params)
     return frame

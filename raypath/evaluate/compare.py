@@ -108,7 +108,7 @@ def _roc(models: dict[str, RunModel], *, tags: dict, out: Path) -> list[str]:
         return []
     figure = roc_figure({name: m.predictions for name, m in models.items()},
                         title="per-scanner ROC, test split (one replicate)", path=out / "roc_scanners.png",
-                        held_out=next(iter(models.values())).held_out_scanner)
+                        held_out=next(iter(models.values())).held_out_scanners)
     return [figure.name] if figure else []
 
 

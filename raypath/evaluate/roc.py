@@ -1,7 +1,7 @@
 """Per-scanner ROC curves of the compared models on the test split: where a model's accuracy
 depends on the scanner, its curves fan out; a robust model's lie on top of each other."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 STYLES = ("-", "--", ":", "-.")
 
 
-def roc_panels(predictions: Mapping[str, pd.DataFrame], *, title: str, held_out: str | None = None
+def roc_panels(predictions: Mapping[str, pd.DataFrame], *, title: str, held_out: Sequence[str] = ()
                ) -> Figure | None:
     """One panel per model, one curve per scanner (test split, binary labels), the `held_out` scanner
     named as such and drawn heavier; None when no scanner has both classes (nothing to draw)."""
@@ -30,9 +30,9 @@ def roc_panels(predictions: Mapping[str, pd.DataFrame], *, title: str, held_out:
                 continue
             fpr, tpr, _ = roc_curve(rows["label"], rows["score"])
             auc = roc_auc_score(rows["label"], rows["score"])
-            shown = f"{scanner} (held out)" if scanner == held_out else scanner
+            shown = f"{scanner} (held out)" if scanner in held_out else scanner
             axis.plot(fpr, tpr, STYLES[index % len(STYLES)], label=f"{shown} ({auc:.2f}, n={len(rows)})",
-                      lw=2.2 if scanner == held_out else 1.5)
+                      lw=2.2 if scanner in held_out else 1.5)
             drawn += 1
         axis.plot([0, 1], [0, 1], c="0.8", lw=0.8)
         axis.set(title=model, xlabel="false positive rate", ylabel="true positive rate", aspect="equal")
@@ -47,7 +47,7 @@ def roc_panels(predictions: Mapping[str, pd.DataFrame], *, title: str, held_out:
 
 
 def roc_figure(predictions: Mapping[str, pd.DataFrame], *, title: str, path: Path,
-               held_out: str | None = None) -> Path | None:
+               held_out: Sequence[str] = ()) -> Path | None:
     """`roc_panels` saved as PNG; None when there is nothing to draw."""
     figure = roc_panels(predictions, title=title, held_out=held_out)
     if figure is None:

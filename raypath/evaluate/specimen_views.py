@@ -1,6 +1,7 @@
 """Inputs of the attention heatmaps: trained models from MLflow, bags from the feature store, the
 slide under the tiles when a manifest is given, and which test specimens to show."""
 
+import json
 import logging
 import tempfile
 from collections.abc import Mapping
@@ -18,18 +19,18 @@ from raypath.registry.spec import ModelSpec
 from raypath.store import FeatureStore
 
 log = logging.getLogger(__name__)
-HELD_OUT_PARAM = "split.held_out_scanner"  # the training config's field, as the sweep logs params
+HELD_OUT_PARAM = "split.held_out_scanners"  # the train config field, logged as a JSON list
 
 
 @dataclass(frozen=True)
 class RunModel:
     """A replicate run's model, ready to predict, the predictions the sweep logged for it, and the
-    scanner its training held out (None when none was)."""
+    scanners its training held out."""
 
     backbone: nn.Module
     spec: ModelSpec
     predictions: pd.DataFrame
-    held_out_scanner: str | None = None
+    held_out_scanners: tuple[str, ...] = ()
 
 
 def load_run_model(client: MlflowClient, run_id: str) -> RunModel:
@@ -40,9 +41,9 @@ def load_run_model(client: MlflowClient, run_id: str) -> RunModel:
         backbone = load_backbone(spec, model / "artifacts" / "model.safetensors")
         predictions = pd.read_parquet(Path(client.download_artifacts(run_id, "predictions", tmp))
                                       / "predictions.parquet")
-    held_out = client.get_run(run_id).data.params.get(HELD_OUT_PARAM, "None")
+    held_out = json.loads(client.get_run(run_id).data.params.get(HELD_OUT_PARAM, "[]"))
     return RunModel(backbone=backbone, spec=spec, predictions=predictions,
-                    held_out_scanner=None if held_out == "None" else held_out)
+                    held_out_scanners=tuple(held_out))
 
 
 def pick_specimens(predictions: pd.DataFrame, *, count: int) -> list[str]:
@@ -98,7 +99,7 @@ def specimen_views(
                     score=score,
                     backdrop=backdrop,
                     tile_um=bag.tile_um,
-                    held_out=bag.scanner == model.held_out_scanner,
+                    held_out=bag.scanner in model.held_out_scanners,
                 )
             )
     return rows

@@ -1,6 +1,6 @@
 """Finetuning on Ray Train workers (private local Ray, gloo): two workers keep identical adapters and
 head, the FM's base weights never change, FSDP trains what DDP trains, and a worker that dies
-resumes from the last checkpoint."""
+resumes from the last checkpoint with its best epoch."""
 
 import json
 from pathlib import Path
@@ -58,8 +58,10 @@ def _trained(result) -> dict[str, torch.Tensor]:
 
 
 def test_a_killed_worker_resumes_from_the_checkpoint(local_ray, ft_cohort, tmp_path):
+    # No later epoch beats the first by min_delta: epoch 0 stays the best across the restart.
     config = finetune_config(ft_cohort, tmp_path / "out", epochs=3,
-                             distributed={"workers": 2, "max_failures": 1})
+                             distributed={"workers": 2, "max_failures": 1},
+                             early_stopping={"metric": "loss", "patience": 5, "min_delta": 1e6})
     loop_config = prepare_run(config)
     (trace := tmp_path / "trace").mkdir()
     result = train(config, {**loop_config, "trace": str(trace), "fail_at_epoch": 1})
@@ -71,3 +73,6 @@ def test_a_killed_worker_resumes_from_the_checkpoint(local_ray, ft_cohort, tmp_p
     with result.checkpoint.as_directory() as directory:
         state = torch.load(Path(directory) / "state.pt", weights_only=True)
     assert [row["epoch"] for row in state["history"]] == [0, 1, 2]
+    assert all("val/loss" in row for row in state["history"]), "validated every epoch"
+    # the restarted group continued from epoch 0's checkpoint, which carried the best weights
+    assert state["stopper"]["best_epoch"] == 0 and state_dict_hash(state["best"]) == zero[0]["trained"]

@@ -49,7 +49,9 @@ class Progress:
     next_epoch: int = 0
 
     def load(self, state: dict) -> None:
-        self.history, self.best = list(state["history"]), dict(state["best"])
+        """Continue from a checkpoint's record (the best tensors copied: a loaded state may share
+        them with its `trained` entry, which the model takes over)."""
+        self.history, self.best = list(state["history"]), {k: v.clone() for k, v in state["best"].items()}
         self.stopper.load_state_dict(state["stopper"])
         self.next_epoch = int(state["epoch"]) + 1
 
@@ -143,7 +145,8 @@ def train_loop(loop_config: dict) -> None:
     progress = Progress(stopper=EarlyStopping(config=config.train_config()))
     state = worker.load_checkpoint()
     if state is not None:
-        set_model_state_dict(model, state["trained"],
+        # a copy: set_model_state_dict puts the model's own tensors into the dict it is given
+        set_model_state_dict(model, dict(state["trained"]),
                              options=StateDictOptions(full_state_dict=True, strict=False))
         set_optimizer_state_dict(model, optimizer, state["optimizer"], options=FULL)
         progress.load(state)

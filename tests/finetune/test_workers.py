@@ -13,7 +13,7 @@ from raypath.encoders.loading import state_dict_hash
 from raypath.finetune.model import build_model, frozen_state
 from raypath.finetune.run import absolute, prepare_run, train
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]  # Ray Train groups, validated every epoch
 
 
 def _trace(directory: Path, rank: int) -> list[dict]:

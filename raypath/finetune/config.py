@@ -13,7 +13,7 @@ from raypath.encoders.registry import get_card
 from raypath.mil.config import LossConfig, ModelConfig
 from raypath.mil.registry import LOSSES
 from raypath.slides.config import TilingConfig
-from raypath.train.config import OptimizerConfig, SplitConfig, TrainConfig
+from raypath.train.config import EarlyStoppingConfig, OptimizerConfig, SplitConfig, TrainConfig
 
 
 class TileSourceConfig(StrictModel):
@@ -67,6 +67,10 @@ class FinetuneConfig(StrictModel):
     eval_tiles: int | None = Field(
         None, gt=0, description="evenly spaced tiles per slide at evaluation; None = all")
     threshold: float = Field(0.5, description="decision threshold on probabilities (binary)")
+    early_stopping: EarlyStoppingConfig = Field(
+        EarlyStoppingConfig(), description="validated every epoch, the MIL engine's rule; the best epoch is "
+                                           "the model")
+    robustness_k: int = Field(10, ge=1, description="neighbours of the robustness index")
     tiling: TilingConfig = TilingConfig()
     tiles: TileSourceConfig = TileSourceConfig()
     autocast_bf16: bool = Field(True, description="bfloat16 autocast of the FM forward (GPU workers only)")
@@ -96,11 +100,13 @@ class FinetuneConfig(StrictModel):
                              "registration.parquet) or their weights to 0")
 
     def train_config(self) -> TrainConfig:
-        """The training config the MIL pieces (splits, batches, head, losses) are prepared with."""
+        """The training config the MIL pieces (splits, batches, head, losses), early stopping and the
+        evaluation functions are run with."""
         return TrainConfig(task=self.task, model=self.model, losses=self.losses, optimizer=self.optimizer,
                            split=self.split, epochs=self.epochs, batch_specimens=self.specimens_per_step,
                            max_tiles=self.tiles_per_scan, eval_max_tiles=self.eval_tiles,
-                           threshold=self.threshold, early_stopping={"enabled": False})
+                           threshold=self.threshold, early_stopping=self.early_stopping,
+                           robustness_k=self.robustness_k)
 
     def loss_weights(self) -> dict[str, float]:
         """The robustness loss weights, plus the FM-level tile loss."""

@@ -146,13 +146,16 @@ class Collator:
 
     def __call__(self, slides: np.ndarray, *, max_tiles: int | None = None,
                  generator: torch.Generator | None = None) -> Batch:
-        """Padded batch of the given slides (global indices), tiles chosen by `select`."""
+        """Padded batch of the given slides (global indices), tiles chosen by `select`, in torch's
+        default floating dtype (float32; float64 where a test compares computations whose summation
+        order differs)."""
         selection = self.select(slides, max_tiles=max_tiles, generator=generator)
         tile, real = selection.tile, selection.real
-        features = self.features[tile.reshape(-1)].reshape(*tile.shape, -1).float()
+        features = self.features[tile.reshape(-1)].reshape(*tile.shape, -1).to(torch.get_default_dtype())
         if self.transform is not None:
             tile_scanner = np.repeat(self.scanner_names[selection.slides.numpy()], real.sum(dim=1).numpy())
-            features[real] = torch.from_numpy(self.transform(features[real].numpy(), tile_scanner))
+            features[real] = torch.from_numpy(self.transform(features[real].numpy(), tile_scanner)).to(
+                features.dtype)
         return self.batch(selection, features.masked_fill_(~real[..., None], 0.0))
 
     def eval_batches(self, slides: np.ndarray, *, max_bags: int, max_tiles: int | None,

@@ -7,7 +7,10 @@ share the seed (same split, same initial backbone, same batches: paired comparis
 *pack key* (shapes, dropout, epochs, ...); they differ in learning rate, weight decay, loss weights
 and τ, which enter the step as (G,) tensors. Each member is trained, early-stopped, restored to
 its best epoch and evaluated exactly as it would be alone (tested against a plain single-model
-loop in the tests), but the G forward/backward passes run as batched matmuls.
+loop in the tests), but the G forward/backward passes run as batched matmuls. It computes in
+torch's default floating dtype: float32, or float64 where a test compares two computations that
+sum in different orders (one process against data-parallel workers) and float32 rounding, which
+Adam can amplify, would hide what it checks.
 """
 
 import logging

@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ["tiling", "extract", "mil_throughput", "cache_formats", "scale", "data_parallel", "robust_mil",
-         "sweep", "fm_robustness", "finetune", "finetune_robustness", "demo"]
+ORDER = ["tiling", "extract", "mil_throughput", "peers", "cache_formats", "scale", "scale_out_of_core",
+         "data_parallel", "robust_mil", "sweep", "evaluate_fm", "fm_robustness", "finetune",
+         "finetune_robustness", "demo", "gpu_check"]
 log = logging.getLogger("benchmarks")
 
 

@@ -89,6 +89,8 @@ class EvaluateFMConfig(StrictModel):
     levels: list[Level] = Field(default_factory=lambda: ["tile", "slide"], min_length=1)
     corrections: list[Correction] = Field(default_factory=lambda: ["none", "center", "combat"], min_length=1)
     seed: int = 0
+    workers: int | None = Field(None, ge=1, description="processes for k-means runs and APD iterations; "
+                                                       "None = the cores this process may use")
     knn: KnnConfig = KnnConfig()
     apd: APDConfig = APDConfig()
     clustering: ClusteringConfig = ClusteringConfig()

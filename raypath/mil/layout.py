@@ -115,3 +115,13 @@ class RowLayout:
     positions: np.ndarray  # (T,) int32
     seed: int
     prefetch: RowPrefetch | None = None
+
+
+def store_rows(offsets: np.ndarray, layout: RowLayout | None) -> np.ndarray:
+    """The global row holding each store tile, bag by bag in the store's order (identity without a
+    layout): `features[store_rows(...)]` is the store's row order."""
+    total = int(offsets[-1])
+    if layout is None:
+        return np.arange(total)
+    starts = np.repeat(np.asarray(offsets[:-1]), np.diff(offsets))
+    return starts + np.asarray(layout.positions, dtype=np.int64)

@@ -12,6 +12,7 @@ import pytest
 import raypath.mil.cache as cache_module
 from raypath.mil.bags import simulated_bagset
 from raypath.mil.cache import CacheInfo, cache_directory, load_cache, open_cache
+from raypath.mil.layout import store_rows
 from raypath.slides.synth.feature_config import SimulateConfig
 from raypath.slides.synth.features import simulate_cohort
 from raypath.store import FeatureStore, ProvenanceError
@@ -46,8 +47,7 @@ def test_float32_cache_is_the_store_exactly_and_memory_mapped(cohort, tmp_path):
     bags = open_cache(_store(cohort), root=tmp_path, storage="float32")
     expected = simulated_bagset(simulate_cohort(SimulateConfig(**SIM)))
     assert _mapped(bags.features) and not bags.features.flags.writeable
-    rows = np.concatenate([start + np.asarray(bags.layout.positions[start:stop])
-                           for start, stop in zip(bags.offsets[:-1], bags.offsets[1:], strict=True)])
+    rows = store_rows(bags.offsets, bags.layout)
     np.testing.assert_array_equal(bags.features[rows], expected.features)
     np.testing.assert_array_equal(bags.offsets, expected.offsets)
     np.testing.assert_array_equal(bags.coords[rows], expected.coords)

@@ -44,6 +44,7 @@ from memory_limit import (
     cgroup_available,
     drop_file_cache,
     group_stats,
+    io_wait_s,
     joiner,
     memory_group,
     read_bytes,
@@ -289,12 +290,16 @@ def train_epochs(spec: dict) -> dict:
     split, lengths = bags.slides["split"].to_numpy(), bags.lengths
     rows = (np.minimum(lengths[split == "train"], config.max_tiles).sum()
             + np.minimum(lengths[split == "val"], config.eval_max_tiles).sum())
-    marks = [(time.perf_counter(), read_bytes())]
-    train_pack(members=members, data=bags, seed=0,
-               on_epoch=lambda epoch, reported: marks.append((time.perf_counter(), read_bytes())))
-    final = (time.perf_counter(), read_bytes())
-    seconds, disk = np.diff([m[0] for m in marks]), np.diff([m[1] for m in marks])
-    return {"epoch_s": seconds.tolist(), "epoch_read_bytes": disk.tolist(),
+
+    def mark() -> tuple[float, int, float, float]:
+        return time.perf_counter(), read_bytes(), time.process_time(), io_wait_s()
+
+    marks = [mark()]
+    train_pack(members=members, data=bags, seed=0, on_epoch=lambda epoch, reported: marks.append(mark()))
+    final = mark()
+    seconds, disk, cpu, wait = (np.diff([m[i] for m in marks]) for i in range(4))
+    return {"epoch_s": seconds.tolist(), "epoch_read_bytes": disk.tolist(), "epoch_cpu_s": cpu.tolist(),
+            "epoch_io_wait_s": wait.tolist(),
             "sampled_bytes": int(rows) * bags.dim * bags.features.itemsize,
             "final_s": final[0] - marks[-1][0], "final_read_bytes": final[1] - marks[-1][1],
             "raypath": str(Path(raypath.__file__).parent), "peak_rss_mb": peak_rss_mb(os.getpid())}
@@ -364,22 +369,29 @@ def out_of_core_report(runs: list[dict], args: argparse.Namespace, *, cache_byte
         f"score-consistency losses, 1 torch thread), {args.out_of_core_epochs} epochs, {args.max_tiles} "
         "sampled tiles per training bag, evenly spaced ones per validation bag. 'disk read' = the process's "
         "/proc/<pid>/io read_bytes per epoch; 'sampled' = the bytes of the rows the epoch gathers (train + "
-        "validation). s/epoch = median of the epochs after the first; the first epoch is also shown. The "
+        "validation). s/epoch = median of the epochs after the first; the first epoch is also shown. CPU "
+        "s/epoch = the process's CPU time (load-independent); I/O wait = its block-I/O delay (delay "
+        "accounting, kernel.task_delayacct; 0 when off): on a shared machine wall time minus these is time "
+        "spent waiting for a core. The "
         "cache file's pages are evicted before each run (POSIX_FADV_DONTNEED; 'warm' then reads it in "
         "once); the limit is a cgroup v1 memory group the child joins before it starts, page cache "
         "included.\n",
-        "| run | memory limit GB | s/epoch | first epoch s | vs warm | disk read MB/epoch | sampled MB/epoch "
-        "| read / sampled | group peak GB | OOM kills | final evaluation s |",
-        "|" + "---|" * 11,
+        "| run | memory limit GB | s/epoch | first epoch s | vs warm | CPU s/epoch | I/O wait s/epoch "
+        "| disk read MB/epoch | sampled MB/epoch | read / sampled | group peak GB | OOM kills "
+        "| final evaluation s |",
+        "|" + "---|" * 13,
     ]
     for run in runs:
         later = run["epoch_s"][1:] or run["epoch_s"]
         reads = run["epoch_read_bytes"][1:] or run["epoch_read_bytes"]
         per_epoch, read = float(np.median(later)), float(np.median(reads))
+        cpu = float(np.median(run["epoch_cpu_s"][1:] or run["epoch_cpu_s"]))
+        wait = float(np.median(run["epoch_io_wait_s"][1:] or run["epoch_io_wait_s"]))
         group, limit = run["group"], "-" if run["limit"] is None else f"{run['limit'] / 1e9:.2f}"
         lines.append(
             f"| {run['name']} | {limit} | "
-            f"{per_epoch:.1f} | {run['epoch_s'][0]:.1f} | {per_epoch / baseline:.2f}x | {read / 1e6:.0f} | "
+            f"{per_epoch:.1f} | {run['epoch_s'][0]:.1f} | {per_epoch / baseline:.2f}x | {cpu:.1f} | "
+            f"{wait:.2f} | {read / 1e6:.0f} | "
             f"{run['sampled_bytes'] / 1e6:.0f} | {read / run['sampled_bytes']:.2f} | "
             f"{group.get('max_usage_bytes', float('nan')) / 1e9:.2f} | {group.get('oom_kills', '-')} | "
             f"{run['final_s']:.1f} |")

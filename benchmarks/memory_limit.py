@@ -87,3 +87,10 @@ def warm_file_cache(path: Path, *, block: int = 16 << 20) -> None:
     with open(path, "rb", buffering=0) as source:
         while source.read(block):
             pass
+
+
+def io_wait_s(pid: int | str = "self") -> float:
+    """Seconds the process has waited for block I/O (delay accounting; 0 while it is switched off:
+    `sysctl kernel.task_delayacct=1`)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[39]) / os.sysconf("SC_CLK_TCK")  # field 42 of stat: delayacct_blkio_ticks

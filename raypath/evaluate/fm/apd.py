@@ -22,6 +22,7 @@ from sklearn import config_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
+from raypath.evaluate.fm.accuracy import balanced_accuracy
 from raypath.evaluate.fm.parallel import run_tasks
 from raypath.evaluate.fm.splits import (
     SplitRows,
@@ -69,15 +70,6 @@ def drop(accuracies: np.ndarray) -> float:
     if not np.isfinite(accuracies).all() or (accuracies[0] <= 0).any():
         return float("nan")
     return float(np.mean((accuracies[1:] / accuracies[0]).mean(axis=0) - 1.0))
-
-
-def balanced_accuracy(truth: np.ndarray, predicted: np.ndarray) -> float:
-    """scikit-learn's `balanced_accuracy_score` (mean recall over the classes present in `truth`,
-    same integer counts, same division and mean: the same float), without its input validation,
-    which cost more than the probe's fit over the thousands of calls of an APD."""
-    classes, codes = np.unique(truth, return_inverse=True)
-    correct = np.bincount(codes[truth == predicted], minlength=len(classes))
-    return float((correct / np.bincount(codes, minlength=len(classes))).mean())
 
 
 def _accuracy(model: LogisticRegression, features: np.ndarray, classes: np.ndarray,

@@ -24,8 +24,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import balanced_accuracy_score
 
+from raypath.evaluate.fm.accuracy import balanced_accuracy
 from raypath.metrics.robustness import nearest_neighbours
 
 PATHOROB_K_CAP = 600
@@ -119,7 +119,7 @@ def curve_from_neighbours(neighbours: np.ndarray, *, classes: np.ndarray, center
         so, os_ = so + block_so, os_ + block_os
     total = so + os_
     ri = np.divide(so, total, out=np.full(len(ks), np.nan), where=total > 0)
-    accuracy = np.array([balanced_accuracy_score(class_codes, predicted[:, j]) for j in range(len(ks))])
+    accuracy = np.array([balanced_accuracy(class_codes, predicted[:, j]) for j in range(len(ks))])
     best = int(ks[int(np.argmax(accuracy))])  # argmax takes the smallest k among ties
     return RobustnessCurve(ks=ks, robustness_index=ri, balanced_accuracy=accuracy, best_k=best)
 

@@ -5,14 +5,18 @@
 #   bash benchmarks/gpu_check.sh [--dry-run] [--out DIR] [--wheels DIR] [--python PY]
 #   bash benchmarks/gpu_check.sh --fetch-wheels DIR     # here, with a package index: what a GPU machine
 #                                                       # without one needs, for --wheels DIR there
+# A lent GPU machine (Python 3.12 with PyTorch, no package index): fetch the wheels into an ignored
+# folder of the checkout (`--fetch-wheels .whl`, about 57 MB for cp312 x86-64, under the 64 MiB a
+# call may carry), carry it, and run `bash benchmarks/gpu_check.sh --wheels .whl --python python3`.
 #
 # Each part runs in its own process under its own time box (benchmarks/gpu_check.py PART), so one that
 # fails or hangs costs only its own section. GPU machines lent here have PyTorch but no package index:
 # --wheels DIR installs the wheels fetched beforehand (pip --no-index) into a private target folder;
 # raypath itself is used from this checkout (PYTHONPATH), none of its Ray / MLflow dependencies are
 # needed. --dry-run: tiny models, few tiles, CPU; GPU parts are reported as skipped with the reason
-# (CI runs it: tests/benchmarks/test_gpu_check.py). The results file is <out>/gpu_check.md
-# (out: --out, else $OUT, else benchmarks/results/gpu_check).
+# (CI runs it: tests/benchmarks/test_gpu_check.py). It writes two files: <out>/gpu_check.md (the
+# results) and <out>/gpu_check.log (every part's output); out: --out, else $OUT, else
+# benchmarks/results (where run_all.py assembles RESULTS.md from). Slides and parts go to a temp dir.
 set -uo pipefail
 arguments="$*"
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -46,9 +50,12 @@ if [ -n "$fetch" ]; then
   du -sh "$fetch"
   exit 0
 fi
-out="${out:-$root/benchmarks/results/gpu_check}"
-mkdir -p "$out/parts"
+out="${out:-$root/benchmarks/results}"
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+mkdir -p "$out" "$scratch/parts"
 result="$out/gpu_check.md"
+: >"$out/gpu_check.log"
 started=$(date +%s)
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 install_note="nothing installed (dry run)"
@@ -74,14 +81,15 @@ for spec in env:30 inference:180 decode:90 lora:120; do
   part=${spec%%:*} box=${spec##*:}
   [ "$dry_run" = 1 ] && box=900  # the boxes fit the real run into 8 minutes; a dry run may share a busy CPU
   # shellcheck disable=SC2086
-  timeout --kill-after=10 "$box" "$python" "$here/gpu_check.py" "$part" --out "$out/parts" $mode \
-    >"$out/parts/$part.log" 2>&1
+  timeout --kill-after=10 "$box" "$python" "$here/gpu_check.py" "$part" --out "$scratch/parts" $mode \
+    >"$scratch/parts/$part.log" 2>&1
   code=$?
+  { echo "===== $part (exit $code)"; cat "$scratch/parts/$part.log"; } >>"$out/gpu_check.log"
   if [ "$code" != 0 ]; then
     status=1
     reason=$([ "$code" = 124 ] && echo "stopped at its ${box} s time box" || echo "failed with exit code $code")
     { echo "### $part"; echo; echo "FAILED: $reason. Last lines of its log:"; echo; echo '```';
-      tail -n 15 "$out/parts/$part.log"; echo '```'; echo; } >"$out/parts/$part.md"
+      tail -n 15 "$scratch/parts/$part.log"; echo '```'; echo; } >"$scratch/parts/$part.md"
   fi
 done
 {
@@ -93,7 +101,7 @@ done
   echo "- date: $(date -u '+%Y-%m-%d %H:%M') UTC; total $(( $(date +%s) - started )) s"
   echo "- set-up: $install_note"
   echo
-  for part in env inference decode lora; do cat "$out/parts/$part.md"; echo; done
+  for part in env inference decode lora; do cat "$scratch/parts/$part.md"; echo; done
 } >"$result"
 echo "wrote $result"
 exit $status

@@ -1,9 +1,10 @@
 """Independent pieces of a metric (k-means runs, APD iterations) on a few local processes.
 
 Why processes and not Ray: the pieces are milliseconds to seconds of single-threaded scikit-learn
-each, so a pool of worker processes (joblib's, already there through scikit-learn) pays from two
-cores up, while starting Ray would cost more than the whole metric. Results come back in task
-order and every task is seeded on its own, so the numbers do not depend on the worker count.
+each, so starting Ray would cost more than the whole metric; a pool of worker processes (joblib's,
+already there through scikit-learn) pays only where pieces are heavy (wide features) and cores are
+idle, hence one process unless `workers` says otherwise. Results come back in task order and every
+task is seeded on its own, so the numbers do not depend on the worker count.
 """
 
 import logging

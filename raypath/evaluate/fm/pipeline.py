@@ -49,8 +49,9 @@ def evaluate_source(store: FeatureStore, *, fm: str, cohort: pd.DataFrame, confi
     for method in config.corrections:
         fixed_tiles, fixed_slides = corrected(tiles, slides, method=method)
         for level in config.levels:
-            result = evaluate_level(fixed_tiles if level == "tile" else fixed_slides, config=config)
             keys = {"fm": fm, "correction": method, "row": row_name(fm, method), "level": level}
+            result = evaluate_level(fixed_tiles if level == "tile" else fixed_slides, config=config,
+                                    name=f"{keys['row']} {level}:")
             table.append({**keys, **result.summary()})
             curves += _curve_rows(result, keys)
             log.info("%s %s: %s", keys["row"], level,

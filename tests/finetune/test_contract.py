@@ -28,7 +28,8 @@ def test_finetune_validates_stops_early_and_evaluates_like_train(local_ray, ft_c
     # No epoch can beat the first by min_delta, so patience 1 stops after the second of four epochs
     # and the first epoch's weights are the model.
     config = absolute(finetune_config(ft_cohort, tmp_path / "out", epochs=4, name="contract", robustness_k=2,
-                                      distributed={"workers": 2}, split={"train": 0.34, "val": 0.33},
+                                      distributed={"workers": 2},
+                                      split={"source": "random", "train": 0.34, "val": 0.33},
                                       early_stopping={"metric": "loss", "patience": 1, "min_delta": 1e6}))
     path = tmp_path / "finetune.yaml"
     path.write_text(yaml.safe_dump(config.model_dump(mode="json")))

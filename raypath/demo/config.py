@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import Field
 
-from raypath.config.base import StrictModel
+from raypath.config.base import LocalPath, StrictModel
 from raypath.slides.synth.config import SynthConfig
 
 
@@ -18,7 +18,8 @@ class DemoConfig(StrictModel):
     validated before any work starts.
     """
 
-    out: Path = Field(Path("demo"), description="everything the demo writes goes under here")
+    out: LocalPath = Field(Path("demo"), validate_default=True,
+                           description="everything the demo writes goes under here")
     synth: SynthConfig = SynthConfig()
     registration: dict[str, Any] = Field(default_factory=dict)
     extract: dict[str, Any] = Field(default_factory=dict)

@@ -57,9 +57,9 @@ TrackingUri = Annotated[str, AfterValidator(absolute_sqlite)]
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:
-    """` (did you mean 'x'?)` for a near miss of `name` among `known`, else an empty string."""
-    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
-    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+    """` (did you mean 'x'?)` naming the nearest of `known` to `name` when it is close, else ''."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class StrictModel(BaseModel):

@@ -15,8 +15,16 @@ import pandas as pd
 from mlflow.entities import Dataset
 
 import raypath
+from raypath.config import did_you_mean
 from raypath.paths import is_remote, join
-from raypath.store import FeatureStore, code_hash, store_encoders, tiling_hashes
+from raypath.store import (
+    FeatureStore,
+    check_encoder,
+    check_provenance,
+    code_hash,
+    store_encoders,
+    tiling_hashes,
+)
 from raypath.sweep.config import SweepConfig
 from raypath.sweep.tracking import TAG_FM, TAG_SWEEP
 from raypath.train.config import TrainConfig
@@ -34,8 +42,9 @@ def effective_train(config: SweepConfig) -> TrainConfig:
 def fm_store(config: SweepConfig, fm: str) -> FeatureStore:
     """The FM's feature store; the tiling hash may be left out when only one exists."""
     f = config.features
-    if fm not in store_encoders(f.root):
-        raise ValueError(f"no features of FM {fm!r} under {f.root}; found {store_encoders(f.root)}")
+    found = store_encoders(f.root)
+    if fm not in found:
+        raise ValueError(f"no features of FM {fm!r} under {f.root}{did_you_mean(fm, found)}; found {found}")
     hashes = [f.tiling_hash] if f.tiling_hash else tiling_hashes(f.root, encoder=fm)
     if len(hashes) != 1:
         raise ValueError(f"{join(f.root, fm)}: expected one tiling-hash directory, found {hashes}; "
@@ -50,8 +59,13 @@ def sweep_tables(config: SweepConfig) -> TrainingTables:
 
 
 def trial_data(config: SweepConfig, store: FeatureStore, tables: TrainingTables) -> TrainingSource:
-    """Check the tables against the store's slides (before any trial), and describe the data."""
-    patients = pd.Series([entry.patient_id for entry in store.slide_entries()], dtype=str)
+    """Check the store's provenance and the tables against its slides (before Ray or any trial starts:
+    features filed under another FM's name would otherwise fail in every trial), and describe the data."""
+    entries = store.slide_entries()
+    if entries:
+        check_provenance([entry.metadata for entry in entries], where=store.directory)
+        check_encoder(entries[0].metadata, store=store)
+    patients = pd.Series([entry.patient_id for entry in entries], dtype=str)
     check_coverage(patients, tables, features=store.directory, labels=str(config.features.labels),
                    unmatched_labels=config.features.unmatched_labels)
     cache = config.features.cache

@@ -94,12 +94,9 @@ def registry(tmp_path) -> str:
 def no_prediction_work(monkeypatch):
     from raypath.predict import run
 
-    def forbidden(*args: object, **kwargs: object) -> None:
-        raise AssertionError("predict started Ray or extraction despite an unknown model")
-
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(ray, "init", forbidden)
-    monkeypatch.setattr(run, "ensure_features", forbidden)
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("predict started Ray for an unknown model"))
+    monkeypatch.setattr(run, "ensure_features", lambda *a, **k: pytest.fail("predict extracted features"))
 
 
 UNKNOWN_MODELS = {

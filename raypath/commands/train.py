@@ -14,7 +14,7 @@ from raypath.commands.flags import (
     config_from_flags,
     yes_no,
 )
-from raypath.config import absolute, absolute_sqlite
+from raypath.config import RaySettings, absolute, absolute_sqlite
 from raypath.distributed.config import DistributedConfig
 from raypath.train.config import TrainConfig
 
@@ -60,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                           "(or the cluster of a submitted Ray job)")
     add_config_flags(parser, TrainConfig, ())
     add_flags(parser, DistributedConfig, PARALLEL_FLAGS)
+    add_flags(parser, RaySettings, ())  # --workers: the local Ray instance's start-up
 
 
 def _tiling_hash(root: Path, encoder: str, given: str | None) -> str:
@@ -135,6 +136,7 @@ def _train_on_workers(args: argparse.Namespace, *, config: TrainConfig, source, 
     job = MilJob(source=source, config=config, seed=args.seed, out=out, tracker=tracker,
                  checkpoint_every=settings.checkpoint_every, use_gpu=settings.use_gpu)
     metrics = train_on_workers(job=job, settings=settings, storage=storage, name=name, address=args.address,
+                               ray_settings=config_from_flags(RaySettings, args, ()),
                                resume=not args.restart)
     log.info("final (best epoch %d): %s -> %s", metrics["best_epoch"], _fmt(metrics), out)
     if tracker is None:  # a tracked run's rank 0 packaged and logged it

@@ -13,6 +13,7 @@ from raypath.config.base import (
     load_config,
     validate_section,
 )
+from raypath.config.ray_settings import RaySettings
 
-__all__ = ["ConfigError", "LocalPath", "Location", "StrictModel", "TrackingUri", "absolute",
+__all__ = ["ConfigError", "LocalPath", "Location", "RaySettings", "StrictModel", "TrackingUri", "absolute",
            "absolute_sqlite", "apply_overrides", "did_you_mean", "load_config", "validate_section"]

@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import Field
 
-from raypath.config.base import LocalPath, StrictModel
+from raypath.config import LocalPath, RaySettings, StrictModel
 from raypath.slides.synth.config import SynthConfig
 
 
@@ -25,3 +25,4 @@ class DemoConfig(StrictModel):
     extract: dict[str, Any] = Field(default_factory=dict)
     sweep: dict[str, Any] = Field(default_factory=dict)
     compare: dict[str, Any] = Field(default_factory=dict)
+    ray: RaySettings = Field(RaySettings(), description="start-up of the local Ray instance (extract, sweep)")

@@ -4,7 +4,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from raypath.config.base import LocalPath, Location, StrictModel
+from raypath.config import LocalPath, Location, RaySettings, StrictModel
 from raypath.slides.config import TilingConfig
 
 
@@ -54,6 +54,7 @@ class ExtractConfig(StrictModel):
     ray_address: str | None = Field(
         None, description="Ray cluster to join ('auto', host:port, ray://); None = the job's "
                           "cluster when submitted, else a local instance")
+    ray: RaySettings = Field(RaySettings(), description="start-up of a local Ray instance")
     run_id: str | None = Field(
         None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
         description="name of this run's log dir under <output>/_runs/ (no path parts); default = timestamp")

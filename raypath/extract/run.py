@@ -85,7 +85,7 @@ def _run_claimed(
         mine, elsewhere, finished = coordination.claim(plan, stores=stores)
         summary.finished_elsewhere += len(finished)
         if mine.tasks:
-            connect(config.ray_address)
+            connect(config.ray_address, settings=config.ray)
             for record in _execute(mine, config=config, encoders=encoders, stores=stores, summary=summary,
                                    owner=coordination.token,
                                    settled=lambda slide_id: coordination.release(slide_id, stores=stores)):

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from raypath.config import LocalPath, Location, StrictModel, TrackingUri
+from raypath.config import LocalPath, Location, RaySettings, StrictModel, TrackingUri
 from raypath.distributed.config import DistributedConfig
 from raypath.encoders.lora import LoraSettings
 from raypath.encoders.registry import get_card
@@ -76,6 +76,7 @@ class FinetuneConfig(StrictModel):
     distributed: DistributedConfig = DistributedConfig()
     tracking: TrackingConfig = TrackingConfig()
     ray_address: str | None = Field(None, description="Ray cluster; None = the job's cluster or a local one")
+    ray: RaySettings = Field(RaySettings(), description="start-up of a local Ray instance")
 
     @field_validator("encoder")
     @classmethod

@@ -4,7 +4,7 @@ from typing import Any
 
 from pydantic import Field
 
-from raypath.config import LocalPath, Location, StrictModel, TrackingUri
+from raypath.config import LocalPath, Location, RaySettings, StrictModel, TrackingUri
 
 
 class PredictConfig(StrictModel):
@@ -29,6 +29,7 @@ class PredictConfig(StrictModel):
     extract: dict[str, Any] = Field(
         default_factory=dict, description="extraction settings for missing features (ExtractConfig keys)")
     ray_address: str | None = Field(None, description="Ray cluster; None = the job's or a local one")
+    ray: RaySettings = Field(RaySettings(), description="start-up of a local Ray instance")
 
     def require(self) -> None:
         """The fields a run needs; checked at run time so a YAML may leave them to flags."""

@@ -62,7 +62,7 @@ def run_prediction(config: PredictConfig) -> PredictSummary:
 
 def _predict(spec: ModelSpec, weights: bytes, store: FeatureStore, slide_ids: list[str], *,
              config: PredictConfig) -> pd.DataFrame:
-    connect(config.ray_address, log_to_driver=False)
+    connect(config.ray_address, log_to_driver=False, settings=config.ray)
     dataset = ray.data.from_items([{"slide_id": s} for s in slide_ids]).map_batches(
         SlidePredictor, batch_size=config.slides_per_batch, batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=config.concurrency),

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from raypath.config import LocalPath, Location, StrictModel, TrackingUri
+from raypath.config import LocalPath, Location, RaySettings, StrictModel, TrackingUri
 from raypath.sweep.space import ParamSpec, check_space
 from raypath.train.config import CacheConfig, TrainConfig
 
@@ -96,6 +96,7 @@ class SweepConfig(StrictModel):
     tracking: TrackingConfig = TrackingConfig()
     seed: int = 0
     ray_address: str | None = Field(None, description="None = local Ray (or the cluster of a Ray job)")
+    ray: RaySettings = Field(RaySettings(), description="start-up of a local Ray instance")
     resume: Literal["auto", "never"] = Field("auto", description="auto = Tuner.restore an existing sweep")
 
     @model_validator(mode="after")

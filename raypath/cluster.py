@@ -207,7 +207,7 @@ def ray_temp_dir(settings: RaySettings) -> Path:
         raise PermissionError(f"{private} is not a private directory of this user (owner uid "
                               f"{status.st_uid}, mode {status.st_mode & 0o777:o}): remove it, or pass "
                               "--ray-temp-dir")
-    return _writable_directory(private / "ray")
+    return _writable_directory(RaySettings(temp_dir=private / "ray").temp_dir)  # short enough for sockets
 
 
 def _writable_directory(directory: Path) -> Path:

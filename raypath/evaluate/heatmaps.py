@@ -8,6 +8,7 @@ real slides the tiles are drawn over the slide thumbnail; a feature-level cohort
 the tiles are drawn on their own grid (coordinates are level-0 either way).
 """
 
+import io
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+from raypath.extract.atomic import write_bytes
 
 log = logging.getLogger(__name__)
 CMAP = "coolwarm"
@@ -113,6 +116,8 @@ def heatmap_figure(rows: Mapping[str, Sequence[ScanView]], *, title: str, path: 
         bar = figure.colorbar(shown, ax=axes, shrink=0.8, extend="both", label="attention vs uniform")
         bar.set_ticks([-3, -2, -1, 0, 1, 2, 3], labels=["1/8x", "1/4x", "1/2x", "1x", "2x", "4x", "8x"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
     plt.close(figure)
+    write_bytes(str(path), buffer.getvalue())  # never half a picture under its name (a full disk)
     return path

@@ -1,6 +1,7 @@
 """The prediction job on the driver: resolve the model, make sure the features exist, predict every
 slide with Ray Data, write predictions atomically, draw the requested heatmaps."""
 
+import io
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from raypath.cluster import connect
 from raypath.cohort import load_manifest
 from raypath.evaluate.heatmaps import ScanView, heatmap_figure
 from raypath.evaluate.specimen_views import slide_thumbnail
-from raypath.extract.atomic import write_text
+from raypath.extract.atomic import write_bytes, write_text
 from raypath.predict.config import PredictConfig
 from raypath.predict.features import ensure_features
 from raypath.predict.infer import SlidePredictor
@@ -75,11 +76,12 @@ def _predict(spec: ModelSpec, weights: bytes, store: FeatureStore, slide_ids: li
 
 
 def _write(table: pd.DataFrame, out: Path) -> Path:
-    """predictions.parquet (with attention) and predictions.csv (without), each written atomically."""
+    """predictions.parquet (with attention) and predictions.csv (without), each written whole or not at
+    all (a full disk leaves neither half a file nor a temporary one, and names the file it hit)."""
     parquet = out / "predictions.parquet"
-    temporary = out / f".{parquet.name}.tmp"
-    table.to_parquet(temporary, index=False)
-    temporary.replace(parquet)
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    write_bytes(str(parquet), buffer.getvalue())
     write_text(str(out / "predictions.csv"), table.drop(columns=["attention"]).to_csv(index=False))
     return parquet
 

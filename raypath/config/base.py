@@ -40,6 +40,8 @@ def absolute_sqlite(value: str) -> str:
     if not value.startswith(SQLITE) or value.startswith(SQLITE + "/"):
         return value
     database, query = value[len(SQLITE):].partition("?")[::2]
+    if database in ("", ":memory:"):
+        return value
     return SQLITE + str(absolute(database)) + (f"?{query}" if query else "")
 
 

@@ -86,7 +86,7 @@ def registered_source(model_uri: str, *, tracking_uri: str | None) -> str:
     """Where `models:/name@alias`, `models:/name/3` or `models:/name/Stage` is stored, looked up in
     the given store only. MLflow resolves `models:/` against the process-wide registry URI, and
     setting that would make a later compare or register in the same process write into this store.
-    A name, version, alias or stage the store lacks is named with what it holds instead."""
+    A run, name, version, alias or stage the store lacks is named with what it holds instead."""
     if not model_uri.startswith(("models:/", "runs:/")):
         return model_uri
     client = MlflowClient(tracking_uri=existing_store(tracking_uri), registry_uri=tracking_uri)
@@ -94,12 +94,16 @@ def registered_source(model_uri: str, *, tracking_uri: str | None) -> str:
         run_id = model_uri.removeprefix("runs:/").split("/", 1)[0]
         _found(lambda: client.get_run(run_id), f"{model_uri}: no run {run_id!r} in {tracking_uri}")
         return model_uri
+    return client.get_model_version_download_uri(*_registered_version(client, model_uri, store=tracking_uri))
+
+
+def _registered_version(client: MlflowClient, model_uri: str, *, store: str | None) -> tuple[str, str]:
+    """(name, version) that `models:/name@alias|version|stage` points at, or ModelNotFoundError."""
     name, at, alias = model_uri.removeprefix("models:/").partition("@")
-    ref = alias if at else name.rpartition("/")[2]
-    name = name if at else name.rpartition("/")[0]
+    name, ref = (name, alias) if at else name.rpartition("/")[::2]
     names = _names(client)
     model = _found(lambda: client.get_registered_model(name), f"{model_uri}: no registered model {name!r} "
-                   f"in {tracking_uri}{did_you_mean(name, names)}; registered: {names}")
+                   f"in {store}{did_you_mean(name, names)}; registered: {names}")
     versions = _versions(client, name)
     if at:
         version = model.aliases.get(alias)
@@ -113,7 +117,7 @@ def registered_source(model_uri: str, *, tracking_uri: str | None) -> str:
         raise ModelNotFoundError(f"{model_uri}: model {name!r} has no {kind} {ref!r}"
                                  f"{did_you_mean(ref, model.aliases) if at else ''}; its versions: "
                                  f"{', '.join(versions) or 'none'}; its aliases: {aliases}")
-    return client.get_model_version_download_uri(name, str(version))
+    return name, str(version)
 
 
 def existing_store(tracking_uri: str | None) -> str | None:

@@ -26,9 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Exit 0 when every trial finished, 1 when some failed after their retries, 2 on bad input."""
+    from raypath.registry.sqlite_store import ready_store
     from raypath.sweep.driver import run_sweep  # imports Ray and torch only once chosen
 
     config = config_from_args(SweepConfig, args, FLAGS)
+    ready_store(config.tracking_uri())  # made or upgraded whole before Ray starts (a full disk: seconds)
     outcomes = run_sweep(config)
     sys.stdout.write("| fm | phase | configurations | packs | failed packs | wall s | in trainables s |\n"
                      "|---|---|---|---|---|---|---|\n")

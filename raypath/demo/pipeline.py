@@ -56,14 +56,15 @@ def plan_demo(config: DemoConfig, *, source: str) -> DemoPlan:
     register = validate_section(RegisterConfig, {**config.registration, "manifest": manifest,
                                                  "out": registration},
                                 source=f"{source} section 'registration'")
-    extract = validate_section(ExtractConfig, {**config.extract, "manifest": manifest,
+    ray = {"ray": config.ray.model_dump(mode="json", exclude_unset=True)}
+    extract = validate_section(ExtractConfig, {**merged(ray, config.extract), "manifest": manifest,
                                                "output": str(out / "features")},
                                source=f"{source} section 'extract'")
     fms = [spec.name for spec in extract.encoders]
     sweep_defaults = {"sweep_id": "demo", "output_dir": out / "runs",
                       "features": {"root": str(out / "features"), "fms": fms, "labels": labels,
                                    "registration": registration, "tiling_hash": extract.tiling.cache_key()},
-                      "train": {"split": {"source": "column"}}}
+                      "train": {"split": {"source": "column"}}, **ray}
     sweep = validate_section(SweepConfig, merged(sweep_defaults, config.sweep),
                              source=f"{source} section 'sweep'")
     compare_defaults = {"sweep_id": sweep.sweep_id, "output_dir": sweep.output_dir, "out": out / "report",

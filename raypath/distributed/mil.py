@@ -19,6 +19,7 @@ import ray
 import ray.train.torch
 
 from raypath.cluster import connect
+from raypath.config import RaySettings
 from raypath.distributed import worker
 from raypath.distributed.config import DistributedConfig
 from raypath.distributed.trainer import fit
@@ -106,12 +107,13 @@ def mil_loop(loop_config: dict) -> None:
 
 
 def train_on_workers(*, job: MilJob, settings: DistributedConfig, storage: Path, name: str,
-                     address: str | None = None, resume: bool = True) -> dict[str, float]:
+                     address: str | None = None, resume: bool = True,
+                     ray_settings: RaySettings | None = None) -> dict[str, float]:
     """Train `job` on `settings.workers` workers (joining or starting Ray through `connect`) and
     return rank 0's final metrics (read back from `job.out`, which must be set)."""
     if job.out is None:
         raise ValueError("a data-parallel run writes its outputs from rank 0: set MilJob.out")
-    connect(address)
+    connect(address, settings=ray_settings)
     fit(loop=mil_loop, loop_config={"job": job}, settings=settings, storage=storage, name=name, resume=resume)
     return json.loads((job.out / "metrics.json").read_text())
 

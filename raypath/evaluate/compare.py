@@ -39,6 +39,7 @@ from raypath.evaluate.specimen_views import (
     pick_specimens,
     specimen_views,
 )
+from raypath.registry.sqlite_store import ready_store
 from raypath.store import FeatureStore
 from raypath.sweep.selection import robustness_metric, runs_frame
 from raypath.sweep.tracking import RunLedger
@@ -154,7 +155,8 @@ def _write_reports(directory: Path, *, title: str, sections: list[FmSection], co
 
 def compare_sweep(config: CompareConfig) -> list[FmComparison]:
     """Every FM of the sweep, plus one combined report.md/.html at the top of the report directory."""
-    client = MlflowClient(tracking_uri=config.tracking_uri(), registry_uri=config.tracking_uri())
+    uri = ready_store(config.tracking_uri())
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     results = [compare_fm(client, config, fm=fm, experiment_id=eid)
                for fm, eid in sweep_experiments(client, config).items()]
     sections = [FmSection(fm=r.fm, wide=r.wide, notes=r.section.notes, models=r.section.models,

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from raypath.config.base import StrictModel
+from raypath.config.base import LocalPath, StrictModel
 from raypath.sweep.config import ObjectiveConfig, TrackingConfig
 
 
@@ -12,7 +12,8 @@ class HeatmapConfig(StrictModel):
     """Attention heatmaps of a few test specimens: rows = models, columns = scanners."""
 
     specimens: int = Field(3, ge=0, description="0 = no heatmaps")
-    manifest: Path | None = Field(None, description="manifest.csv with slide paths: draw over thumbnails")
+    manifest: LocalPath | None = Field(
+        None, description="manifest.csv with slide paths: draw over thumbnails")
     thumbnail_mpp: float = Field(16.0, gt=0, description="coarsest microns per pixel of the slide under "
                                                          "heatmaps (finer when the tiles span < 400 px)")
 
@@ -22,8 +23,9 @@ class CompareConfig(StrictModel):
 
     sweep_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     fms: list[str] | None = Field(None, description="None = every FM the sweep recorded")
-    output_dir: Path = Field(Path("runs/sweeps"), description="the sweep's output_dir (embedded MLflow)")
-    out: Path | None = Field(None, description="report directory; None = <output_dir>/<sweep_id>-report")
+    output_dir: LocalPath = Field(Path("runs/sweeps"), validate_default=True,
+                                  description="the sweep's output_dir (embedded MLflow)")
+    out: LocalPath | None = Field(None, description="report directory; None = <output_dir>/<sweep_id>-report")
     tracking: TrackingConfig = TrackingConfig()
     objectives: list[ObjectiveConfig] = Field(
         default_factory=lambda: [

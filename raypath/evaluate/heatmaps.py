@@ -9,6 +9,7 @@ pixels, so the tiles are drawn on their own grid (coordinates are level-0 either
 has a scale bar in microns; the scanner held out of training and validation is framed and named.
 """
 
+import io
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+from raypath.extract.atomic import write_bytes
 
 log = logging.getLogger(__name__)
 CMAP = "coolwarm"
@@ -155,6 +158,8 @@ def heatmap_figure(rows: Mapping[str, Sequence[ScanView]], *, title: str, path: 
     """`heatmap_panels` saved as PNG."""
     figure = heatmap_panels(rows, title=title)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
     plt.close(figure)
+    write_bytes(str(path), buffer.getvalue())  # never half a picture under its name (a full disk)
     return path

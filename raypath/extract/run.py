@@ -82,9 +82,10 @@ def _run_claimed(
     """Compute what this run could claim; wait for what other runs hold, then take what they left."""
     records: dict[str, SlideRecord] = {}
     while True:
-        mine, elsewhere = coordination.claim(plan, stores=stores)
+        mine, elsewhere, finished = coordination.claim(plan, stores=stores)
+        summary.finished_elsewhere += len(finished)
         if mine.tasks:
-            connect(config.ray_address)
+            connect(config.ray_address, settings=config.ray)
             for record in _execute(mine, config=config, encoders=encoders, stores=stores, summary=summary,
                                    owner=coordination.token,
                                    settled=lambda slide_id: coordination.release(slide_id, stores=stores)):

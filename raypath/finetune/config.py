@@ -1,12 +1,11 @@
 """Settings of `raypath finetune` (`jobs/finetune.py`): the FM and its adapters, the MIL head and
 losses (the training config's own sections), tile sampling, and the data-parallel run."""
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
 
-from raypath.config import StrictModel
+from raypath.config import LocalPath, Location, RaySettings, StrictModel, TrackingUri
 from raypath.distributed.config import DistributedConfig
 from raypath.encoders.lora import LoraSettings
 from raypath.encoders.registry import get_card
@@ -22,14 +21,15 @@ class TileSourceConfig(StrictModel):
     source: Literal["slides", "cache"] = Field(
         "slides", description="slides = read each sampled tile from the slide (extraction's reader); cache "
                               "= one uint8 .npy of all tissue tiles per slide, written once, memory-mapped")
-    cache_dir: str | None = Field(None, description="tile cache directory; None = <output_dir>/tiles")
+    cache_dir: Location | None = Field(None, description="tile cache directory; None = <output_dir>/tiles")
     open_slides: int = Field(16, ge=1, description="slide readers each worker keeps open")
 
 
 class TrackingConfig(StrictModel):
     """MLflow: where the run is logged and the name the model is registered under."""
 
-    uri: str | None = Field(None, description="MLflow tracking URI; None = sqlite:///<output_dir>/mlflow.db")
+    uri: TrackingUri | None = Field(
+        None, description="MLflow tracking URI; None = sqlite:///<output_dir>/mlflow.db")
     model_name: str | None = Field(None, description="registered model name; None = raypath-finetune-<name>")
     alias: str = Field("champion", description="alias pointed at the new version")
 
@@ -37,18 +37,19 @@ class TrackingConfig(StrictModel):
 class FinetuneConfig(StrictModel):
     """LoRA on the FM's attention projections + a robust MIL head, trained end to end from tiles."""
 
-    manifest: Path | None = Field(None, description="cohort manifest (required)")
-    labels: Path | None = Field(None, description="labels.csv keyed by patient_id (required)")
-    splits: Path | None = Field(
+    manifest: LocalPath | None = Field(None, description="cohort manifest (required)")
+    labels: LocalPath | None = Field(None, description="labels.csv keyed by patient_id (required)")
+    splits: LocalPath | None = Field(
         None, description="splits.csv (patient_id, split): the split used, before the labels' split column")
-    registration: Path | None = Field(None, description="registration.parquet: registered tile pairs for "
-                                                        "the tile-level losses")
-    output_dir: Path | None = Field(
+    registration: LocalPath | None = Field(
+        None, description="registration.parquet: registered tile pairs for the tile-level losses")
+    output_dir: LocalPath | None = Field(
         None, description="tile plan, tile cache, Ray Train runs, MLflow (required)")
     name: str = Field("finetune", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
                       description="run name: a rerun of the same name resumes from its latest checkpoint")
     encoder: str = Field("tiny-uni", description="model-card name of the FM (raypath models)")
-    checkpoint: str | None = Field(None, description="local FM checkpoint; None = the card's hub weights")
+    checkpoint: Location | None = Field(
+        None, description="local FM checkpoint; None = the card's hub weights")
     seed: int = 0
     lora: LoraSettings = LoraSettings()
     task: Literal["binary", "multiclass", "survival"] = "binary"
@@ -79,6 +80,7 @@ class FinetuneConfig(StrictModel):
     distributed: DistributedConfig = DistributedConfig()
     tracking: TrackingConfig = TrackingConfig()
     ray_address: str | None = Field(None, description="Ray cluster; None = the job's cluster or a local one")
+    ray: RaySettings = Field(RaySettings(), description="start-up of a local Ray instance")
 
     @field_validator("encoder")
     @classmethod

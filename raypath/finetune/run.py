@@ -66,7 +66,7 @@ def prepare_run(config: FinetuneConfig) -> dict:
 
 def train(config: FinetuneConfig, loop_config: dict, *, resume: bool = True) -> ray.train.Result:
     """The data-parallel run (Ray Train) of `train_loop` under `<output_dir>/runs/<name>`."""
-    connect(config.ray_address, log_to_driver=False)
+    connect(config.ray_address, log_to_driver=False, settings=config.ray)
     return fit(loop=train_loop, loop_config=loop_config, settings=config.distributed,
                storage=absolute(config).output_dir / "runs", name=config.name, resume=resume)
 

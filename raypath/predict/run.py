@@ -2,6 +2,7 @@
 slide with Ray Data, write predictions atomically, a QuPath GeoJSON per slide and the requested
 heatmaps (`raypath.predict.overlays`)."""
 
+import io
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ import ray
 
 from raypath.cluster import connect
 from raypath.cohort import load_manifest
-from raypath.extract.atomic import write_text
+from raypath.extract.atomic import write_bytes, write_text
 from raypath.predict.config import PredictConfig
 from raypath.predict.features import ensure_features
 from raypath.predict.infer import SlidePredictor
@@ -65,7 +66,7 @@ def run_prediction(config: PredictConfig) -> PredictSummary:
 
 def _predict(spec: ModelSpec, weights: bytes, store: FeatureStore, slide_ids: list[str], *,
              config: PredictConfig) -> pd.DataFrame:
-    connect(config.ray_address, log_to_driver=False)
+    connect(config.ray_address, log_to_driver=False, settings=config.ray)
     dataset = ray.data.from_items([{"slide_id": s} for s in slide_ids]).map_batches(
         SlidePredictor, batch_size=config.slides_per_batch, batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=config.concurrency),
@@ -78,10 +79,11 @@ def _predict(spec: ModelSpec, weights: bytes, store: FeatureStore, slide_ids: li
 
 
 def _write(table: pd.DataFrame, out: Path) -> Path:
-    """predictions.parquet (with attention) and predictions.csv (without), each written atomically."""
+    """predictions.parquet (with attention) and predictions.csv (without), each written whole or not at
+    all (a full disk leaves neither half a file nor a temporary one, and names the file it hit)."""
     parquet = out / "predictions.parquet"
-    temporary = out / f".{parquet.name}.tmp"
-    table.to_parquet(temporary, index=False)
-    temporary.replace(parquet)
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    write_bytes(str(parquet), buffer.getvalue())
     write_text(str(out / "predictions.csv"), table.drop(columns=["attention"]).to_csv(index=False))
     return parquet

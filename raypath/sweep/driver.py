@@ -142,7 +142,7 @@ def run_sweep(config: SweepConfig) -> list[PhaseOutcome]:
     tables = sweep_tables(config)
     stores = {fm: fm_store(config, fm) for fm in config.features.fms}
     inputs = {fm: trial_data(config, store, tables) for fm, store in stores.items()}
-    connect(config.ray_address, log_to_driver=False)
+    connect(config.ray_address, log_to_driver=False, settings=config.ray)
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     outcomes = []
     for fm, store in stores.items():

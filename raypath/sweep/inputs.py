@@ -15,8 +15,16 @@ from mlflow.entities import Dataset
 
 import raypath
 from raypath.cohort import load_labels
+from raypath.config import did_you_mean
 from raypath.paths import is_remote, join
-from raypath.store import FeatureStore, code_hash, store_encoders, tiling_hashes
+from raypath.store import (
+    FeatureStore,
+    check_encoder,
+    check_provenance,
+    code_hash,
+    store_encoders,
+    tiling_hashes,
+)
 from raypath.sweep.config import SweepConfig
 from raypath.sweep.replicates import replicate_units
 from raypath.sweep.tracking import TAG_FM, TAG_SWEEP
@@ -49,8 +57,9 @@ def effective_train(config: SweepConfig) -> TrainConfig:
 def fm_store(config: SweepConfig, fm: str) -> FeatureStore:
     """The FM's feature store; the tiling hash may be left out when only one exists."""
     f = config.features
-    if fm not in store_encoders(f.root):
-        raise ValueError(f"no features of FM {fm!r} under {f.root}; found {store_encoders(f.root)}")
+    found = store_encoders(f.root)
+    if fm not in found:
+        raise ValueError(f"no features of FM {fm!r} under {f.root}{did_you_mean(fm, found)}; found {found}")
     hashes = [f.tiling_hash] if f.tiling_hash else tiling_hashes(f.root, encoder=fm)
     if len(hashes) != 1:
         raise ValueError(f"{join(f.root, fm)}: expected one tiling-hash directory, found {hashes}; "
@@ -65,9 +74,14 @@ def sweep_tables(config: SweepConfig) -> TrainingTables:
 
 
 def trial_data(config: SweepConfig, store: FeatureStore, tables: TrainingTables) -> TrainingSource:
-    """Check the tables against the store's slides and audit the split every trial will compute
-    (`leakage_path`), all before any trial; then describe the data."""
-    slides = slide_table(store)
+    """Check the store's provenance (features filed under another FM's name would otherwise fail in
+    every trial), the tables against its slides, and audit the split every trial will compute
+    (`leakage_path`), all before Ray or any trial starts; then describe the data."""
+    entries = store.slide_entries()
+    if entries:
+        check_provenance([entry.metadata for entry in entries], where=store.directory)
+        check_encoder(entries[0].metadata, store=store)
+    slides = slide_table(store, entries=entries)
     check_coverage(slides["patient_id"], tables, features=store.directory, labels=str(config.features.labels),
                    unmatched_labels=config.features.unmatched_labels)
     base = config.train.model_copy(update={"split": effective_train(config).split})

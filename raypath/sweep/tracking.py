@@ -20,6 +20,8 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunStatus, RunTag, ViewType
 
+from raypath.registry.sqlite_store import ready_store
+
 log = logging.getLogger(__name__)
 
 TAG_SWEEP, TAG_FM, TAG_KEY, TAG_CONFIG = (
@@ -101,7 +103,8 @@ class RunLedger:
     @property
     def client(self) -> MlflowClient:
         if self._client is None:
-            self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+            uri = ready_store(self.tracking_uri)  # an embedded store is created or upgraded whole
+            self._client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         return self._client
 
     @property

@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from raypath.config import StrictModel
+from raypath.config import Location, StrictModel
 from raypath.metrics.limits import MetricLimits
 from raypath.mil.config import LossConfig, ModelConfig
 
@@ -62,7 +62,7 @@ class SplitConfig(StrictModel):
 class CacheConfig(StrictModel):
     """The node-local feature cache every training process reads (`raypath.mil.cache`)."""
 
-    dir: str | None = Field(
+    dir: Location | None = Field(
         None, description="node-local directory ('{node}' becomes the Ray node id: one cache per node "
                           "even on a shared path); None = <output_dir>/cache")
     storage: Literal["float16", "bfloat16", "float32"] = Field(

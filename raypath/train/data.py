@@ -48,9 +48,10 @@ def read_tables(*, labels: Path, splits: Path | None = None,
                           registration=None if registration is None else read_registration(registration))
 
 
-def slide_table(store: FeatureStore) -> pd.DataFrame:
-    """The store's slides with features (ids, patient, specimen, scanner), read from footers only."""
-    entries = [e for e in store.slide_entries() if e.n_tiles > 0]
+def slide_table(store: FeatureStore, *, entries: list | None = None) -> pd.DataFrame:
+    """The store's slides with features (ids, patient, specimen, scanner), read from footers only
+    (or from `entries` the caller already read)."""
+    entries = [e for e in (store.slide_entries() if entries is None else entries) if e.n_tiles > 0]
     columns = ("slide_id", "patient_id", "specimen_id", "scanner")
     return pd.DataFrame([[getattr(e, c) for c in columns] for e in entries], columns=list(columns), dtype=str)
 

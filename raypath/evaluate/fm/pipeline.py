@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from raypath.evaluate.fm.config import EvaluateFMConfig
-from raypath.evaluate.fm.data import FeatureSet, cohort_frame, feature_sources, load_features
+from raypath.evaluate.fm.data import FeatureSet, check_encoders, cohort_frame, feature_sources, load_features
 from raypath.evaluate.fm.evaluate import LevelResult, evaluate_level
 from raypath.evaluate.fm.report import row_name, write_report
 from raypath.evaluate.fm.tracking import default_uri, log_to_mlflow
@@ -69,10 +69,12 @@ def run_evaluation(config: EvaluateFMConfig, *, manifest: pd.DataFrame, labels: 
                           sources=(str(config.manifest), str(config.labels)))
     sources = feature_sources(config.features, encoders=config.encoders, tiling_hash=config.tiling_hash)
     several_hashes = len({h for _, h in sources}) > 1
+    stores = [FeatureStore(config.features, encoder=encoder, tiling_hash=tiling_hash)
+              for encoder, tiling_hash in sources]
+    check_encoders(stores)
     table, curves = [], []
-    for encoder, tiling_hash in sources:
-        fm = f"{encoder}@{tiling_hash}" if several_hashes else encoder
-        store = FeatureStore(config.features, encoder=encoder, tiling_hash=tiling_hash)
+    for store in stores:
+        fm = f"{store.encoder}@{store.tiling_hash}" if several_hashes else store.encoder
         rows, curve_rows = evaluate_source(store, fm=fm, cohort=cohort, config=config)
         table += rows
         curves += curve_rows

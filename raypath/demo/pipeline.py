@@ -91,7 +91,7 @@ def run_demo(plan: DemoPlan) -> int:
     """Run the stages in order; returns the exit code (non-zero only if a stage could not finish)."""
     from raypath.evaluate.compare import compare_sweep
     from raypath.extract.run import run_extraction
-    from raypath.slides.registration.run import run_registration
+    from raypath.register.run import run_registration
     from raypath.slides.synth import write_cohort
     from raypath.sweep.driver import run_sweep
 

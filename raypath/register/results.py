@@ -5,9 +5,8 @@ place (`extract.atomic`), so a killed run leaves finished specimens complete and
 half-written under a final name; a rerun skips every specimen whose file exists.
 """
 
-import contextlib
 import io
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raypath.extract.atomic import write_bytes
-from raypath.paths import temporary_owner
 from raypath.register.plan import SpecimenTask
 from raypath.slides.registration.store import COLUMNS
-from raypath.store import Temporary
 
 SPECIMENS_DIR = "specimens"
 
@@ -53,16 +50,3 @@ class SpecimenResults:
         """The rows of every task that has a result, in task order (empty table with the columns if none)."""
         frames = [pd.read_parquet(self.path(task)) for task in tasks if self.has(task)]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(COLUMNS))
-
-    def clear_temporaries(self, *, is_gone: Callable[[Temporary], bool]) -> int:
-        """Temporary result files whose writer is gone; returns how many were removed."""
-        removed = 0
-        for path in self.directory.glob(".*") if self.directory.is_dir() else []:
-            owner = temporary_owner(path.name)
-            if owner is None:
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                if is_gone(Temporary(path=str(path), owner=owner, mtime_s=path.stat().st_mtime)):
-                    path.unlink()
-                    removed += 1
-        return removed

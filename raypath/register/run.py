@@ -21,7 +21,7 @@ from raypath.cluster import connect
 from raypath.cohort import load_manifest
 from raypath.extract.checks import check_writable
 from raypath.extract.claims import StoreKey
-from raypath.extract.coordination import CLAIMS_DIR, POLL_S, Coordination
+from raypath.extract.coordination import CLAIMS_DIR, POLL_S, Coordination, clear_record_temporaries
 from raypath.extract.failures import RecordsError
 from raypath.extract.run import new_run_id
 from raypath.register.plan import SpecimenTask, plan_specimens
@@ -53,7 +53,7 @@ def run_registration(config: RegisterConfig) -> RegisterSummary:
     coordination = Coordination(claims_dir=claims_dir, run_id=summary.run_id, lease_s=config.claim_lease_s)
     with coordination:
         coordination.clear_stale(stores={}, output=str(work))
-        results.clear_temporaries(is_gone=coordination.abandoned)
+        clear_record_temporaries(results.directory, is_gone=coordination.abandoned)  # result files
         todo = [task for task in tasks if not results.has(task)]
         summary.already_done = len(tasks) - len(todo)
         log.info("%d specimens: %d to register, %d already registered with these settings",

@@ -46,7 +46,8 @@ def read_patch(reader: SlideReader, *, centre: np.ndarray, side: int, mpp: float
     """
     read_size = max(1, round(side * mpp / reader.mpp))
     origin = np.round(np.asarray(centre, dtype=np.float64) - read_size / 2.0)
-    image = reader.read_region(location=(int(origin[0]), int(origin[1])), level=0, size=(read_size, read_size))
+    location = (int(origin[0]), int(origin[1]))
+    image = reader.read_region(location=location, level=0, size=(read_size, read_size))
     return Patch(density=optical_density(resize_tile(image, side)), origin=origin, step=read_size / side)
 
 

@@ -57,7 +57,7 @@ def plan_demo(config: DemoConfig, *, source: str) -> DemoPlan:
                                                  "out": registration},
                                 source=f"{source} section 'registration'")
     extract = validate_section(ExtractConfig, {**config.extract, "manifest": manifest,
-                                               "output": str(out / "features")},
+                                               "output": str(out / "features"), "registration": registration},
                                source=f"{source} section 'extract'")
     fms = [spec.name for spec in extract.encoders]
     sweep_defaults = {"sweep_id": "demo", "output_dir": out / "runs",

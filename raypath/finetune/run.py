@@ -45,7 +45,8 @@ def prepare_run(config: FinetuneConfig) -> dict:
     config = absolute(config)
     read_tables(labels=config.labels, splits=config.splits, registration=config.registration)
     config.output_dir.mkdir(parents=True, exist_ok=True)
-    plan = ensure_plan(manifest=config.manifest, output_dir=config.output_dir, tiling=config.tiling)
+    plan = ensure_plan(manifest=config.manifest, output_dir=config.output_dir, tiling=config.tiling,
+                       registration=config.registration)
     return {"config": config.model_dump(mode="json"), "plan": str(plan)}
 
 

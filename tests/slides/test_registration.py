@@ -6,12 +6,16 @@ point checked, and the angle within 0.5 degrees; the fine stage (patches at 2 um
 quarter of its pixel.
 """
 
+import hashlib
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import ndimage
 
 from raypath.cli import main
+from raypath.slides.config import TilingConfig
 from raypath.slides.reader import open_slide
 from raypath.slides.registration import (
     COLUMNS,
@@ -27,7 +31,9 @@ from raypath.slides.registration import (
 )
 from raypath.slides.registration.config import RefineConfig, RegisterConfig
 from raypath.slides.registration.estimate import phase_correlation, working_mpp
+from raypath.slides.registration.grid import map_grid
 from raypath.slides.registration.refine import fit_rigid, trimmed_fit
+from raypath.slides.tiling import TileGrid
 
 BOUND_WORK_PX = 1.5
 THUMB_MPP = 4.0
@@ -239,3 +245,34 @@ def test_tile_pairs_mutual_nearest_and_scale():
         extent_l0=100,
     )
     assert empty.shape == (0, 2)
+
+
+def reference_grid_of(coords: np.ndarray, extent: int) -> TileGrid:
+    return TileGrid(coords=coords, extent_l0=extent, level=0, read_size=extent, tile_px=extent,
+                    target_mpp=0.5, tissue_fraction=np.ones(len(coords), np.float32))
+
+
+def test_map_grid_centres_moving_tiles_on_the_reference_tiles():
+    reference = reference_grid_of(grid(6, 100, origin=(200.0, 200.0)).astype(np.int64), 100)
+    # the moving scan: 0.25 mpp (tiles of 200 px) rotated 7 degrees and shifted against a 0.5 mpp reference
+    to_reference = Transform(rotation_deg=7.0, tx=-150.0, ty=80.0, scale=0.5)
+    own = reference_grid_of(np.zeros((0, 2), np.int64), 200)
+    mask = np.ones((40, 40), dtype=bool)
+    mask[:, 30:] = False  # no tissue on the moving scan's right quarter (x >= 1500 level-0 px)
+    moved = map_grid(reference, transform=to_reference, own=own, mask=mask, mask_downsample=50.0,
+                     dimensions=(2000, 1400), min_tissue_fraction=0.5)
+    centres = to_reference.apply(moved.coords + 100.0)
+    nearest = np.linalg.norm(centres[:, None] - (reference.coords + 50.0)[None], axis=2).min(axis=1)
+    assert nearest.max() <= 0.5 * np.sqrt(2) * to_reference.scale  # rounding to whole moving pixels only
+    assert moved.extent_l0 == 200 and 0 < len(moved) < len(reference)  # off the slide or off the tissue
+    assert np.all(moved.coords >= 0) and np.all(moved.coords + 200 <= [2000, 1400])
+    assert np.all(moved.coords[:, 0] + 100 <= 1500)  # at least half on tissue: centre left of x = 1500
+    everywhere = to_reference.inverse().apply(reference.coords + 50.0)
+    assert np.any((everywhere[:, 0] > 1500) & (everywhere[:, 0] < 1900))  # ... so some were dropped for it
+
+
+def test_the_tiling_hash_tells_the_grids_apart_and_keeps_per_scan_stores_where_they_were():
+    per_scan, reference = TilingConfig(), TilingConfig(grid="reference")
+    before = hashlib.sha256(json.dumps(per_scan.model_dump(exclude={"reader", "grid"}),
+                                       sort_keys=True).encode()).hexdigest()[:12]
+    assert per_scan.cache_key() == before and reference.cache_key() != before

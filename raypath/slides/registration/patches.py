@@ -36,19 +36,21 @@ class Patch:
 
 
 def read_patch(reader: SlideReader, *, centre: np.ndarray, side: int, mpp: float) -> Patch:
-    """`side` x `side` pixels at `mpp` (microns per pixel) centred on a level-0 point.
+    """`side` x `side` pixels at the finest whole multiple k of the scan's pixel not exceeding `mpp`
+    (a k x k area mean of level 0), centred on a level-0 point.
 
-    Always decoded from level 0 and resized here (area mean or Lanczos, pixel edges aligned): a
-    lower level's downsample is a rounded ratio of level sizes, so a region placed through it drifts
-    with its distance from the origin (~1 level-0 px per 10,000 px on a 40x scan), and the
-    scaled-JPEG reader takes lower levels whenever they are cheaper. Sub-micron registration cannot
-    afford that drift; it affords the decode (~5 Mpx per 2 um patch of a 40x scan).
+    Level 0 and a whole factor keep the patch exactly where it is asked for: a lower level's
+    downsample is a rounded ratio of level sizes, so a region placed through it drifts with its
+    distance from the origin (~1 level-0 px per 10,000 px on a 40x scan), and the scaled-JPEG
+    reader takes lower levels whenever they are cheaper. The decode costs ~3 Mpx per 256 px patch
+    of a 40x scan at 2 um/px.
     """
-    read_size = max(1, round(side * mpp / reader.mpp))
+    factor = max(1, int(mpp / reader.mpp + 1e-9))
+    read_size = side * factor
     origin = np.round(np.asarray(centre, dtype=np.float64) - read_size / 2.0)
     location = (int(origin[0]), int(origin[1]))
     image = reader.read_region(location=location, level=0, size=(read_size, read_size))
-    return Patch(density=optical_density(resize_tile(image, side)), origin=origin, step=read_size / side)
+    return Patch(density=optical_density(resize_tile(image, side)), origin=origin, step=float(factor))
 
 
 def warp_into(moving: Patch, *, onto: Patch, transform: Transform) -> np.ndarray:

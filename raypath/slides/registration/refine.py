@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from raypath.slides.config import TissueConfig
 from raypath.slides.reader import SlideReader
@@ -28,6 +29,8 @@ from raypath.slides.tissue import detect_tissue
 
 log = logging.getLogger(__name__)
 MIN_PATCH_PX = 48
+MASK_MPP = 16.0
+"""Microns per pixel of the tissue mask the patches are placed on."""
 
 
 @dataclass(frozen=True)
@@ -149,9 +152,11 @@ def _regions(
 ) -> tuple[RefineSettings, np.ndarray]:
     """Patch centres on the reference's tissue, halving the patch side (down to MIN_PATCH_PX) while
     the tissue holds fewer than `min_regions` patches (small biopsies, small test slides)."""
-    mask = detect_tissue(thumbnail, mpp=thumbnail_mpp, config=TissueConfig())
+    factor = max(1, int(MASK_MPP / thumbnail_mpp))  # patches span hundreds of microns: a coarse mask does
+    small = np.asarray(Image.fromarray(thumbnail).reduce(factor)) if factor > 1 else thumbnail
+    mask = detect_tissue(small, mpp=thumbnail_mpp * factor, config=TissueConfig())
     while True:
-        centres = choose_regions(mask, downsample=thumbnail_mpp / reference.mpp,
+        centres = choose_regions(mask, downsample=thumbnail_mpp * factor / reference.mpp,
                                  extent_l0=settings.patch_px * settings.mpp / reference.mpp,
                                  count=settings.regions, inside=_inside(moving, coarse))
         if len(centres) >= settings.min_regions or settings.patch_px // 2 < MIN_PATCH_PX:

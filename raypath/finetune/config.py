@@ -90,12 +90,12 @@ class FinetuneConfig(StrictModel):
         weights = self.losses.weights()
         pairs = [n for n, spec in LOSSES.items() if spec.needs_tile_pairs and weights[n]]
         pairs += ["fm_tile_consistency"] if self.fm_tile_consistency else []
-        if self.tiling.grid == "reference" and self.registration is None:
-            raise ValueError("tiling.grid: reference needs registration (--registration "
-                             "registration.parquet)")
         if pairs and self.registration is None:
             raise ValueError(f"{pairs} need registered tile pairs: set registration (--registration "
                              "registration.parquet) or their weights to 0")
+        if self.tiling.grid == "reference" and self.registration is None:
+            raise ValueError("tiling.grid: reference needs registration (--registration "
+                             "registration.parquet)")
 
     def train_config(self) -> TrainConfig:
         """The training config the MIL pieces (splits, batches, head, losses) are prepared with."""

@@ -11,11 +11,9 @@ specimens that could not be registered are left out of it and named in failures.
 import dataclasses
 import logging
 import time
-from collections import deque
 from pathlib import Path
 
 import pandas as pd
-import ray
 
 from raypath.cluster import connect
 from raypath.cohort import load_manifest
@@ -29,7 +27,7 @@ from raypath.register.progress import SpecimenProgress
 from raypath.register.records import SpecimenRecord, write_records
 from raypath.register.results import SpecimenResults
 from raypath.register.summary import RegisterSummary
-from raypath.register.task import Outcome, register_remote
+from raypath.register.task import Outcome, run_tasks
 from raypath.slides.registration.config import RegisterConfig
 from raypath.slides.registration.store import write_registration
 
@@ -105,37 +103,17 @@ def _wait(coordination: Coordination, waited: list[SpecimenTask], *, key: StoreK
 
 def _execute(tasks: list[SpecimenTask], *, config: RegisterConfig, results: SpecimenResults,
              coordination: Coordination, key: StoreKey) -> dict[str, SpecimenRecord]:
-    """One Ray task per specimen (SPREAD over the nodes, a bounded number in flight); each result is
-    stored and its claim released as soon as it arrives."""
+    """Register `tasks` on the cluster; each result is stored and its claim released as it arrives."""
     connect(config.ray_address)
-    remote = register_remote.options(num_cpus=config.task_cpus, max_retries=config.max_attempts - 1,
-                                     retry_exceptions=False, scheduling_strategy="SPREAD")
-    settings = ray.put(config)
-    in_flight = max(1, int(2 * ray.cluster_resources().get("CPU", 1.0) / config.task_cpus))
-    queue, pending, records = deque(tasks), {}, {}
-    progress = SpecimenProgress(total=len(tasks))
-    while queue or pending:
-        while queue and len(pending) < in_flight:
-            task = queue.popleft()
-            pending[remote.remote(task, settings)] = task
-        (ready,), _ = ray.wait(list(pending), num_returns=1)
-        task = pending.pop(ready)
-        record = _store(_outcome(ready, task, config), task, results=results, owner=coordination.token)
+    records, progress = {}, SpecimenProgress(total=len(tasks))
+    for task, outcome in run_tasks(tasks, config):
+        record = _store(outcome, task, results=results, owner=coordination.token)
         records[task.specimen_id] = record
         if coordination.book is not None:
             coordination.book.release([(key, task.specimen_id)])
         progress.add(record.status)
     progress.close()
     return records
-
-
-def _outcome(ref: ray.ObjectRef, task: SpecimenTask, config: RegisterConfig) -> Outcome:
-    try:
-        return ray.get(ref)
-    except ray.exceptions.RayError as exc:  # the worker died (a reader crash, OOM) on every attempt
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return Outcome(specimen_id=task.specimen_id, status="failed", stage="worker", reason=reason,
-                       attempts=config.max_attempts)
 
 
 def _store(outcome: Outcome, task: SpecimenTask, *, results: SpecimenResults, owner: str) -> SpecimenRecord:

@@ -3,6 +3,8 @@ slide (the outcome says which scan failed, at which stage and why)."""
 
 import time
 import traceback
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,3 +53,29 @@ def register_one(task: SpecimenTask, config: RegisterConfig) -> Outcome:
 @ray.remote
 def register_remote(task: SpecimenTask, config: RegisterConfig) -> Outcome:
     return register_one(task, config)
+
+
+def run_tasks(tasks: list[SpecimenTask], config: RegisterConfig) -> Iterator[tuple[SpecimenTask, Outcome]]:
+    """(task, outcome) as each finishes: one Ray task per specimen, SPREAD over the nodes, at most two
+    per CPU of the cluster in flight (a cohort's tasks are never all queued at once)."""
+    remote = register_remote.options(num_cpus=config.task_cpus, max_retries=config.max_attempts - 1,
+                                     retry_exceptions=False, scheduling_strategy="SPREAD")
+    settings = ray.put(config)
+    limit = max(1, int(2 * ray.cluster_resources().get("CPU", 1.0) / config.task_cpus))
+    queue, pending = deque(tasks), {}
+    while queue or pending:
+        while queue and len(pending) < limit:
+            task = queue.popleft()
+            pending[remote.remote(task, settings)] = task
+        (ready,), _ = ray.wait(list(pending), num_returns=1)
+        task = pending.pop(ready)
+        yield task, _outcome(ready, task, attempts=config.max_attempts)
+
+
+def _outcome(ref: ray.ObjectRef, task: SpecimenTask, *, attempts: int) -> Outcome:
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayError as exc:  # the worker died (a reader crash, OOM) on every attempt
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return Outcome(specimen_id=task.specimen_id, status="failed", stage="worker", reason=reason,
+                       attempts=attempts)

@@ -1,8 +1,8 @@
 """Issue 16, cases 3 and 6: bad input is refused before Ray, an encoder or a trial starts, with exit
 status 2 and one line naming it (no traceback): unknown FMs, missing slide files, an unwritable output,
 labels that do not cover the features (both ways, for train and sweep), a registration with a missing
-slide or an unknown reference scanner (an unreadable slide fails only its specimen: tests/register). Slides smaller than one tile are skipped with
-that reason by every reader."""
+slide or an unknown reference scanner (an unreadable slide fails only its specimen: tests/register).
+Slides smaller than one tile are skipped with that reason by every reader."""
 
 import subprocess
 from pathlib import Path

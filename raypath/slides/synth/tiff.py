@@ -66,9 +66,9 @@ def _level0_tiles(
     width, height = dimensions
     for y0 in range(0, height, stripe_px):
         rows = min(stripe_px, height - y0)
-        stripe = np.concatenate(
-            [render(x0, y0, min(stripe_px, width - x0), rows) for x0 in range(0, width, stripe_px)], axis=1
-        )
+        stripe = np.empty((rows, width, 3), dtype=np.uint8)  # filled block by block: no second copy
+        for x0 in range(0, width, stripe_px):
+            stripe[:, x0 : x0 + stripe_px] = render(x0, y0, min(stripe_px, width - x0), rows)
         if below is not None:
             _downsample_into(stripe, below, y0 // LEVEL_FACTOR)
         yield from _stripe_tiles(stripe)

@@ -35,6 +35,11 @@ class Patch:
         return self.origin[0] + (cols + 0.5) * self.step, self.origin[1] + (rows + 0.5) * self.step
 
 
+def whole_factor(reader: SlideReader, mpp: float) -> int:
+    """Level-0 pixels per patch pixel: the largest whole number whose pixel is not coarser than `mpp`."""
+    return max(1, int(mpp / reader.mpp + 1e-9))
+
+
 def read_patch(reader: SlideReader, *, centre: np.ndarray, side: int, mpp: float) -> Patch:
     """`side` x `side` pixels at the finest whole multiple k of the scan's pixel not exceeding `mpp`
     (a k x k area mean of level 0), centred on a level-0 point.
@@ -45,7 +50,7 @@ def read_patch(reader: SlideReader, *, centre: np.ndarray, side: int, mpp: float
     reader takes lower levels whenever they are cheaper. The decode costs ~3 Mpx per 256 px patch
     of a 40x scan at 2 um/px.
     """
-    factor = max(1, int(mpp / reader.mpp + 1e-9))
+    factor = whole_factor(reader, mpp)
     read_size = side * factor
     origin = np.round(np.asarray(centre, dtype=np.float64) - read_size / 2.0)
     location = (int(origin[0]), int(origin[1]))

@@ -13,7 +13,6 @@ per scan.
 """
 
 import dataclasses
-import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,12 +21,11 @@ from PIL import Image
 from raypath.slides.config import TissueConfig
 from raypath.slides.reader import SlideReader
 from raypath.slides.registration.estimate import phase_correlation
-from raypath.slides.registration.patches import Patch, read_patch, warp_into
+from raypath.slides.registration.patches import Patch, read_patch, warp_into, whole_factor
 from raypath.slides.registration.regions import choose_regions
 from raypath.slides.registration.transform import Transform
 from raypath.slides.tissue import detect_tissue
 
-log = logging.getLogger(__name__)
 MIN_PATCH_PX = 48
 MASK_MPP = 16.0
 """Microns per pixel of the tissue mask the patches are placed on."""
@@ -114,8 +112,9 @@ def read_pairs(
     """Reference patches at `centres` and, around where `transform` puts each on the moving scan,
     moving patches large enough to cover it at any rotation plus `margin_px` on every side."""
     theta = np.deg2rad(transform.rotation_deg)
-    cover = settings.patch_px * (abs(np.cos(theta)) + abs(np.sin(theta)))
-    side = int(np.ceil(cover)) + 2 * settings.margin_px
+    cover = settings.patch_px * (abs(np.cos(theta)) + abs(np.sin(theta))) + 2 * settings.margin_px
+    reference_um, moving_um = (whole_factor(r, settings.mpp) * r.mpp for r in (reference, moving))
+    side = int(np.ceil(cover * reference_um / moving_um))
     inverse = transform.inverse()
     return [(read_patch(reference, centre=centre, side=settings.patch_px, mpp=settings.mpp),
              read_patch(moving, centre=inverse.apply(centre[None])[0], side=side, mpp=settings.mpp))

@@ -54,10 +54,11 @@ class RegisterConfig(StrictModel):
         description="name of this run's record dir under <work dir>/_runs/; default = timestamp")
 
     def work_dir(self) -> Path:
-        """Per-specimen results, run records, failures.csv and claims: `<out without suffix>/`."""
+        """Per-specimen results, run records, failures.csv and claims: `<out without its suffix>/`
+        (`registration.parquet` -> `registration/`; an `out` without a suffix gets `<out>_work/`)."""
         if self.out is None:
             raise ValueError("register needs `out`")
-        return self.out.with_suffix("")
+        return self.out.with_suffix("") if self.out.suffix else self.out.with_name(f"{self.out.name}_work")
 
     def settings_hash(self) -> str:
         """Short hash of every field that changes a specimen's result: results of other settings

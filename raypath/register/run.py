@@ -76,8 +76,7 @@ def _run_claimed(todo: list[SpecimenTask], *, config: RegisterConfig, results: S
     key: StoreKey = (CLAIM_KIND, config.settings_hash())
     records: dict[str, SpecimenRecord] = {}
     while todo:
-        others = coordination.book.claim([(key, t.specimen_id) for t in todo]) if coordination.book else {}
-        mine = [t for t in todo if (key, t.specimen_id) not in others]
+        mine, others = _claim(todo, key=key, results=results, coordination=coordination, summary=summary)
         if mine:
             records.update(_execute(mine, config=config, results=results, coordination=coordination, key=key))
         if not others:
@@ -87,6 +86,20 @@ def _run_claimed(todo: list[SpecimenTask], *, config: RegisterConfig, results: S
         summary.finished_elsewhere += sum(results.has(t) for t in waited)
         todo = [t for t in waited if not results.has(t)]
     return records
+
+
+def _claim(todo: list[SpecimenTask], *, key: StoreKey, results: SpecimenResults, coordination: Coordination,
+           summary: RegisterSummary) -> tuple[list[SpecimenTask], dict]:
+    """(what this run now holds and must register, {(key, specimen): holder} of other live runs).
+    A specimen stored by another run between planning and claiming is released, not registered again."""
+    if coordination.book is None:
+        return todo, {}
+    others = coordination.book.claim([(key, t.specimen_id) for t in todo])
+    mine = [t for t in todo if (key, t.specimen_id) not in others]
+    finished = [t for t in mine if results.has(t)]
+    coordination.book.release([(key, t.specimen_id) for t in finished])
+    summary.finished_elsewhere += len(finished)
+    return [t for t in mine if t not in finished], others
 
 
 def _wait(coordination: Coordination, waited: list[SpecimenTask], *, key: StoreKey, results: SpecimenResults,

@@ -102,6 +102,8 @@ def register_specimen(
     common: Mapping[str, str] = {"specimen_id": specimen_id, "reference_slide_id": reference.slide_id}
     rows = [{"slide_id": reference.slide_id, **common, **_transform_columns(Transform()), "score": 1.0,
              "residual_um": 0.0, "regions": 0, "weak": False}]
+    if not moving:  # a specimen scanned once: nothing to read (extraction checks the slide itself)
+        return rows
     with _opened(reference, config) as fixed:
         for scan in moving:
             with _opened(scan, config) as other:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ["tiling", "extract", "mil_throughput", "cache_formats", "scale", "data_parallel", "robust_mil",
+ORDER = ["tiling", "registration", "extract", "mil_throughput", "cache_formats", "scale", "data_parallel", "robust_mil",
          "sweep", "fm_robustness", "finetune", "finetune_robustness", "demo"]
 log = logging.getLogger("benchmarks")
 

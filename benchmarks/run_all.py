@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ["tiling", "registration", "extract", "mil_throughput", "cache_formats", "scale", "data_parallel", "robust_mil",
-         "sweep", "fm_robustness", "finetune", "finetune_robustness", "demo"]
+ORDER = ["tiling", "registration", "extract", "mil_throughput", "cache_formats", "scale", "data_parallel",
+         "robust_mil", "sweep", "fm_robustness", "finetune", "finetune_robustness", "demo"]
 log = logging.getLogger("benchmarks")
 
 

@@ -34,7 +34,8 @@ class RegisterConfig(StrictModel):
     manifest: Path | None = Field(None, description="cohort manifest (CSV or Parquet); required to run")
     out: Path | None = Field(None, description="registration.parquet to write; required to run")
     reference_scanner: str | None = Field(None, description="scanner whose scans are the references")
-    thumbnail_mpp: float = Field(4.0, gt=0, description="microns per thumbnail pixel")
+    thumbnail_mpp: float = Field(4.0, gt=0, description="microns per thumbnail pixel (at least half the "
+                                                       "working pixel of the max_side comparison)")
     max_rotation_deg: float = Field(15.0, ge=0, le=180, description="rotation search range (+-)")
     max_side: Pixels = Field(1024, ge=64, description="thumbnails are compared at most this many px wide")
     reader: Literal["auto", "jpeg", "cucim", "openslide"] = "auto"

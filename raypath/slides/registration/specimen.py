@@ -40,6 +40,14 @@ class Scan:
     mpp: float = math.nan
 
 
+def thumbnail_mpp(reader: SlideReader, config: RegisterConfig) -> float:
+    """`thumbnail_mpp`, or half the working pixel when that is coarser: thumbnails are compared at
+    most `max_side` px wide (~15 um/px on a full-size slide), and a finer thumbnail only costs reading
+    a finer pyramid level (the full 4x level of a 40x scan at 4 um/px)."""
+    extent_um = max(reader.dimensions) * reader.mpp
+    return max(config.thumbnail_mpp, extent_um / config.max_side / 2.0)
+
+
 @contextlib.contextmanager
 def _opened(scan: Scan, config: RegisterConfig) -> Iterator[tuple[SlideReader, ScanImage]]:
     override = None if math.isnan(scan.mpp) else scan.mpp
@@ -47,7 +55,7 @@ def _opened(scan: Scan, config: RegisterConfig) -> Iterator[tuple[SlideReader, S
     try:
         with open_slide(scan.path, reader=config.reader, mpp_override=override) as reader:
             stage = "thumbnail"
-            thumb = reader.thumbnail(mpp=config.thumbnail_mpp)
+            thumb = reader.thumbnail(mpp=thumbnail_mpp(reader, config))
             image = ScanImage(image=thumb.image, image_mpp=thumb.mpp, level0_mpp=reader.mpp)
             stage = "register"
             yield reader, image

@@ -36,9 +36,9 @@ from raypath.finetune.run import finish, prepare_run, train
 from raypath.logs import setup_logging
 from raypath.metrics.robustness import score_spread
 from raypath.metrics.task import auc
+from raypath.register.run import run_registration
 from raypath.slides.config import TilingConfig
 from raypath.slides.registration.config import RegisterConfig
-from raypath.slides.registration.run import run_registration
 from raypath.slides.synth import write_cohort
 from raypath.slides.synth.config import SynthConfig
 from raypath.store import FeatureStore

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ["tiling", "extract", "mil_throughput", "peers", "cache_formats", "scale", "scale_out_of_core",
-         "data_parallel", "robust_mil", "sweep", "evaluate_fm", "fm_robustness", "finetune",
-         "finetune_robustness", "demo", "gpu_check"]
+ORDER = ["tiling", "registration", "extract", "mil_throughput", "peers", "cache_formats", "scale",
+         "scale_out_of_core", "data_parallel", "robust_mil", "sweep", "evaluate_fm", "fm_robustness",
+         "finetune", "finetune_robustness", "demo", "gpu_check"]
 log = logging.getLogger("benchmarks")
 
 

@@ -21,6 +21,7 @@ LAYERS = [
     {"slides"},
     {"encoders"},
     {"extract"},
+    {"register"},
     {"metrics"},
     {"mil"},
     {"registry"},

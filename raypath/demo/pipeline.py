@@ -53,12 +53,13 @@ def plan_demo(config: DemoConfig, *, source: str) -> DemoPlan:
     cohort = out / "cohort"
     manifest, labels = cohort / "manifest.csv", cohort / "labels.csv"
     registration = cohort / "registration.parquet"
-    register = validate_section(RegisterConfig, {**config.registration, "manifest": manifest,
+    ray = {"ray": config.ray.model_dump(mode="json", exclude_unset=True)}
+    register = validate_section(RegisterConfig, {**merged(ray, config.registration), "manifest": manifest,
                                                  "out": registration},
                                 source=f"{source} section 'registration'")
-    ray = {"ray": config.ray.model_dump(mode="json", exclude_unset=True)}
     extract = validate_section(ExtractConfig, {**merged(ray, config.extract), "manifest": manifest,
-                                               "output": str(out / "features")},
+                                               "output": str(out / "features"),
+                                               "registration": registration},
                                source=f"{source} section 'extract'")
     fms = [spec.name for spec in extract.encoders]
     sweep_defaults = {"sweep_id": "demo", "output_dir": out / "runs",
@@ -92,7 +93,7 @@ def run_demo(plan: DemoPlan) -> int:
     """Run the stages in order; returns the exit code (non-zero only if a stage could not finish)."""
     from raypath.evaluate.compare import compare_sweep
     from raypath.extract.run import run_extraction
-    from raypath.slides.registration.run import run_registration
+    from raypath.register.run import run_registration
     from raypath.slides.synth import write_cohort
     from raypath.sweep.driver import run_sweep
 

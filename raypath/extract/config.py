@@ -2,7 +2,7 @@
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from raypath.config import LocalPath, Location, RaySettings, StrictModel
 from raypath.slides.config import TilingConfig
@@ -24,6 +24,9 @@ class ExtractConfig(StrictModel):
         default_factory=lambda: [EncoderSpec(name="tiny-uni")], min_length=1,
         description="encoders run on the same decoded tiles (each tile is decoded once)")
     tiling: TilingConfig = TilingConfig()
+    registration: LocalPath | None = Field(
+        None, description="registration.parquet; required by tiling.grid: reference (moving scans are tiled "
+                          "on their reference scan's grid mapped through it)")
     qc_pictures: bool = Field(
         True, description="write <output>/_qc/<tiling hash>/<slide_id>.jpg per slide (thumbnail, tissue "
                           "contour and tile grid, to check the tiling by eye) and <slide_id>.geojson (the "
@@ -59,6 +62,13 @@ class ExtractConfig(StrictModel):
     run_id: str | None = Field(
         None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
         description="name of this run's log dir under <output>/_runs/ (no path parts); default = timestamp")
+
+    @model_validator(mode="after")
+    def _grid_has_registration(self) -> "ExtractConfig":
+        if self.tiling.grid == "reference" and self.registration is None:
+            raise ValueError("tiling.grid: reference needs `registration` (registration.parquet, "
+                             "--registration)")
+        return self
 
     @field_validator("encoders", mode="before")
     @classmethod

@@ -7,10 +7,11 @@ hangs costs one attempt; after `max_attempts` the slide is reported failed and t
 A retry resumes after the last delivered tile, so no tile reaches the encoder twice.
 """
 
+import dataclasses
 import logging
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -20,12 +21,14 @@ from shapely.errors import ShapelyError
 from raypath.extract import rows
 from raypath.extract.atomic import write_bytes
 from raypath.extract.isolation import ReaderProcessError, stream_in_child
+from raypath.extract.references import UNREGISTERED
 from raypath.paths import join
 from raypath.slides import SlideError, SlideReader, detect_tissue, open_slide, plan_tiles, read_tiles
 from raypath.slides.config import TilingConfig
 from raypath.slides.geojson import feature_collection, tile_features, tissue_features
 from raypath.slides.qc import qc_image
 from raypath.slides.reader.thumbnail import Thumbnail
+from raypath.slides.registration.grid import ReferenceScan, on_reference_grid
 from raypath.slides.tiling import TileGrid
 
 log = logging.getLogger(__name__)
@@ -44,10 +47,22 @@ class ReadSettings:
     timeout_s: float
     decode_device: Literal["cpu", "cuda"] = "cpu"  # "cuda": the task holds a GPU share (decode_gpus)
     qc_dir: str | None = None  # where each slide's QC picture goes; None = no pictures
+    references: Mapping[str, ReferenceScan | None] = field(default_factory=dict)  # grid: reference only
+
+    def reference_of(self, slide_id: str) -> ReferenceScan | str | None:
+        """The scan whose grid `slide_id` is tiled on; None: its own; the UNREGISTERED reason: none known."""
+        if self.tiling.grid == "reference" and slide_id not in self.references:
+            return UNREGISTERED
+        return self.references.get(slide_id)
+
+    def for_child(self) -> "ReadSettings":
+        """Without the cohort's reference table: a reading child gets its own slide's reference only."""
+        return dataclasses.replace(self, references={})
 
 
 def slide_messages(
-    *, slide_id: str, path: str, mpp: float | None, settings: ReadSettings, start_tile: int
+    *, slide_id: str, path: str, mpp: float | None, settings: ReadSettings, start_tile: int,
+    reference: ReferenceScan | str | None = None,
 ) -> Iterator[tuple[Any, ...]]:
     """Runs in the child: ("stage", name) as it goes, ("grid", n, geometry), then ("tiles", start,
     images, coords, fractions)...; or ("skip", stage, reason) / ("error", stage, reason, retryable).
@@ -75,6 +90,12 @@ def slide_messages(
             grid = plan_tiles(mask=mask, mask_downsample=thumb.downsample, dimensions=reader.dimensions,
                               level_downsamples=reader.level_downsamples, slide_mpp=slide_mpp,
                               config=settings.tiling)
+            if isinstance(reference, str):
+                yield ("error", stage, reference, False)
+                return
+            if reference is not None:
+                grid = on_reference_grid(reader, grid, mask=mask, mask_downsample=thumb.downsample,
+                                         reference=reference, config=settings.tiling)
             if settings.qc_dir and start_tile == 0:
                 write_qc(settings.qc_dir, slide_id=slide_id, thumbnail=thumb, mask=mask, grid=grid,
                          dimensions=reader.dimensions)
@@ -165,7 +186,8 @@ class _SlideRead:
         mpp = self.task.get("mpp")
         kwargs = {"slide_id": str(self.task["slide_id"]), "path": self.task["path"],
                   "mpp": None if mpp is None or np.isnan(mpp) else float(mpp),
-                  "settings": self.settings, "start_tile": self.delivered}
+                  "settings": self.settings.for_child(), "start_tile": self.delivered,
+                  "reference": self.settings.reference_of(str(self.task["slide_id"]))}
         for message in stream_in_child(slide_messages, kwargs=kwargs, timeout_s=self.settings.timeout_s,
                                        preload=PRELOAD):
             kind = message[0]

@@ -100,6 +100,9 @@ class FinetuneConfig(StrictModel):
         if pairs and self.registration is None:
             raise ValueError(f"{pairs} need registered tile pairs: set registration (--registration "
                              "registration.parquet) or their weights to 0")
+        if self.tiling.grid == "reference" and self.registration is None:
+            raise ValueError("tiling.grid: reference needs registration (--registration "
+                             "registration.parquet)")
 
     def train_config(self) -> TrainConfig:
         """The training config the MIL pieces (splits, batches, head, losses), early stopping and the

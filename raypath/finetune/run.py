@@ -57,7 +57,8 @@ def prepare_run(config: FinetuneConfig) -> dict:
     plan_split(config.split, labels=tables.labels, labels_path=config.labels, splits=tables.splits,
                splits_path=config.splits, patients=manifest["patient_id"], scanners=manifest["scanner"])
     config.output_dir.mkdir(parents=True, exist_ok=True)
-    plan = ensure_plan(manifest=config.manifest, output_dir=config.output_dir, tiling=config.tiling)
+    plan = ensure_plan(manifest=config.manifest, output_dir=config.output_dir, tiling=config.tiling,
+                       registration=config.registration)
     _, _, audit = finetune_split(config, read_plan(plan).slides, tables)
     write_audit(audit, config.output_dir / LEAKAGE)
     audit.check()  # a leaking split fails here, before Ray starts

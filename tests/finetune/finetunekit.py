@@ -5,8 +5,8 @@ so nothing is resized)."""
 from pathlib import Path
 
 from raypath.finetune.config import FinetuneConfig
+from raypath.register.run import run_registration
 from raypath.slides.registration.config import RegisterConfig
-from raypath.slides.registration.run import run_registration
 from raypath.slides.synth import write_cohort
 from raypath.slides.synth.config import SynthConfig
 

@@ -71,7 +71,7 @@ class EpochLog:
             handle.write(f"{epoch}\n")
 
     def finish(self, *, metrics: dict[str, float], undefined: dict[str, str], out: Path | None,
-               step: int) -> None:
+               step: int, caveats: dict[str, str] | None = None) -> None:
         with self.path.open("a") as handle:
             handle.write("end\n")
 

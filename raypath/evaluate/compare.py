@@ -2,10 +2,12 @@
 
 Models are chosen on validation metrics only (`raypath.evaluate.groups`); the table is on the test
 split, over replicates (seeds or folds) when the replicate phase ran, else single search runs.
-Failed or unfinished runs never enter a group. When no robust configuration reaches the accuracy
-floor the most robust one is still shown, marked, and the report and console say so. Outputs per
-FM: table.csv, pareto.png, roc_scanners.png, heatmap_<specimen>.png, report.md/.html (also logged
-to MLflow as a 'report' run), and the champion registered as `raypath-<sweep>-<fm>@champion`.
+Failed or unfinished runs never enter a group, and a sweep whose phases did not all complete is
+refused (naming them). When no robust configuration reaches the accuracy floor the most robust one
+is still shown, marked, and the report and console say so. Outputs per FM: table.csv,
+stability.csv (the picks and their runner-ups), pareto.png, roc_scanners.png,
+heatmap_<specimen>.png, report.md/.html (also logged to MLflow as a 'report' run), and the champion
+registered as `raypath-<sweep>-<fm>@champion`.
 """
 
 import logging
@@ -38,7 +40,9 @@ from raypath.evaluate.specimen_views import (
     pick_specimens,
     specimen_views,
 )
+from raypath.evaluate.stability import stability_note, stability_table
 from raypath.store import FeatureStore
+from raypath.sweep.phases import IncompleteSweepError, incomplete_phases
 from raypath.sweep.selection import robustness_metric, runs_frame
 from raypath.sweep.tracking import RunLedger
 
@@ -120,6 +124,8 @@ def compare_fm(client: MlflowClient, config: CompareConfig, *, fm: str, experime
     frame = pd.concat(chosen.groups.values())
     table = comparison_table(chosen.groups, metrics=present_metrics(frame), level=config.ci_level)
     table.to_csv(out / "table.csv", index=False)
+    stability = stability_table(chosen.selection, top_k=config.top_k)
+    stability.to_csv(out / "stability.csv")
     tags = client.get_experiment(experiment_id).tags
     models = _replicate_models(client, chosen)
     images = [_pareto(runs, chosen, config, fm=fm, out=out), *_roc(models, tags=tags, out=out),
@@ -128,10 +134,12 @@ def compare_fm(client: MlflowClient, config: CompareConfig, *, fm: str, experime
     registered = register_champion(client, chosen, table, config, fm=fm, tags=tags)
     result = FmComparison(fm=fm, table=table, wide=wide_table(table, labels=labels), chosen=chosen,
                           images=images, registered=registered)
-    section = FmSection(fm=fm, wide=result.wide, notes=notes(chosen, config, registered=result.registered),
+    section = FmSection(fm=fm, wide=result.wide,
+                        notes=[*notes(chosen, config, registered=result.registered),
+                               stability_note(chosen.selection)],
                         models=model_lines(chosen, tracking_uri=config.tracking_uri(),
                                            experiment_id=experiment_id),
-                        metrics=list(dict.fromkeys(table["metric"])), images=images)
+                        metrics=list(dict.fromkeys(table["metric"])), images=images, stability=stability)
     _write_reports(out, title=f"raypath sweep {config.sweep_id}: {fm}", sections=[section], config=config)
     experiment = client.get_experiment(experiment_id).name
     ledger = RunLedger(tracking_uri=config.tracking_uri(), experiment=experiment)
@@ -149,10 +157,16 @@ def _write_reports(directory: Path, *, title: str, sections: list[FmSection], co
 def compare_sweep(config: CompareConfig) -> list[FmComparison]:
     """Every FM of the sweep, plus one combined report.md/.html at the top of the report directory."""
     client = MlflowClient(tracking_uri=config.tracking_uri(), registry_uri=config.tracking_uri())
-    results = [compare_fm(client, config, fm=fm, experiment_id=eid)
-               for fm, eid in sweep_experiments(client, config).items()]
+    experiments = sweep_experiments(client, config)
+    incomplete = [p for fm, eid in experiments.items() for p in incomplete_phases(client, eid, fm=fm)]
+    if incomplete:
+        raise IncompleteSweepError(
+            f"sweep '{config.sweep_id}' has phases that did not complete: {'; '.join(incomplete)}. Nothing "
+            "was compared or registered: run `raypath sweep` again with the same config to finish them")
+    results = [compare_fm(client, config, fm=fm, experiment_id=eid) for fm, eid in experiments.items()]
     sections = [FmSection(fm=r.fm, wide=r.wide, notes=r.section.notes, models=r.section.models,
-                          metrics=r.section.metrics, images=[f"{r.fm}/{i}" for i in r.images])
+                          metrics=r.section.metrics, images=[f"{r.fm}/{i}" for i in r.images],
+                          stability=r.section.stability)
                 for r in results]
     _write_reports(config.report_dir(), title=f"raypath sweep {config.sweep_id}", sections=sections,
                    config=config)

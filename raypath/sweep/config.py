@@ -66,6 +66,9 @@ class ReplicatesConfig(StrictModel):
     accuracy_tolerance: float = Field(
         0.02, ge=0, description="robust configs may lose at most this much validation accuracy"
     )
+    tie_tolerance: float = Field(
+        1e-3, ge=0, description="selection metrics closer than this are ties (float noise, not evidence); "
+                                "ties go to the lower loss-weight sum, then the config key")
 
 
 class TrackingConfig(StrictModel):
@@ -94,6 +97,12 @@ class SweepConfig(StrictModel):
                                       "the other searched hyperparameters (lr, weight decay, dropout, hidden "
                                       "size, ...) searched like the robust configurations'")
     pack_size: int = Field(8, ge=1, description="configurations trained together in one Tune trial")
+    search_batch: int | None = Field(
+        None, ge=1, description="packs asked of Optuna together; the next batch is asked once all of them "
+                                "ended, results are told in pack order and early stopping compares with "
+                                "earlier batches only, so the search does not depend on trial timing. At "
+                                "most this many packs run at once. None = resources.max_concurrent_trials, "
+                                "else 4")
     asha: AshaConfig = AshaConfig()
     resources: ResourcesConfig = ResourcesConfig()
     max_failures: int = Field(2, ge=0, description="retries of a failed trial before it counts as failed")
@@ -116,6 +125,10 @@ class SweepConfig(StrictModel):
     def _space_paths(self) -> "SweepConfig":
         check_space(self.space, self.train)
         return self
+
+    def batch_packs(self) -> int:
+        """Packs per search batch (`search_batch`)."""
+        return self.search_batch or self.resources.max_concurrent_trials or 4
 
     def tracking_uri(self) -> str:
         """The MLflow URI; the embedded default is one SQLite file the Tune driver alone writes."""

@@ -82,6 +82,11 @@ def trial_key(*, sweep_id: str, fm: str, params: Mapping[str, Any], seed: int, p
     )
 
 
+def phase_key(*, sweep_id: str, fm: str, phase: str) -> str:
+    """Key of a phase's parent run (one per sweep, FM and phase)."""
+    return stable_hash({"sweep_id": sweep_id, "fm": fm, "phase": phase})
+
+
 def experiment_name(*, sweep_id: str, fm: str) -> str:
     """One MLflow experiment per sweep and FM, so FMs are compared side by side, never mixed."""
     return f"raypath/{sweep_id}/{fm}"
@@ -179,6 +184,21 @@ class RunLedger:
         """Close a run as FINISHED, FAILED or KILLED."""
         RunStatus.from_string(status)
         self.client.set_terminated(run_id, status=status)
+
+    def close_phase(self, key: str, *, tags: Mapping[str, str], complete: bool) -> None:
+        """End a phase's parent run: FINISHED when complete, else KILLED; `tags` say how far it got."""
+        run = self.find(key)
+        if run is not None:
+            self.set_tags(run.info.run_id, tags)
+            self.end(run.info.run_id, status="FINISHED" if complete else "KILLED")
+
+    def delete_phase(self, phase: str) -> int:
+        """Delete every run of a phase (its parent and trials): results that must not be used."""
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{TAG_PHASE}` = '{phase}'",
+                                       run_view_type=ViewType.ACTIVE_ONLY, max_results=50000)
+        for run in runs:
+            self.client.delete_run(run.info.run_id)
+        return len(runs)
 
     def close_stale(self) -> int:
         """Mark RUNNING runs as KILLED: called by the driver before (re)starting, when none can be live."""

@@ -101,6 +101,7 @@ class RunLedger:
         self.artifact_location = artifact_location
         self._client: MlflowClient | None = None
         self._experiment_id: str | None = None
+        self._stamps: dict[str, int] = {}  # last metric timestamp per run
 
     @property
     def client(self) -> MlflowClient:
@@ -166,8 +167,14 @@ class RunLedger:
             self.client.log_batch(run_id, params=items[start:start + _BATCH])
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], *, step: int) -> None:
-        """One batched write per run and epoch (SQLite-friendly: one transaction); finite values only."""
-        stamp = int(time.time() * 1000)
+        """One batched write per run and epoch (SQLite-friendly: one transaction); finite values only.
+
+        Timestamps rise strictly per run: the final evaluation shares the last epoch's step, and
+        MLflow's latest value is the one with the highest (step, timestamp), so two writes in one
+        millisecond must not leave the choice to the values.
+        """
+        stamp = max(int(time.time() * 1000), self._stamps.get(run_id, 0) + 1)
+        self._stamps[run_id] = stamp
         batch = [Metric(k, v, stamp, step) for k, v in finite(metrics).items()]
         if batch:
             self.client.log_batch(run_id, metrics=batch)
@@ -217,4 +224,4 @@ class RunLedger:
 
     def __getstate__(self) -> dict[str, Any]:
         """Tune pickles callbacks into the experiment state; the client is rebuilt on restore."""
-        return {**self.__dict__, "_client": None, "_experiment_id": None}
+        return {**self.__dict__, "_client": None, "_experiment_id": None, "_stamps": {}}

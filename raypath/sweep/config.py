@@ -14,7 +14,8 @@ from raypath.train.config import CacheConfig, TrainConfig
 class ObjectiveConfig(StrictModel):
     """A validation metric the search optimises (reported each epoch by every trial)."""
 
-    metric: str = Field(description="e.g. val_auc, val_c_index, val_spread, val_flip_rate")
+    metric: str = Field(description="a metric trials report, e.g. val/auc, val/c_index, val/score_spread, "
+                                    "val/flip_rate")
     mode: Literal["max", "min"]
 
 
@@ -88,7 +89,9 @@ class SweepConfig(StrictModel):
     train: TrainConfig = TrainConfig()
     space: dict[str, ParamSpec] = Field(default_factory=dict)
     objectives: list[ObjectiveConfig] = Field(
-        default_factory=lambda: [ObjectiveConfig(metric="val_auc", mode="max")], min_length=1, max_length=3
+        default_factory=lambda: [ObjectiveConfig(metric="val/auc", mode="max"),
+                                 ObjectiveConfig(metric="val/score_spread", mode="min")],
+        min_length=1, max_length=3
     )
     sampler: Literal["tpe", "nsga2", "random"] = "tpe"
     num_samples: int = Field(64, ge=1, description="trained configurations per FM (baseline included)")

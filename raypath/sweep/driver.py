@@ -178,8 +178,10 @@ def _require_results(config: SweepConfig, outcome: PhaseOutcome, ledger: RunLedg
         return
     failed = f"{outcome.errored_packs} of {outcome.packs} packs failed after their retries"
     error = f"; the first error: {outcome.first_error}" if outcome.first_error else ""
-    raise SweepStoppedError(f"{outcome.fm} search: no trial reported {accuracy} ({failed}{error}); each "
-                            f"failed trial's error.txt is under {outcome.path}")
+    reported = sorted(c for c in frame.columns if c.startswith("val/")) if not frame.empty else []
+    named = f"; trials report {', '.join(reported[:6])} (check objectives)" if reported else ""
+    raise SweepStoppedError(f"{outcome.fm} search: no trial reported {accuracy} ({failed}{error}{named}); "
+                            f"each failed trial's error.txt is under {outcome.path}")
 
 
 def _replicates(config: SweepConfig, fm: str, ledger: RunLedger) -> list[dict]:

@@ -161,7 +161,7 @@ def _refused(argv: list[str], capsys) -> str:
     return capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["searcher-state-*.pkl", "tuner.pkl", "search_gen_state-*.pkl",
+@pytest.mark.parametrize("name", ["searcher-state-*.pkl", "tuner.pkl", "search_gen_state-*.json",
                                   "experiment_state-*.json"])
 def test_a_malicious_pickle_in_the_sweep_directory_runs_no_code(finished_sweep, tmp_path, sweep_data, name,
                                                                 no_ray, capsys):

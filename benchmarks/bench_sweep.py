@@ -73,7 +73,7 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {mem / 2**20:.0f} GiB RAM, load avg {os.getloadavg()[0]:.1f}"
 
 
-def sweep_config(s: dict, *, cohort: Path, out: Path) -> SweepConfig:
+def sweep_config(s: dict, *, cohort: Path, out: Path, batch: int | None = None) -> SweepConfig:
     return SweepConfig.model_validate(
         {
             "sweep_id": "bench",
@@ -98,6 +98,7 @@ def sweep_config(s: dict, *, cohort: Path, out: Path) -> SweepConfig:
                 {"metric": "val/score_spread", "mode": "min"},
             ],
             "asha": {"grace_period": s["grace"], "reduction_factor": 3},
+            "search_batch": batch,
             "resources": {"cpus_per_trial": 1, "max_concurrent_trials": 2},
             "replicates": {"seeds": 0},
         }
@@ -123,7 +124,8 @@ def fused_speed(data, *, epochs: int, pack: int) -> list[tuple[int, float]]:
     return rows
 
 
-def report(s: dict, outcome, fused: list[tuple[int, float]], *, command: str, machine_text: str) -> str:
+def report(s: dict, outcome, fused: list[tuple[int, float]], *, command: str, machine_text: str,
+           batch: int) -> str:
     parallel = 2
     overhead = 1 - outcome.trainable_s / (outcome.wall_s * parallel)
     steady = 1 - outcome.trainable_s / ((outcome.wall_s - outcome.startup_s) * parallel)
@@ -136,8 +138,9 @@ def report(s: dict, outcome, fused: list[tuple[int, float]], *, command: str, ma
         f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
         "",
         f"Cohort: {s['specimens']} specimens x 3 scanners, {s['tiles']} tiles x {s['dim']} dims; up to "
-        f"{s['epochs']} epochs; Optuna TPE (2 objectives) + ASHA (grace {s['grace']}, rf 3); packs of "
-        f"{s['pack']}; 2 concurrent trials x 1 CPU; MLflow on embedded SQLite (driver-only writes).",
+        f"{s['epochs']} epochs; Optuna TPE (2 objectives) asked in batches of {batch} packs, told in pack "
+        f"order + successive halving by batch (grace {s['grace']}, rf 3); packs of {s['pack']}; 2 concurrent "
+        "trials x 1 CPU; MLflow on embedded SQLite (driver-only writes).",
         "",
         "| configurations | packs | failed packs | wall s | configs / hour | Σ in-trainable s "
         "| overhead share | start-up s | overhead after start-up |",
@@ -160,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small cohort and few configurations")
     parser.add_argument("--configs", type=int, help="override the number of configurations")
+    parser.add_argument("--search-batch", type=int, help="packs per search batch (default: the config's)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     setup_logging()
@@ -170,12 +174,14 @@ def main(argv: list[str] | None = None) -> int:
         sim = SimulateConfig(n_specimens=s["specimens"], tiles=s["tiles"], dim=s["dim"], seed=0)
         write_feature_cohort(sim, out=Path(tmp) / "cohort")
         connect(None, num_cpus=2, log_to_driver=False)
-        (outcome,) = run_sweep(sweep_config(s, cohort=Path(tmp) / "cohort", out=Path(tmp) / "sweep"))
+        config = sweep_config(s, cohort=Path(tmp) / "cohort", out=Path(tmp) / "sweep",
+                              batch=args.search_batch)
+        (outcome,) = run_sweep(config)
         ray.shutdown()
         data = simulated_bagset(simulate_cohort(sim))
         fused = fused_speed(data, epochs=2, pack=s["pack"])
     command = " ".join([".venv/bin/python", "benchmarks/bench_sweep.py", *(argv or sys.argv[1:])])
-    text = report(s, outcome, fused, command=command, machine_text=machine_text)
+    text = report(s, outcome, fused, command=command, machine_text=machine_text, batch=config.batch_packs())
     write_section(args.out, text)
     return 0
 

@@ -11,6 +11,7 @@ phases the sweep planned.
 import contextlib
 import logging
 import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +63,9 @@ def graceful_stop() -> Iterator[StopRequest]:
     """SIGINT and SIGTERM end the running phase the way Tune ends one on SIGINT (state saved); a
     second signal stops at once. Needs TUNE_DISABLE_SIGINT_HANDLER=1, so Tune leaves SIGINT to us."""
     request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield request
+        return
 
     def handler(signum: int, frame: Any) -> None:
         if request.signal is not None:

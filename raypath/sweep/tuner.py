@@ -89,9 +89,11 @@ def check_restorable(seal: StateSeal, *, plan: str | None) -> None:
     """Refuse a phase directory written for another plan, or whose state files fail the seal."""
     recorded = seal.plan()
     if plan is not None and recorded is not None and recorded != plan:
-        raise ValueError(f"{seal.path} holds a sweep phase started with another config (search space, "
-                         "num_samples, pack size, seed, train config or features differ); use a new "
-                         f"sweep_id, or remove {seal.path} to start that phase again")
+        raise ValueError(f"{seal.path} holds a sweep phase started with another config (one of: space, "
+                         "objectives, sampler, num_samples, baseline_share, pack_size, search_batch or "
+                         "max_concurrent_trials, asha, seed, the train config, the features); rerun with the "
+                         f"config it was started with, use a new sweep_id, or remove {seal.path} to start "
+                         "that phase again")
     seal.verify()
 
 

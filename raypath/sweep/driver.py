@@ -40,11 +40,11 @@ from raypath.sweep.phases import (
     graceful_stop,
 )
 from raypath.sweep.replicates import replicate_packs, replicate_units
-from raypath.sweep.rerun import TAG_PACKAGES, data_record, package_versions
+from raypath.sweep.rerun import data_record
 from raypath.sweep.seal import owner_only_writes
 from raypath.sweep.selection import best_baseline, runs_frame, select_robust
 from raypath.sweep.space import ROBUST_KEYS, baseline_params, pack_keys
-from raypath.sweep.tracking import RunLedger, experiment_name, phase_key
+from raypath.sweep.tracking import TAG_PACKAGES, RunLedger, experiment_name, package_versions, phase_key
 from raypath.sweep.trainable import run_pack
 from raypath.sweep.tuner import (
     build_tuner,

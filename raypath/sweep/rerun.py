@@ -10,9 +10,7 @@ alone and refuses features or tables that changed since.
 """
 
 import hashlib
-import importlib.metadata
 import json
-import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,19 +25,7 @@ from raypath.train.config import TrainConfig
 from raypath.train.data import TrainingSource, training_source
 from raypath.train.engine import PackMember, TrainResult, train_pack
 
-TAG_RERUN, TAG_PACKAGES = "raypath.rerun", "raypath.packages"
-PACKAGES = ("torch", "numpy", "pandas", "scipy", "scikit-learn", "pyarrow", "ray", "optuna", "mlflow")
-
-
-def package_versions() -> dict[str, str]:
-    """Python and the versions of the packages the numbers depend on."""
-    versions = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
+TAG_RERUN = "raypath.rerun"
 
 
 def file_sha256(path: Path) -> str:

@@ -10,9 +10,11 @@ RUNNING by a killed driver are closed as KILLED. Only finite metrics are logged.
 """
 
 import hashlib
+import importlib.metadata
 import json
 import logging
 import math
+import platform
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -33,8 +35,21 @@ TAG_PARAMS = "raypath.params"  # the searched values as JSON, typed (MLflow para
 TAG_UNDEFINED = "raypath.undefined."  # + metric name: why that metric is NaN (not logged)
 TAG_KIND = "raypath.kind"  # "trial" (a trained configuration), "phase" (its parent) or "report"
 TAG_PARENT = "mlflow.parentRunId"
+TAG_PACKAGES = "raypath.packages"  # Python and package versions (JSON)
+PACKAGES = ("torch", "numpy", "pandas", "scipy", "scikit-learn", "pyarrow", "ray", "optuna", "mlflow")
 _MAX_PARAM_CHARS = 6000
 _BATCH = 100  # MLflow's per-request limit on params
+
+
+def package_versions() -> dict[str, str]:
+    """Python and the versions of the packages the numbers depend on."""
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
 
 
 def flatten(data: Mapping[str, Any], *, prefix: str = "") -> dict[str, str]:

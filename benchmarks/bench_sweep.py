@@ -17,6 +17,7 @@ time before the first trainable runs (Ray workers, imports). A second table comp
 
 import argparse
 import datetime
+import json
 import logging
 import os
 import platform
@@ -124,12 +125,31 @@ def fused_speed(data, *, epochs: int, pack: int) -> list[tuple[int, float]]:
     return rows
 
 
+def batch_idle_share(experiment: Path) -> tuple[float, int]:
+    """Share of the batches' slot time left idle waiting for a batch's slowest pack (Σ over batches of
+    Σ_packs (slowest - own) / Σ (packs x slowest)), from Tune's result.json of each pack; and how many
+    epochs the packs trained in all (a load-independent measure of the work early stopping left)."""
+    durations: dict[int, list[float]] = {}
+    epochs = 0
+    for result in experiment.glob("pack_*/result.json"):
+        lines = result.read_text().splitlines()
+        if not lines:
+            continue
+        last = json.loads(lines[-1])
+        durations.setdefault(int(last["config"].get("batch", 0)), []).append(float(last["time_total_s"]))
+        epochs += int(last["epoch"])
+    idle = sum(max(t) * len(t) - sum(t) for t in durations.values())
+    slots = sum(max(t) * len(t) for t in durations.values())
+    return (idle / slots if slots else 0.0), epochs
+
+
 def report(s: dict, outcome, fused: list[tuple[int, float]], *, command: str, machine_text: str,
-           batch: int) -> str:
+           batch: int, batches: tuple[float, int]) -> str:
     parallel = 2
     overhead = 1 - outcome.trainable_s / (outcome.wall_s * parallel)
     steady = 1 - outcome.trainable_s / ((outcome.wall_s - outcome.startup_s) * parallel)
     per_hour = outcome.trials / outcome.wall_s * 3600
+    idle, epochs = batches
     lines = [
         "## Sweep throughput (`bench_sweep.py`)",
         "",
@@ -148,6 +168,9 @@ def report(s: dict, outcome, fused: list[tuple[int, float]], *, command: str, ma
         f"| {outcome.trials} | {outcome.packs} | {outcome.errored_packs} | {outcome.wall_s:.0f} | "
         f"{per_hour:.0f} | {outcome.trainable_s:.0f} | {overhead:.1%} | {outcome.startup_s:.0f} | "
         f"{steady:.1%} |",
+        "",
+        f"Waiting for each batch's slowest pack left {idle:.1%} of the batches' slot time idle; the packs "
+        f"trained {epochs} pack-epochs in all (early stopping included).",
         "",
         "Fused training, seconds per epoch per configuration (1 thread, same batches):",
         "",
@@ -177,11 +200,13 @@ def main(argv: list[str] | None = None) -> int:
         config = sweep_config(s, cohort=Path(tmp) / "cohort", out=Path(tmp) / "sweep",
                               batch=args.search_batch)
         (outcome,) = run_sweep(config)
+        batches = batch_idle_share(Path(outcome.path))
         ray.shutdown()
         data = simulated_bagset(simulate_cohort(sim))
         fused = fused_speed(data, epochs=2, pack=s["pack"])
     command = " ".join([".venv/bin/python", "benchmarks/bench_sweep.py", *(argv or sys.argv[1:])])
-    text = report(s, outcome, fused, command=command, machine_text=machine_text, batch=config.batch_packs())
+    text = report(s, outcome, fused, command=command, machine_text=machine_text, batch=config.batch_packs(),
+                  batches=batches)
     write_section(args.out, text)
     return 0
 

@@ -43,7 +43,7 @@ from raypath.evaluate.specimen_views import (
 from raypath.evaluate.stability import stability_note, stability_table
 from raypath.store import FeatureStore
 from raypath.sweep.phases import IncompleteSweepError, incomplete_phases
-from raypath.sweep.selection import robustness_metric, runs_frame
+from raypath.sweep.selection import Selection, rank_robust, robustness_metric, runs_frame
 from raypath.sweep.tracking import RunLedger
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,14 @@ class FmComparison:
     images: list[str] = field(default_factory=list)
     registered: str | None = None
     section: FmSection | None = None
+
+
+def search_candidates(runs: pd.DataFrame, config: CompareConfig) -> Selection:
+    """The search's ranking under the selection rule: the configurations that were (or would have
+    been) replicated, with the runner-ups behind them, for the report's stability section."""
+    search = runs[runs["phase"] == "search"] if "phase" in runs else runs
+    return rank_robust(search, objectives=config.objectives, top_k=config.top_k,
+                       tolerance=config.accuracy_tolerance, tie=config.tie_tolerance)
 
 
 def _pareto(runs: pd.DataFrame, chosen: ModelGroups, config: CompareConfig, *, fm: str, out: Path) -> str:
@@ -124,7 +132,8 @@ def compare_fm(client: MlflowClient, config: CompareConfig, *, fm: str, experime
     frame = pd.concat(chosen.groups.values())
     table = comparison_table(chosen.groups, metrics=present_metrics(frame), level=config.ci_level)
     table.to_csv(out / "table.csv", index=False)
-    stability = stability_table(chosen.selection, top_k=config.top_k)
+    candidates = search_candidates(runs, config)
+    stability = stability_table(candidates, top_k=config.top_k)
     stability.to_csv(out / "stability.csv")
     tags = client.get_experiment(experiment_id).tags
     models = _replicate_models(client, chosen)
@@ -136,7 +145,7 @@ def compare_fm(client: MlflowClient, config: CompareConfig, *, fm: str, experime
                           images=images, registered=registered)
     section = FmSection(fm=fm, wide=result.wide,
                         notes=[*notes(chosen, config, registered=result.registered),
-                               stability_note(chosen.selection)],
+                               stability_note(candidates)],
                         models=model_lines(chosen, tracking_uri=config.tracking_uri(),
                                            experiment_id=experiment_id),
                         metrics=list(dict.fromkeys(table["metric"])), images=images, stability=stability)

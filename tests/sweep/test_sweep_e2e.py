@@ -119,6 +119,9 @@ def test_compare_reports_and_registers_a_champion(swept):
     assert (report / "sim-16" / "pareto.png").read_bytes()[:4] == b"\x89PNG"
     assert len(list((report / "sim-16").glob("heatmap_*.png"))) == 1
     assert "| baseline |" in (report / "report.md").read_text()
+    stability = pd.read_csv(report / "sim-16" / "stability.csv", index_col="choice")
+    assert {"baseline chosen", "robust chosen", "robust runner-up 1"} <= set(stability.index)  # search ranks
+    assert "Stability of the choice" in (report / "report.md").read_text()
     champion = client.get_model_version_by_alias("raypath-e2e-sim-16", "champion")
     assert champion.run_id in set(swept["runs"]["run_id"]) and result.registered == str(champion.version)
     assert {"fm", "weights_hash", "tiling_hash", "loss_weights", "metric.test/auc"} <= champion.tags.keys()

@@ -61,3 +61,30 @@ def test_compare_refuses_an_incomplete_sweep_before_writing_or_registering_anyth
     with pytest.raises(IncompleteSweepError, match=named):
         compare_sweep(config)
     assert not config.report_dir().exists() and not client.search_registered_models()
+
+
+def test_replicates_of_another_selection_are_deleted_not_reused(tmp_path):
+    """An earlier, shorter search replicated other configurations: its replicate runs and Tune
+    directory go before the complete search's replicates run."""
+    from raypath.sweep.config import SweepConfig
+    from raypath.sweep.driver import _discard_stale_replicates
+    from raypath.sweep.tuner import phase_seal
+
+    config = SweepConfig.model_validate({"sweep_id": "s", "output_dir": str(tmp_path), "features": {
+        "root": str(tmp_path), "fms": ["fm"], "labels": str(tmp_path / "labels.csv")}})
+    ledger = RunLedger(tracking_uri=config.tracking_uri(), experiment="raypath/s/fm")
+    for key in ("old-1", "old-2"):
+        ledger.start(key=key, name="fm/replicates/0000", params={},
+                     tags={"raypath.kind": "trial", "raypath.phase": "replicates"})
+    kept = ledger.start(key="search-1", name="fm/search/0000", params={},
+                        tags={"raypath.kind": "trial", "raypath.phase": "search"})
+    seal = phase_seal(config, fm="fm", phase="replicates")
+    (tmp_path / "tune" / seal.experiment).mkdir(parents=True)
+    (tmp_path / "tune" / seal.experiment / "tuner.pkl").write_bytes(b"earlier plan")
+    seal.start("the earlier search's plan")
+
+    packs = [{"pack": [{"key": "new-1"}, {"key": "new-2"}]}]
+    _discard_stale_replicates(config, fm="fm", ledger=ledger, packs=packs, plan="the complete search's plan")
+    assert ledger.find("old-1") is None and ledger.find("old-2") is None
+    assert ledger.find("search-1").info.run_id == kept  # the search is untouched
+    assert not (tmp_path / "tune" / seal.experiment).exists() and seal.plan() is None

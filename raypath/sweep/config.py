@@ -101,11 +101,11 @@ class SweepConfig(StrictModel):
                                       "size, ...) searched like the robust configurations'")
     pack_size: int = Field(8, ge=1, description="configurations trained together in one Tune trial")
     search_batch: int | None = Field(
-        None, ge=1, description="packs asked of Optuna together; the next batch is asked once all of them "
-                                "ended, results are told in pack order and early stopping compares with "
-                                "earlier batches only, so the search does not depend on trial timing. At "
-                                "most this many packs run at once. None = resources.max_concurrent_trials, "
-                                "else 4")
+        None, ge=1, description="packs asked of Optuna together, two batches in flight: batch b is asked "
+                                "once batch b-2 ended, from the results of batches up to b-2 (told in pack "
+                                "order), and early stopping compares with those batches only, so the search "
+                                "does not depend on trial timing. At most twice this many packs run at once. "
+                                "None = resources.max_concurrent_trials, else 4")
     asha: AshaConfig = AshaConfig()
     resources: ResourcesConfig = ResourcesConfig()
     max_failures: int = Field(2, ge=0, description="retries of a failed trial before it counts as failed")

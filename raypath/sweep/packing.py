@@ -7,12 +7,15 @@ configuration. Members of a pack must share every *pack key* (parameters that ch
 shapes or module constants, e.g. hidden size and dropout); Optuna samples the first member freely
 and the others with the pack keys fixed through partial `enqueue_trial`.
 
-Asks and tells do not follow the order in which concurrent trials finish: packs are asked in fixed
-batches (`search_batch` packs), the next batch only once every pack of the previous one finished,
-and results are told in pack order (`raypath.sweep.studies`). The same config and seed therefore
-suggest the same configurations however the trials' timing falls. The searcher's state is JSON
-(told trials, pending packs, the rung values of `raypath.sweep.schedulers`), so `Tuner.restore`
-continues the same search without unpickling anything raypath wrote.
+Asks and tells do not follow the order in which concurrent trials finish. Packs are asked in fixed
+batches of `search_batch` packs, two batches in flight (`IN_FLIGHT`): batch b is asked once every
+pack of batch b - 2 ended, from a study holding the results of batches up to b - 2 in pack order
+and batch b - 1 as running trials (`raypath.sweep.studies`), whether or not b - 1 has finished by
+then. So the same config and seed suggest the same configurations however the trials' timing
+falls, and the next batch can start while the slowest pack of the last one still runs. The
+searcher's state is JSON (asked packs, their results, the rung values of
+`raypath.sweep.schedulers`), so `Tuner.restore` continues the same search without unpickling
+anything raypath wrote.
 """
 
 import logging
@@ -23,7 +26,7 @@ from typing import Any
 from optuna.distributions import BaseDistribution
 from ray.tune.search import Searcher
 
-from raypath.sweep.schedulers import RungBook
+from raypath.sweep.schedulers import IN_FLIGHT, RungBook
 from raypath.sweep.searcher_state import PACK_METRIC, StagingSearcher, read_state, write_state
 from raypath.sweep.studies import asked_record, batch_seed, rebuild_study, told_record
 from raypath.sweep.tracking import config_key, trial_key
@@ -135,10 +138,9 @@ class PackedOptunaSearcher(StagingSearcher):
                                           baseline_share=baseline_share)
         self.plan = pack_plan(num_configs=num_configs, pack_size=pack_size, n_baseline=self.n_baseline)
         self.rungs = rungs if rungs is not None else RungBook()
-        self.told: dict[str, list[dict[str, Any]]] = {"robust": [], "control": []}
-        self.queue: list[dict[str, Any]] = []  # packs of the current batch not handed out yet
+        self.queue: list[dict[str, Any]] = []  # packs of the newest batch not handed out yet
         self.asked: dict[int, list[dict[str, Any]]] = {}  # pack index -> its members' asked records
-        self.outcomes: dict[int, list[list[float] | None]] = {}  # finished, not told yet (batch open)
+        self.outcomes: dict[int, list[list[float] | None]] = {}  # pack index -> its members' results
         self.pending: dict[str, int] = {}  # Tune trial id -> pack index
         self.handed, self.batches = 0, 0
 
@@ -150,10 +152,28 @@ class PackedOptunaSearcher(StagingSearcher):
     def _batch_range(self, batch: int) -> range:
         return range(batch * self.batch_packs, min((batch + 1) * self.batch_packs, len(self.plan)))
 
+    def _records(self, arm: str, batch: int) -> list[dict[str, Any]]:
+        """What batch `batch` of `arm` is asked from: the results of batches up to batch - IN_FLIGHT
+        and the batches after them as running trials, in pack order."""
+        records = []
+        for index in range(min(batch * self.batch_packs, len(self.plan))):
+            if ("control" if self.plan[index][0] else "robust") != arm:
+                continue
+            if index // self.batch_packs + IN_FLIGHT <= batch:
+                records += map(told_record, self.asked[index], self.outcomes[index])
+            else:
+                records += self.asked[index]  # still running when this batch is asked (or taken to be)
+        return records
+
+    def _askable(self) -> bool:
+        """Batch b may be asked once every pack of batch b - IN_FLIGHT (and before) has ended."""
+        done_through = min((self.batches - IN_FLIGHT + 1) * self.batch_packs, len(self.plan))
+        return all(i in self.outcomes for i in range(max(done_through, 0)))
+
     def _ask_batch(self) -> list[dict[str, Any]]:
-        """Every pack of the next batch, asked of studies holding exactly the trials told so far."""
+        """Every pack of the next batch, asked of studies rebuilt from `_records`."""
         batch = self.batches
-        studies = {arm: rebuild_study(self.told[arm], space=space, directions=self.directions,
+        studies = {arm: rebuild_study(self._records(arm, batch), space=space, directions=self.directions,
                                       sampler_kind=self.sampler,
                                       seed=batch_seed(seed=self.seed, batch=batch, arm=arm))
                    for arm, space in self.arm_spaces.items()}
@@ -184,11 +204,12 @@ class PackedOptunaSearcher(StagingSearcher):
         return {"phase": "search", "batch": batch, "pack_index": index, "pack": members}
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        """The next pack; None while the current batch runs; FINISHED once every pack was handed out."""
+        """The next pack; None while the next batch may not be asked yet; FINISHED once every pack
+        was handed out."""
         if self.handed >= len(self.plan):
             return Searcher.FINISHED
         if not self.queue:
-            if self.asked:  # the current batch is not told yet
+            if not self._askable():
                 return None
             self.queue = self._ask_batch()
         pack = self.queue.pop(0)
@@ -197,8 +218,8 @@ class PackedOptunaSearcher(StagingSearcher):
         return pack
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        """Keep each member's last reported objectives (early-stopped members included); once the
-        batch is complete, tell them all in pack order."""
+        """Keep each member's last reported objectives (early-stopped members included); they are
+        told to the batches asked from now on (`_records`)."""
         index = self.pending.pop(trial_id, None)
         if index is None:
             log.warning("result for pack %s that this searcher did not issue", trial_id)
@@ -206,16 +227,11 @@ class PackedOptunaSearcher(StagingSearcher):
         reported = {m["key"]: m["metrics"] for m in (result or {}).get("members", [])}
         self.outcomes[index] = [None if error else objective_values(reported.get(r["key"], {}), self.metrics)
                                 for r in self.asked[index]]
-        if all(i in self.outcomes for i in self.asked):
-            for i in sorted(self.asked):
-                arm = "control" if self.plan[i][0] else "robust"
-                self.told[arm] += map(told_record, self.asked[i], self.outcomes[i])
-            self.asked, self.outcomes = {}, {}
 
     def save(self, checkpoint_path: str) -> None:
         """Searcher state as JSON (what `raypath.sweep.seal` then seals with Tune's own files)."""
         write_state(checkpoint_path, {
-            "told": self.told, "queue": self.queue, "handed": self.handed, "batches": self.batches,
+            "queue": self.queue, "handed": self.handed, "batches": self.batches,
             "asked": {str(i): a for i, a in self.asked.items()},
             "outcomes": {str(i): o for i, o in self.outcomes.items()},
             "pending": self.pending, "rungs": self.rungs.to_json(),
@@ -224,7 +240,7 @@ class PackedOptunaSearcher(StagingSearcher):
 
     def restore(self, checkpoint_path: str) -> None:
         state = read_state(checkpoint_path)
-        self.told, self.queue, self.pending = state["told"], state["queue"], state["pending"]
+        self.queue, self.pending = state["queue"], state["pending"]
         self.handed, self.batches = int(state["handed"]), int(state["batches"])
         self.asked = {int(i): a for i, a in state["asked"].items()}
         self.outcomes = {int(i): o for i, o in state["outcomes"].items()}

@@ -2,11 +2,11 @@
 
 ASHA decides when a result arrives, against the rung values recorded so far, so with concurrent
 trials its decisions (and everything Optuna learns from them) follow the order in which trials
-happen to report. Here a pack reaching a rung is compared only with packs of *earlier* batches of
-the search (`raypath.sweep.packing`: a batch is asked once the previous one is complete), whose
-rung values are final by then: the decision is the same whatever the timing, and it is taken at
-once, so no trial waits or trains past its rung. The cutoff is ASHA's: the (1 - 1/η) quantile of
-the reference values. The first batch is never stopped (it has no reference).
+happen to report. Here a pack of batch b reaching a rung is compared only with the packs of
+batches up to b - IN_FLIGHT: `raypath.sweep.packing` asks batch b once those are complete, so their
+rung values are final by then, and the decision is the same whatever the timing. It is taken at
+once: no trial waits at a rung or trains past it. The cutoff is ASHA's: the (1 - 1/η) quantile of
+the reference values. The first IN_FLIGHT batches are never stopped (they have no reference).
 
 Each arm has its own ladder: a tuned-control pack is compared only with control packs, a robust
 pack only with robust ones. Without that, robust packs that fit the training scanners better cut
@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+IN_FLIGHT = 2  # search batches running at once: batch b is asked once batch b - 2 is complete
 
 
 def is_control_pack(trial: Trial) -> bool:
@@ -54,8 +56,10 @@ class RungBook:
         self.entries[(arm, rung, pack)] = (batch, value)
 
     def cutoff(self, arm: str, rung: float, *, batch: int, reduction_factor: float) -> float | None:
-        """ASHA's cutoff over the packs of earlier batches at this rung; None without any."""
-        reference = [v for (a, r, _), (b, v) in self.entries.items() if a == arm and r == rung and b < batch]
+        """ASHA's cutoff over the packs of batches up to `batch` - IN_FLIGHT at this rung; None
+        without any."""
+        reference = [v for (a, r, _), (b, v) in self.entries.items()
+                     if a == arm and r == rung and b + IN_FLIGHT <= batch]
         return float(np.nanpercentile(reference, (1 - 1 / reduction_factor) * 100)) if reference else None
 
     def to_json(self) -> list[list]:

@@ -1,9 +1,10 @@
-"""Optuna studies rebuilt from data: the searcher keeps told trials as JSON records, never a pickle.
+"""Optuna studies rebuilt from data: the searcher keeps its trials as JSON records, never a pickle.
 
-Each batch of a search asks a fresh in-memory study holding exactly the trials told so far, with a
-sampler seeded from (sweep seed, batch, arm). What a batch suggests is then a function of the
-results told before it and nothing else: not of the order in which concurrent trials finished, nor
-of whether the driver was restarted in between.
+Each batch of a search is asked of a fresh in-memory study holding a fixed set of earlier trials
+(`raypath.sweep.packing` says which: finished ones with their results, the batch still running as
+running trials), with a sampler seeded from (sweep seed, batch, arm). What a batch suggests is then
+a function of those records and nothing else: not of the order in which concurrent trials
+finished, nor of whether the driver was restarted in between.
 """
 
 import hashlib
@@ -48,9 +49,16 @@ def told_record(asked: Mapping[str, Any], values: Sequence[float] | None) -> dic
     return {**asked, "values": None if values is None else [float(v) for v in values]}
 
 
+def _state(record: Mapping[str, Any]) -> TrialState:
+    if "values" not in record:
+        return TrialState.RUNNING
+    return TrialState.FAIL if record["values"] is None else TrialState.COMPLETE
+
+
 def rebuild_study(records: Sequence[Mapping[str, Any]], *, space: Mapping[str, BaseDistribution],
                   directions: Sequence[str], sampler_kind: str, seed: int) -> optuna.Study:
-    """An in-memory study holding the told trials in order, with a freshly seeded sampler."""
+    """An in-memory study holding the records in order (told ones with their values, records
+    without values as running trials), with a freshly seeded sampler."""
     sampler = make_sampler(sampler_kind, seed=seed, n_objectives=len(directions))
     optuna_log = logging.getLogger("optuna")
     level = optuna_log.level
@@ -61,9 +69,8 @@ def rebuild_study(records: Sequence[Mapping[str, Any]], *, space: Mapping[str, B
         optuna_log.setLevel(level)
     study.add_trials([
         optuna.trial.create_trial(
-            state=TrialState.FAIL if r["values"] is None else TrialState.COMPLETE,
-            params=r["params"], distributions={k: space[k] for k in r["params"]},
-            values=r["values"], system_attrs=r.get("system_attrs", {}))
+            state=_state(r), params=r["params"], distributions={k: space[k] for k in r["params"]},
+            values=r.get("values"), system_attrs=r.get("system_attrs", {}))
         for r in records
     ])
     return study

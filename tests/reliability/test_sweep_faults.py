@@ -105,7 +105,7 @@ def test_killed_driver_resumes_to_exactly_n_trials_without_duplicates(local_ray,
     state_file = max(Path(outcome.path).glob("searcher-state-*.pkl"))
     state = json.loads(state_file.read_text())  # the searcher's state is data (issue 24)
     assert state["handed"] == len(search_packs(config)) == outcome.packs
-    assert len(state["told"]["robust"]) + len(state["told"]["control"]) == 12
+    assert sum(len(outcomes) for outcomes in state["outcomes"].values()) == 12
     # Issue 16, case 7: the run MLflow kept for each key holds the results Tune last reported for it
     # (a trial the restored Tune retrained replaced its pre-kill run, even a finished one).
     reported = {}

@@ -1,5 +1,5 @@
-"""Batch-synchronous halving: a pack is compared only with packs of earlier batches of its own arm,
-so its stop decisions do not depend on the order results arrive in."""
+"""Successive halving by batch: a pack is compared only with packs of its own arm from batches that
+ended before its batch was asked, so its stop decisions do not depend on the order results arrive in."""
 
 import itertools
 import json
@@ -30,27 +30,28 @@ def test_the_rungs_are_ashas():
     assert milestones(grace_period=1, reduction_factor=2, max_t=9) == [1, 2, 4, 8]
 
 
-def test_a_pack_is_compared_only_with_earlier_batches_of_its_arm():
+def test_a_pack_is_compared_only_with_batches_that_ended_before_its_own_was_asked():
     scheduler = _scheduler()
     first = [_trial(0, batch=0), _trial(1, batch=0)]
     assert [_report(scheduler, t, v) for t, v in zip(first, (0.9, 0.1), strict=True)] == [
-        TrialScheduler.CONTINUE] * 2  # the first batch has no reference: nothing is stopped
-    assert _report(scheduler, _trial(2, batch=1, control=True), 0.05) == TrialScheduler.CONTINUE  # own arm
-    assert _report(scheduler, _trial(3, batch=1), 0.2) == TrialScheduler.STOP  # below the median of 0.9, 0.1
-    assert _report(scheduler, _trial(4, batch=1), 0.8) == TrialScheduler.CONTINUE
-    assert _report(scheduler, _trial(4, batch=1), 0.0, epoch=2) == TrialScheduler.CONTINUE  # rung 1 decided
+        TrialScheduler.CONTINUE] * 2  # the first two batches have no reference: nothing is stopped
+    assert _report(scheduler, _trial(2, batch=1), 0.0) == TrialScheduler.CONTINUE
+    assert _report(scheduler, _trial(3, batch=2, control=True), 0.05) == TrialScheduler.CONTINUE  # own arm
+    assert _report(scheduler, _trial(4, batch=2), 0.2) == TrialScheduler.STOP  # below the median of 0.9, 0.1
+    assert _report(scheduler, _trial(5, batch=2), 0.8) == TrialScheduler.CONTINUE  # batch 1 is not used
+    assert _report(scheduler, _trial(5, batch=2), 0.0, epoch=2) == TrialScheduler.CONTINUE  # rung 1 decided
 
 
 def test_decisions_do_not_depend_on_the_order_results_arrive_in():
-    values = {0: 0.5, 1: 0.7, 2: 0.6, 3: 0.4, 4: 0.65, 5: 0.3}
+    values = {0: 0.5, 1: 0.7, 2: 0.1, 3: 0.9, 4: 0.65, 5: 0.3}
     trials = {i: _trial(i, batch=i // 2) for i in values}
     outcomes = set()
-    for order in itertools.permutations([2, 3, 4, 5]):  # batch 0 finished before batch 1 and 2 started
+    for order in itertools.permutations([2, 3, 4, 5]):  # batch 0 ended before batch 2 was asked
         scheduler = _scheduler()
         decisions = {i: _report(scheduler, trials[i], values[i]) for i in (1, 0, *order)}
         outcomes.add(json.dumps(decisions, sort_keys=True))
     assert len(outcomes) == 1
-    assert json.loads(outcomes.pop()) == {"0": "CONTINUE", "1": "CONTINUE", "2": "CONTINUE", "3": "STOP",
+    assert json.loads(outcomes.pop()) == {"0": "CONTINUE", "1": "CONTINUE", "2": "CONTINUE", "3": "CONTINUE",
                                           "4": "CONTINUE", "5": "STOP"}
 
 
@@ -62,10 +63,10 @@ def test_the_book_is_data_and_a_rerun_pack_is_not_decided_twice():
     restored.load(json.loads(json.dumps(book.to_json())))
     assert restored.entries == book.entries
     again = _scheduler(restored)
-    assert _report(again, _trial(1, batch=1), 0.1) == TrialScheduler.STOP
-    assert _report(again, _trial(2, batch=1), 0.95) == TrialScheduler.CONTINUE
-    assert _report(again, _trial(2, batch=1), 0.0) == TrialScheduler.CONTINUE  # restarted: decided already
-    assert restored.entries[("robust", 1.0, 2)] == (1, 0.95)
+    assert _report(again, _trial(1, batch=2), 0.1) == TrialScheduler.STOP
+    assert _report(again, _trial(2, batch=2), 0.95) == TrialScheduler.CONTINUE
+    assert _report(again, _trial(2, batch=2), 0.0) == TrialScheduler.CONTINUE  # restarted: decided already
+    assert restored.entries[("robust", 1.0, 2)] == (2, 0.95)
 
 
 def test_mixed_packs_count_as_robust():

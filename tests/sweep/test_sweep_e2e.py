@@ -46,20 +46,21 @@ def swept(tmp_path_factory, write_simulated, tiny_sweep_data, local_ray):
 
 
 def _sweep_data(tiny_sweep_data, cohort, out, **changes) -> dict:
-    """Three packs in two batches of two (so early stopping has an earlier batch to compare with)."""
+    """Five packs of two (one control, four robust), one per batch: packs 3 and 4 reach their rung
+    with earlier robust packs to compare with, so early stopping takes part."""
     return tiny_sweep_data(
         cohort, out, sweep_id="e2e", train={"epochs": 4, "early_stopping": {"patience": 3}},
         space={"optimizer.lr": {"type": "loguniform", "low": 3e-4, "high": 3e-3},
                "losses.infonce": {"type": "uniform", "low": 0.0, "high": 1.0},
                "losses.score_consistency": {"type": "uniform", "low": 0.0, "high": 2.0}},
         objectives=[{"metric": "val/auc", "mode": "max"}, {"metric": "val/score_spread", "mode": "min"}],
-        num_samples=10, pack_size=4, search_batch=2, asha={"grace_period": 2},
+        num_samples=10, pack_size=2, search_batch=1, asha={"grace_period": 2},
         replicates={"seeds": 2, "top_k": 1, "accuracy_tolerance": 1.0}, **changes)
 
 
 def test_counts_and_a_rerun_restores_without_duplicates(swept):
     first, again, runs = swept["first"], swept["again"], swept["runs"]
-    assert first["search"].trials == 10 and first["search"].packs == 3 and first["search"].errored_packs == 0
+    assert first["search"].trials == 10 and first["search"].packs == 5 and first["search"].errored_packs == 0
     assert first["replicates"].trials == 4
     assert again["search"].trials == 10 and again["replicates"].trials == 4
     search, replicates = runs[runs["phase"] == "search"], runs[runs["phase"] == "replicates"]

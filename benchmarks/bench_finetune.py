@@ -33,8 +33,8 @@ from raypath.finetune.model import FinetuneModel, build_model, step
 from raypath.logs import setup_logging
 from raypath.mil.batch import Batch
 from raypath.mil.robust import build_robust_mil
+from raypath.register.run import run_registration
 from raypath.slides.registration.config import RegisterConfig
-from raypath.slides.registration.run import run_registration
 from raypath.slides.synth import write_cohort
 from raypath.slides.synth.config import SynthConfig
 

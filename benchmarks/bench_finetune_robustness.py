@@ -36,9 +36,9 @@ from raypath.finetune.run import finish, prepare_run, train
 from raypath.logs import setup_logging
 from raypath.metrics.robustness import score_spread
 from raypath.metrics.task import auc
+from raypath.register.run import run_registration
 from raypath.slides.config import TilingConfig
 from raypath.slides.registration.config import RegisterConfig
-from raypath.slides.registration.run import run_registration
 from raypath.slides.synth import write_cohort
 from raypath.slides.synth.config import SynthConfig
 from raypath.store import FeatureStore
@@ -83,7 +83,8 @@ def lora_arm(data: Path, out: Path, *, name: str, losses: dict, fm_tile: float, 
                             registration=data / "registration.parquet", output_dir=out, name=name,
                             epochs=epochs, specimens_per_step=2, tiles_per_scan=16, losses=losses,
                             fm_tile_consistency=fm_tile, model=HEAD, tiling=TILING, optimizer={"lr": lr},
-                            split={"source": "column"}, distributed={"workers": 2})
+                            split={"source": "column"}, early_stopping={"enabled": False},
+                            distributed={"workers": 2})
     loop_config = prepare_run(config)
     return finish(config, loop_config, train(config, loop_config)).evaluation.table
 

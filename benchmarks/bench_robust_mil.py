@@ -39,7 +39,8 @@ VARIANTS: dict[str, dict] = {
     "all_losses": {"losses": {"infonce": 1.0, "score_consistency": 5.0, "tile_consistency": 1.0,
                               "adversarial": 0.3}},
     "center": {"correction": "center"},
-    "combat": {"correction": "combat"},
+    "combat": {"correction": "combat"},  # protects the label (binary task; survival protects nothing)
+    "combat_unprotected": {"correction": "combat", "correction_covariates": []},  # the label not protected
 }
 BINARY = {"auc": "AUC (A,B,C)", "auc_heldout": "AUC held-out C", "worst_scanner_auc": "worst-scanner AUC",
           "score_spread": "score spread", "flip_rate": "flip rate", "scanner_probe_bacc": "scanner probe",
@@ -63,7 +64,7 @@ def run_all(args: argparse.Namespace) -> pd.DataFrame:
         for task in ("binary", "survival"):
             for name, variant in VARIANTS.items():
                 config = TrainConfig(task=task, epochs=args.epochs, split={"source": "column",
-                                     "held_out_scanner": "C"}, num_threads=args.threads,
+                                     "held_out_scanners": ["C"]}, num_threads=args.threads,
                                      early_stopping={"patience": 5}, **variant)
                 started = time.perf_counter()
                 result = train_one(config=config, data=data, seed=seed)

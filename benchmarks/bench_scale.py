@@ -8,11 +8,22 @@ the page cache aside), seconds per epoch, bags/s, disk read MB/s during the swee
 sequential rate, and object-store spilling; then a linear fit of seconds per epoch against tiles
 read per epoch.
 
+Out of core (`--out-of-core-slides`, its own section): one trial's work (a pack of 8 configurations,
+1 thread) on a cache that does not fit the memory it may use. The same child trains from a warm
+page cache (the in-memory path), from a cold one, and from a cold one inside a memory cgroup of
+2/3 of the cache's size (cgroup v1, root needed); per epoch it reports seconds and the bytes its
+process read from disk (/proc/<pid>/io) against the bytes its sampled tiles hold. The cache file's
+own pages are evicted between runs (POSIX_FADV_DONTNEED), nothing else's. `--before DIR` repeats
+the limited run with the raypath package found in DIR (e.g. an older commit's tree), on its own
+cache: the layout before and after, same store, same run.
+
     .venv/bin/python benchmarks/bench_scale.py                      # 300, 1200, 2400 slides x 4000 x 1024
     .venv/bin/python benchmarks/bench_scale.py --quick              # 3 tiny sizes, minutes
     .venv/bin/python benchmarks/bench_scale.py --work /big/disk/dir # where stores and caches go
+    .venv/bin/python benchmarks/bench_scale.py --sizes '' --out-of-core-slides 800 --before /tmp/old
 
-Writes benchmarks/results/scale.md. Needs free disk of about 1.5x the largest store.
+Writes benchmarks/results/scale.md and benchmarks/results/scale_out_of_core.md. Needs free disk of
+about 1.5x the largest store.
 """
 
 import argparse
@@ -29,9 +40,20 @@ from pathlib import Path
 
 import numpy as np
 from machine import header, write_section
+from memory_limit import (
+    cgroup_available,
+    drop_file_cache,
+    group_stats,
+    io_wait_s,
+    joiner,
+    memory_group,
+    read_bytes,
+    warm_file_cache,
+)
 
 log = logging.getLogger("bench_scale")
 RESULTS = Path(__file__).resolve().parent / "results" / "scale.md"
+OUT_OF_CORE = RESULTS.with_name("scale_out_of_core.md")
 SPACE = {
     "optimizer.lr": {"type": "loguniform", "low": 1e-4, "high": 3e-3},
     "losses.infonce": {"type": "uniform", "low": 0.0, "high": 1.0},
@@ -120,9 +142,15 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run_child(arguments: list[str]) -> tuple[dict, float]:
-    """Run this script as a child with `arguments`; its JSON answer and its peak RSS (polled)."""
-    child = subprocess.Popen([sys.executable, __file__, *arguments], stdout=subprocess.PIPE, text=True)
+def run_child(arguments: list[str], *, group: Path | None = None,
+              code: Path | None = None) -> tuple[dict, float]:
+    """Run this script as a child with `arguments` (inside memory `group`, importing raypath from
+    `code` first if given); its JSON answer and its peak RSS (polled)."""
+    env = dict(os.environ)
+    if code is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(code), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    child = subprocess.Popen([sys.executable, __file__, *arguments], stdout=subprocess.PIPE, text=True,
+                             env=env, preexec_fn=joiner(group))
     peak = [0.0]
 
     def poll() -> None:
@@ -229,9 +257,153 @@ def report(rows: list[dict], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def pack_configs(args: argparse.Namespace, *, size: int = 8, seed: int = 0) -> list[dict]:
+    """A trial's pack: the sweep's train section with `size` random draws from SPACE."""
+    rng = np.random.default_rng(seed)
+    base = sweep_config(args, cohort=Path("."), out=Path("."), encoder="")["train"]
+    pack = []
+    for _ in range(size):
+        lr = float(np.exp(rng.uniform(np.log(1e-4), np.log(3e-3))))
+        losses = {"infonce": float(rng.uniform(0, 1)), "score_consistency": float(rng.uniform(0, 5))}
+        pack.append({**base, "epochs": args.out_of_core_epochs, "split": {"source": "column"},
+                     "num_threads": 1, "optimizer": {"lr": lr}, "losses": losses})
+    return pack
+
+
+def train_epochs(spec: dict) -> dict:
+    """The child: one trial's work on the node cache; per epoch its seconds and disk bytes read."""
+    import raypath
+    from raypath.store import FeatureStore, tiling_hashes
+    from raypath.train.config import TrainConfig
+    from raypath.train.data import load_training_data
+    from raypath.train.engine import PackMember, train_pack
+
+    cohort = Path(spec["cohort"])
+    root = cohort / "features"
+    encoder = spec["encoder"]
+    store = FeatureStore(root, encoder=encoder, tiling_hash=tiling_hashes(root, encoder=encoder)[0])
+    bags = load_training_data(store=store, labels=cohort / "labels.csv", splits=cohort / "splits.csv",
+                              cache_root=Path(spec["cache"]), storage="float16")
+    members = [PackMember(key=f"m{i}", config=TrainConfig.model_validate(c))
+               for i, c in enumerate(spec["pack"])]
+    config = members[0].config
+    split, lengths = bags.slides["split"].to_numpy(), bags.lengths
+    rows = (np.minimum(lengths[split == "train"], config.max_tiles).sum()
+            + np.minimum(lengths[split == "val"], config.eval_max_tiles).sum())
+
+    def mark() -> tuple[float, int, float, float]:
+        return time.perf_counter(), read_bytes(), time.process_time(), io_wait_s()
+
+    marks = [mark()]
+    train_pack(members=members, data=bags, seed=0, on_epoch=lambda epoch, reported: marks.append(mark()))
+    final = mark()
+    seconds, disk, cpu, wait = (np.diff([m[i] for m in marks]) for i in range(4))
+    return {"epoch_s": seconds.tolist(), "epoch_read_bytes": disk.tolist(), "epoch_cpu_s": cpu.tolist(),
+            "epoch_io_wait_s": wait.tolist(),
+            "sampled_bytes": int(rows) * bags.dim * bags.features.itemsize,
+            "final_s": final[0] - marks[-1][0], "final_read_bytes": final[1] - marks[-1][1],
+            "raypath": str(Path(raypath.__file__).parent), "peak_rss_mb": peak_rss_mb(os.getpid())}
+
+
+def out_of_core_run(args: argparse.Namespace, *, name: str, spec: Path, features: Path, warm: bool,
+                    limit: int | None, code: Path | None = None) -> dict:
+    """One child run: the cache file's pages evicted (or read in, `warm`), inside a memory group
+    of `limit` bytes if given."""
+    drop_file_cache(features)
+    if warm:
+        warm_file_cache(features)
+    if limit is None:
+        result, peak = run_child(["--train-epochs", str(spec)], code=code)
+        result["group"] = {}
+    else:
+        with memory_group(limit) as group:
+            result, peak = run_child(["--train-epochs", str(spec)], group=group, code=code)
+            result["group"] = group_stats(group)
+    result.update(name=name, limit=limit, polled_peak_mb=peak)
+    log.info("out of core, %s: %s", name, json.dumps(result))
+    return result
+
+
+def out_of_core(args: argparse.Namespace, work: Path) -> str:
+    """The out-of-core section: warm, cold, and cold under a memory limit of `limit_fraction`."""
+    slides = args.out_of_core_slides
+    cohort, cache = work / f"cohort-ooc-{slides}", work / f"cache-ooc-{slides}"
+    meta = simulate(args, slides, cohort)
+    run_child(["--build-cache", str(cohort), str(cache), meta["encoder"]])
+    (features,) = cache.rglob("features.npy")
+    spec = work / "ooc-spec.json"
+    spec.write_text(json.dumps({"cohort": str(cohort), "cache": str(cache), "encoder": meta["encoder"],
+                                "pack": pack_configs(args)}))
+    cache_bytes = features.stat().st_size
+    limit = int(cache_bytes * args.limit_fraction) + (2 << 30 if args.quick else 0)
+    common = {"spec": spec, "features": features}
+    runs = [out_of_core_run(args, name="warm page cache, no limit", warm=True, limit=None, **common),
+            out_of_core_run(args, name="cold, no limit", warm=False, limit=None, **common),
+            out_of_core_run(args, name=f"cold, limit {args.limit_fraction:.2f} x cache", warm=False,
+                            limit=limit, **common)]
+    if args.before is not None:
+        old_cache = work / f"cache-ooc-{slides}-before"
+        run_child(["--build-cache", str(cohort), str(old_cache), meta["encoder"]], code=args.before)
+        old_spec = work / "ooc-spec-before.json"
+        old_spec.write_text(json.dumps({**json.loads(spec.read_text()), "cache": str(old_cache)}))
+        (old_features,) = old_cache.rglob("features.npy")
+        name = f"before ({args.before.name}): cold, limit {args.limit_fraction:.2f} x cache"
+        runs.append(out_of_core_run(args, name=name, spec=old_spec, features=old_features, warm=False,
+                                    limit=limit, code=args.before))
+        if not args.keep:
+            shutil.rmtree(old_cache, ignore_errors=True)
+    if not args.keep:
+        shutil.rmtree(cohort, ignore_errors=True)
+        shutil.rmtree(cache, ignore_errors=True)
+    return out_of_core_report(runs, args, cache_bytes=cache_bytes, store_gb=meta["store_gb"])
+
+
+def out_of_core_report(runs: list[dict], args: argparse.Namespace, *, cache_bytes: int,
+                       store_gb: float) -> str:
+    baseline = float(np.median(runs[0]["epoch_s"][1:] or runs[0]["epoch_s"]))
+    lines = [
+        header("Out-of-core epochs (node-local float16 cache larger than the memory limit)"),
+        f"{args.out_of_core_slides} simulated slides x {args.tiles} tiles x {args.dim} dims: store "
+        f"{store_gb:.1f} GB (float32 Parquet), cache {cache_bytes / 1e9:.2f} GB (float16). One trial's "
+        f"work in one process: a pack of 8 configurations (gated-attention MIL hidden 128, task + InfoNCE + "
+        f"score-consistency losses, 1 torch thread), {args.out_of_core_epochs} epochs, {args.max_tiles} "
+        "sampled tiles per training bag, evenly spaced ones per validation bag. 'disk read' = the process's "
+        "/proc/<pid>/io read_bytes per epoch; 'sampled' = the bytes of the rows the epoch gathers (train + "
+        "validation). s/epoch = median of the epochs after the first; the first epoch is also shown. CPU "
+        "s/epoch = the process's CPU time (load-independent); I/O wait = its block-I/O delay (delay "
+        "accounting, kernel.task_delayacct; 0 when off): on a shared machine wall time minus these is time "
+        "spent waiting for a core. The "
+        "cache file's pages are evicted before each run (POSIX_FADV_DONTNEED; 'warm' then reads it in "
+        "once); the limit is a cgroup v1 memory group the child joins before it starts, page cache "
+        "included.\n",
+        "| run | memory limit GB | s/epoch | first epoch s | vs warm | CPU s/epoch | I/O wait s/epoch "
+        "| disk read MB/epoch | sampled MB/epoch | read / sampled | group peak GB | OOM kills "
+        "| final evaluation s |",
+        "|" + "---|" * 13,
+    ]
+    for run in runs:
+        later = run["epoch_s"][1:] or run["epoch_s"]
+        reads = run["epoch_read_bytes"][1:] or run["epoch_read_bytes"]
+        per_epoch, read = float(np.median(later)), float(np.median(reads))
+        cpu = float(np.median(run["epoch_cpu_s"][1:] or run["epoch_cpu_s"]))
+        wait = float(np.median(run["epoch_io_wait_s"][1:] or run["epoch_io_wait_s"]))
+        group, limit = run["group"], "-" if run["limit"] is None else f"{run['limit'] / 1e9:.2f}"
+        lines.append(
+            f"| {run['name']} | {limit} | "
+            f"{per_epoch:.1f} | {run['epoch_s'][0]:.1f} | {per_epoch / baseline:.2f}x | {cpu:.1f} | "
+            f"{wait:.2f} | {read / 1e6:.0f} | "
+            f"{run['sampled_bytes'] / 1e6:.0f} | {read / run['sampled_bytes']:.2f} | "
+            f"{group.get('max_usage_bytes', float('nan')) / 1e9:.2f} | {group.get('oom_kills', '-')} | "
+            f"{run['final_s']:.1f} |")
+    lines += ["", "Targets (issue 26): under a limit of 2/3 of the cache, s/epoch at most 1.5x the unlimited "
+              "run and disk bytes read per epoch at most 2x the sampled bytes.", ""]
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")], default=[300, 1200, 2400])
+    parser.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",") if v],
+                        default=[300, 1200, 2400])
     parser.add_argument("--tiles", type=int, default=4000)
     parser.add_argument("--dim", type=int, default=1024)
     parser.add_argument("--configs", type=int, default=16)
@@ -241,8 +413,14 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep each size's store and cache")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a check that everything runs")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out-of-core-slides", type=int, default=800,
+                        help="slides of the out-of-core run (0 = skip it)")
+    parser.add_argument("--out-of-core-epochs", type=int, default=4)
+    parser.add_argument("--limit-fraction", type=float, default=2 / 3, help="memory limit / cache size")
+    parser.add_argument("--before", type=Path, help="a directory holding an older raypath package to compare")
     parser.add_argument("--build-cache", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--run-sweep", help=argparse.SUPPRESS)
+    parser.add_argument("--train-epochs", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.build_cache:
         cohort, cache, encoder = args.build_cache
@@ -251,11 +429,16 @@ def main() -> int:
     if args.run_sweep:
         print(json.dumps(run_driver(json.loads(Path(args.run_sweep).read_text()))))
         return 0
+    if args.train_epochs:
+        print(json.dumps(train_epochs(json.loads(Path(args.train_epochs).read_text()))))
+        return 0
     from raypath.logs import setup_logging
 
     setup_logging()
     if args.quick:
-        args.sizes, args.tiles, args.dim, args.configs, args.max_tiles = [40, 80, 160], 200, 64, 8, 64
+        args.tiles, args.dim, args.configs, args.max_tiles = 200, 64, 8, 64
+        args.sizes = [40, 80, 160] if args.sizes else []
+        args.out_of_core_slides, args.out_of_core_epochs = min(args.out_of_core_slides, 40), 2
     args.work = args.work.resolve()
     args.work.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -264,8 +447,13 @@ def main() -> int:
         if not args.keep:
             shutil.rmtree(args.work / f"cohort-{slides}", ignore_errors=True)
             shutil.rmtree(args.work / f"sweep-{slides}", ignore_errors=True)
-    text = report(rows, args)
-    write_section(args.out, text)
+    if rows:
+        write_section(args.out, report(rows, args))
+    missing = cgroup_available()
+    if args.out_of_core_slides and missing:
+        log.warning("out-of-core run skipped: %s", missing)
+    elif args.out_of_core_slides:
+        write_section(args.out.with_name(OUT_OF_CORE.name), out_of_core(args, args.work))
     return 0
 
 

@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ["tiling", "extract", "mil_throughput", "cache_formats", "scale", "data_parallel", "robust_mil",
-         "sweep", "fm_robustness", "finetune", "finetune_robustness", "demo"]
+ORDER = ["tiling", "registration", "extract", "mil_throughput", "peers", "cache_formats", "scale",
+         "scale_out_of_core", "data_parallel", "robust_mil", "sweep", "evaluate_fm", "fm_robustness",
+         "finetune", "finetune_robustness", "demo", "gpu_check"]
 log = logging.getLogger("benchmarks")
 
 
@@ -36,9 +37,11 @@ def assemble() -> Path:
     parts = ["# raypath benchmark results\n",
              "Every number below was measured by the command shown in its section; "
              "`python benchmarks/run_all.py --assemble-only` rebuilds this file.\n",
-             "GPU figures (FM inference tiles/s in bf16, ViT-L/16 end to end: "
-             "`python benchmarks/bench_extract.py --gpu`) are added when a session is lent a GPU "
-             "machine; none was lent to the sessions that produced the numbers below.\n"]
+             "GPU figures (FM inference from slides vs the bare forward, ViT-L/16 bf16; GPU vs CPU "
+             "JPEG decoding; LoRA fine-tuning tiles/s per GPU) come from one prepared run of "
+             "`bash benchmarks/gpu_check.sh` (at most 8 minutes; its section is added below when a "
+             "session is lent a GPU machine); none was lent to the sessions that produced the numbers "
+             "below.\n"]
     parts += [path.read_text().strip() + "\n" for path in [*sections, *extra] if path.exists()]
     target = HERE / "RESULTS.md"
     target.write_text("\n".join(parts))

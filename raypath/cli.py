@@ -3,14 +3,17 @@
 Subcommand modules are imported only when chosen, so `raypath models` does not start Ray. Each
 module exposes `add_arguments(parser)` and `run(args) -> int`; the one-line help of every command
 is here and nowhere else. Bad input (a config, table or path that does not validate) ends with one
-line naming it and exit status 2; `--debug` adds the traceback.
+line naming it and exit status 2; a fault of the machine (a full disk, a Ray node that does not start)
+with one line and exit status 1; `--debug` adds the traceback.
 """
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
 
+from raypath.errors import MachineError
 from raypath.logs import setup_logging
 
 COMMANDS = {
@@ -28,6 +31,7 @@ COMMANDS = {
     "demo": "the whole pipeline on a synthetic cohort on this machine",
 }
 EXIT_BAD_INPUT = 2
+EXIT_MACHINE = 1
 BAD_INPUT = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
 log = logging.getLogger("raypath")
 
@@ -62,14 +66,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(_module(args.command).run(args) or 0)
     except BAD_INPUT as exc:  # ConfigError, CohortError, ProvenanceError, SlideError... are ValueErrors
-        if args.debug:
-            log.exception("%s", exc)
-        else:
-            log.error("%s", exc)
-        return EXIT_BAD_INPUT
+        return _one_line(exc, debug=args.debug, code=EXIT_BAD_INPUT)
+    except MachineError as exc:  # Ray did not start, ...: the message says what to change
+        return _one_line(exc, debug=args.debug, code=EXIT_MACHINE)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        return _one_line(exc, debug=args.debug, code=EXIT_MACHINE)  # a full disk, with the file it hit
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
+
+
+def _one_line(exc: BaseException, *, debug: bool, code: int) -> int:
+    if debug:
+        log.exception("%s", exc)
+    else:
+        log.error("%s", exc)
+    return code
 
 
 if __name__ == "__main__":

@@ -294,6 +294,13 @@ class FeatureStore:
         coords = np.stack([table.column("x").to_numpy(), table.column("y").to_numpy()], axis=1)
         return flat.reshape(-1, dim), coords
 
+    def read_coords(self, slide_id: str) -> tuple[np.ndarray, int]:
+        """(level-0 coords (n, 2), tile side in level-0 px) of one slide, without its features."""
+        with self._fs.open_input_file(self.slide_path(slide_id)) as source:
+            table = pq.read_table(source, columns=["x", "y", "extent_l0"])
+        extent = int(table.column("extent_l0")[0].as_py()) if table.num_rows else 0
+        return np.stack([table.column("x").to_numpy(), table.column("y").to_numpy()], axis=1), extent
+
     def temporaries(self) -> list[Temporary]:
         """Temporary files in the store directory, with their owner token and modification time."""
         if self._fs.get_file_info(self._dir).type != pafs.FileType.Directory:

@@ -13,7 +13,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "raypath"
 # Lowest first. Modules directly under raypath/ are named by their stem.
 LAYERS = [
-    {"__init__", "paths", "logs", "units"},
+    {"__init__", "paths", "logs", "units", "errors"},
     {"config"},
     {"cluster"},
     {"cohort"},
@@ -21,6 +21,7 @@ LAYERS = [
     {"slides"},
     {"encoders"},
     {"extract"},
+    {"register"},
     {"metrics"},
     {"mil"},
     {"registry"},

@@ -38,17 +38,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from raypath.finetune.run import run_finetune  # imports Ray, torch and PEFT only once chosen
 
-    config = config_from_args(FinetuneConfig, args, FLAGS,
-                              values={"split.source": "column"} if args.splits else None)
+    config = config_from_args(FinetuneConfig, args, FLAGS)
     summary = run_finetune(config, resume=not args.restart)
     metrics = summary.evaluation.metrics
     sys.stdout.write(f"model: {summary.model_uri} (run {summary.run_id})\n")
     for row in summary.history:
-        sys.stdout.write(f"epoch {row['epoch']}: loss {row['train/loss']:.4f}, "
+        val = " ".join(f"{k}={row[k]:.4f}" for k in ("val/loss", "val/auc", "val/c_index") if k in row)
+        sys.stdout.write(f"epoch {row['epoch']}: loss {row['train/loss']:.4f}, {val + ', ' if val else ''}"
                          f"{row['train/tiles_per_s']:.0f} tiles/s\n")
+    stopped = len(summary.history) < config.epochs
+    sys.stdout.write(f"best epoch {summary.best_epoch} of {len(summary.history)}"
+                     f"{' (stopped early)' if stopped else ''}\n")
     for split in ("val", "test"):
         shown = {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith(f"{split}/")}
         if "n_slides" in shown:
             sys.stdout.write(f"{split} ({int(shown['n_slides'])} slides): " + " ".join(
                 f"{k}={shown[k]:.3f}" for k in ("auc", "score_spread", "flip_rate") if k in shown) + "\n")
+    for name, reason in sorted(summary.evaluation.undefined.items()):
+        sys.stdout.write(f"{name} undefined: {reason}\n")
     return 0

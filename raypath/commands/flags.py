@@ -4,17 +4,18 @@ A flag names the dotted config field it sets; argparse converts the text with th
 the value goes into the config as that Python value after `--set` overrides (explicit flags win).
 So `--run-id 0123` stays the string "0123" and `--reader on` is rejected by validation instead of
 arriving as True. A flag's help defaults to its field's description: written once, in the config.
+Every command whose config has a `ray` section (it starts Ray) gets the Ray start-up flags here.
 """
 
 import argparse
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from raypath.config import load_config
+from raypath.config import RaySettings, absolute, load_config
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -34,6 +35,22 @@ class Flag:
     @property
     def dest(self) -> str:
         return self.name.replace("-", "_")
+
+
+RAY_FLAGS = (
+    Flag("ray-temp-dir", "temp_dir", absolute, metavar="DIR"),
+    Flag("ray-startup-timeout", "startup_timeout_s", float, metavar="SECONDS"),
+)
+"""Start-up of a local Ray instance (`RaySettings`), on every command that starts Ray."""
+
+
+def ray_flags(model: type[BaseModel]) -> tuple[Flag, ...]:
+    """The Ray start-up flags for `RaySettings` itself or a config with a `ray` section; else none."""
+    if model is RaySettings:
+        return RAY_FLAGS
+    if "ray" not in model.model_fields:
+        return ()
+    return tuple(replace(flag, key=f"ray.{flag.key}") for flag in RAY_FLAGS)
 
 
 def comma_list(text: str) -> list[str]:
@@ -71,8 +88,9 @@ def add_config_flags(parser: argparse.ArgumentParser, model: type[BaseModel], fl
 
 
 def add_flags(parser: argparse.ArgumentParser, model: type[BaseModel], flags: Sequence[Flag]) -> None:
-    """Typed flags for fields of `model` (a command's second settings section takes only these)."""
-    for flag in flags:
+    """Typed flags for fields of `model` (a command's second settings section takes only these), and
+    the Ray start-up flags when `model` has them."""
+    for flag in (*flags, *ray_flags(model)):
         options: dict[str, Any] = {"dest": flag.dest, "type": flag.type, "default": None,
                                    "help": flag.help or field_description(model, flag.key) or flag.key}
         options.update({k: v for k, v in (("nargs", flag.nargs), ("metavar", flag.metavar),
@@ -89,9 +107,9 @@ def config_from_args(model: type[Model], args: argparse.Namespace, flags: Sequen
                      values: Mapping[str, Any] | None = None) -> Model:
     """The stage config: YAML file, then `--set` overrides, then flags and `values` (typed, last)."""
     return load_config(model, args.config, overrides=args.overrides,
-                       values={**flag_values(args, flags), **(values or {})})
+                       values={**flag_values(args, (*flags, *ray_flags(model))), **(values or {})})
 
 
 def config_from_flags(model: type[Model], args: argparse.Namespace, flags: Sequence[Flag]) -> Model:
     """A settings section given by its typed flags alone (defaults for the rest)."""
-    return load_config(model, None, values=flag_values(args, flags))
+    return load_config(model, None, values=flag_values(args, (*flags, *ray_flags(model))))

@@ -1,4 +1,4 @@
-"""`raypath register --manifest M --out registration.parquet`: align each specimen's scans."""
+"""`raypath register --manifest M --out registration.parquet`: align each specimen's scans (a Ray job)."""
 
 import argparse
 from pathlib import Path
@@ -6,13 +6,16 @@ from pathlib import Path
 from raypath.commands.flags import Flag, add_config_flags, config_from_args
 from raypath.slides.registration.config import RegisterConfig
 
+EXIT_RECORDS_LOST = 1
 FLAGS = (
     Flag("manifest", "manifest", Path),
     Flag("out", "out", Path),
     Flag("reference-scanner", "reference_scanner"),
     Flag("thumbnail-mpp", "thumbnail_mpp", float),
     Flag("max-rotation-deg", "max_rotation_deg", float),
-    Flag("reader", "reader", choices=("auto", "cucim", "openslide")),
+    Flag("reader", "reader", choices=("auto", "jpeg", "cucim", "openslide")),
+    Flag("address", "ray_address"),
+    Flag("run-id", "run_id"),
 )
 
 
@@ -22,8 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Register every slide of the manifest and write the table atomically."""
-    from raypath.slides.registration.run import run_registration
+    """Exit 0 when every specimen is registered, 1 when some could not be (failures.csv names them;
+    the rest is in the table) or the run records could not be written, 2 on bad input."""
+    from raypath.extract.failures import RecordsError
+    from raypath.register.run import run_registration  # imports Ray; only when this command runs
 
-    run_registration(config_from_args(RegisterConfig, args, FLAGS))
-    return 0
+    try:
+        return run_registration(config_from_args(RegisterConfig, args, FLAGS)).exit_code
+    except RecordsError:
+        return EXIT_RECORDS_LOST

@@ -3,9 +3,9 @@
 import argparse
 import logging
 import time
-from pathlib import Path
 
 from raypath.commands.flags import Flag, add_config_flags, config_from_args
+from raypath.config import absolute
 from raypath.slides.synth.feature_config import SimulateConfig
 
 log = logging.getLogger(__name__)
@@ -19,7 +19,7 @@ FLAGS = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--out", type=absolute, required=True, help="output directory")
     add_config_flags(parser, SimulateConfig, FLAGS)
 
 

@@ -2,9 +2,9 @@
 
 import argparse
 import logging
-from pathlib import Path
 
 from raypath.commands.flags import Flag, add_config_flags, config_from_args
+from raypath.config import absolute
 from raypath.slides.synth.config import SynthConfig
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def _scanner_mpp(text: str) -> tuple[str, float]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags for the common knobs; everything else via --config / --set."""
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--out", type=absolute, required=True, help="output directory")
     add_config_flags(parser, SynthConfig, FLAGS)
     parser.add_argument("--mpp", action="append", default=[], type=_scanner_mpp, metavar="SCANNER=MPP",
                         help="level-0 mpp of one scanner, repeatable")

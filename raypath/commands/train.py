@@ -14,6 +14,7 @@ from raypath.commands.flags import (
     config_from_flags,
     yes_no,
 )
+from raypath.config import RaySettings, absolute, absolute_sqlite
 from raypath.distributed.config import DistributedConfig
 from raypath.train.config import TrainConfig
 
@@ -31,26 +32,27 @@ PARALLEL_FLAGS = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--features", type=Path, required=True, help="feature store root")
+    parser.add_argument("--features", type=absolute, required=True, help="feature store root")
     parser.add_argument("--encoder", required=True, help="encoder name (directory under --features)")
     parser.add_argument("--tiling-hash", help="tiling hash directory; default: the only one present")
-    parser.add_argument("--labels", type=Path, required=True,
+    parser.add_argument("--labels", type=absolute, required=True,
                         help="labels.csv (patient_id, label | time, event)")
-    parser.add_argument("--splits", type=Path,
-                        help="splits.csv (patient_id, split); sets split.source=column")
-    parser.add_argument("--registration", type=Path, help="registration.parquet, for tile-level losses")
+    parser.add_argument("--splits", type=absolute,
+                        help="splits.csv (patient_id, split): the split, before the labels' split column")
+    parser.add_argument("--registration", type=absolute, help="registration.parquet, for tile-level losses")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, help="write metrics.json, predictions.csv, model.safetensors")
-    parser.add_argument("--cache-dir", type=Path,
+    parser.add_argument("--out", type=absolute, help="write metrics.json, predictions.csv, model.safetensors")
+    parser.add_argument("--cache-dir", type=absolute,
                         help="node-local feature cache; default <out>/cache, else <tmp>/raypath-cache")
     parser.add_argument("--cache-storage", choices=("float16", "bfloat16", "float32"), default="float16",
                         help="feature precision in the cache (compute is float32)")
     parser.add_argument("--unmatched-labels", choices=("error", "warn"), default="error",
                         help="label rows of patients without features: an error, or a warning")
-    parser.add_argument("--tracking-uri", help="log the run to this MLflow store (e.g. sqlite:///runs/mlflow.db)")
+    parser.add_argument("--tracking-uri", type=absolute_sqlite,
+                        help="log the run to this MLflow store (e.g. sqlite:///runs/mlflow.db)")
     parser.add_argument("--name", default="train",
                         help="names the MLflow experiment (raypath/<name>/<fm>) and the Ray Train run")
-    parser.add_argument("--storage", type=Path,
+    parser.add_argument("--storage", type=absolute,
                         help="--workers: Ray Train checkpoints; default <out>/checkpoints, else <tmp>")
     parser.add_argument("--restart", action="store_true",
                         help="--workers: start over instead of resuming this run's latest checkpoint")
@@ -58,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                           "(or the cluster of a submitted Ray job)")
     add_config_flags(parser, TrainConfig, ())
     add_flags(parser, DistributedConfig, PARALLEL_FLAGS)
+    add_flags(parser, RaySettings, ())  # --workers: the local Ray instance's start-up
 
 
 def _tiling_hash(root: Path, encoder: str, given: str | None) -> str:
@@ -73,19 +76,24 @@ def _tiling_hash(root: Path, encoder: str, given: str | None) -> str:
 def run(args: argparse.Namespace) -> int:
     from raypath.store import FeatureStore
     from raypath.sweep.train_run import open_train_run, run_key
-    from raypath.train.data import training_source
+    from raypath.train.data import training_inputs
+    from raypath.train.leakage import write_audit
 
-    config = config_from_args(TrainConfig, args, values={"split.source": "column"} if args.splits else None)
     store = FeatureStore(args.features, encoder=args.encoder,
                          tiling_hash=_tiling_hash(args.features, args.encoder, args.tiling_hash))
     default_cache = args.out / "cache" if args.out else Path(tempfile.gettempdir()) / "raypath-cache"
-    source = training_source(store=store, labels=args.labels, splits=args.splits,
-                             registration=args.registration, cache_dir=str(args.cache_dir or default_cache),
-                             storage=args.cache_storage, unmatched_labels=args.unmatched_labels)
+    inputs = training_inputs(config_from_args(TrainConfig, args), store=store, labels=args.labels,
+                             splits=args.splits, registration=args.registration,
+                             cache_dir=str(args.cache_dir or default_cache), storage=args.cache_storage,
+                             unmatched_labels=args.unmatched_labels)
+    config, source = inputs.config, inputs.source
+    audit_file = write_audit(inputs.audit, args.out / "leakage.json") if args.out else None
+    inputs.audit.check()  # a leaking split fails here, before Ray or training starts
     settings = config_from_flags(DistributedConfig, args, PARALLEL_FLAGS) if args.workers else None
     extra = {"workers": str(settings.workers if settings else 0)}
     tracker = (open_train_run(tracking_uri=args.tracking_uri, name=args.name, config=config, source=source,
-                              seed=args.seed, extra=extra) if args.tracking_uri else None)
+                              seed=args.seed, extra=extra, split=inputs.split, audit=inputs.audit,
+                              audit_file=audit_file) if args.tracking_uri else None)
     try:
         if settings is None:
             _train_here(args, config=config, source=source, tracker=tracker)
@@ -117,7 +125,7 @@ def _train_here(args: argparse.Namespace, *, config: TrainConfig, source, tracke
                       storage=source.storage, training={"seed": args.seed, "workers": 0})
     if tracker is not None:
         tracker.finish(metrics=result.metrics, undefined=result.undefined, out=args.out,
-                       step=len(result.history))
+                       step=len(result.history), caveats=result.caveats)
     elif args.out:
         _package(args.out)
 
@@ -133,6 +141,7 @@ def _train_on_workers(args: argparse.Namespace, *, config: TrainConfig, source, 
     job = MilJob(source=source, config=config, seed=args.seed, out=out, tracker=tracker,
                  checkpoint_every=settings.checkpoint_every, use_gpu=settings.use_gpu)
     metrics = train_on_workers(job=job, settings=settings, storage=storage, name=name, address=args.address,
+                               ray_settings=config_from_flags(RaySettings, args, ()),
                                resume=not args.restart)
     log.info("final (best epoch %d): %s -> %s", metrics["best_epoch"], _fmt(metrics), out)
     if tracker is None:  # a tracked run's rank 0 packaged and logged it

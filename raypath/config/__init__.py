@@ -1,5 +1,19 @@
 """Validated configuration: one strict model per job section (see the modules beside this one)."""
 
-from raypath.config.base import ConfigError, StrictModel, apply_overrides, load_config, validate_section
+from raypath.config.base import (
+    ConfigError,
+    LocalPath,
+    Location,
+    StrictModel,
+    TrackingUri,
+    absolute,
+    absolute_sqlite,
+    apply_overrides,
+    did_you_mean,
+    load_config,
+    validate_section,
+)
+from raypath.config.ray_settings import RaySettings
 
-__all__ = ["ConfigError", "StrictModel", "apply_overrides", "load_config", "validate_section"]
+__all__ = ["ConfigError", "LocalPath", "Location", "RaySettings", "StrictModel", "TrackingUri", "absolute",
+           "absolute_sqlite", "apply_overrides", "did_you_mean", "load_config", "validate_section"]

@@ -1,14 +1,67 @@
-"""Strict config models and YAML loading whose errors name the file and the offending key."""
+"""Strict config models and YAML loading whose errors name the file and the offending key.
 
+Relative paths follow one rule, for every command and every path field: they are relative to the
+working directory of the command (not to the config file), and they are made absolute once, when
+the config is validated (`LocalPath`, `Location`, `TrackingUri`), so no trial, task or actor that
+runs elsewhere ever sees a relative path.
+"""
+
+import difflib
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
+
+from raypath.paths import is_remote
 
 Model = TypeVar("Model", bound=BaseModel)
+SQLITE = "sqlite:///"
+
+
+def absolute(path: str | os.PathLike) -> Path:
+    """`path` made absolute against the working directory (`~` expanded; symlinks kept)."""
+    return Path(os.path.abspath(Path(path).expanduser()))
+
+
+URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
+
+
+def _absolute_location(value: str) -> str:
+    """A URI (s3://, file:///, models:/, runs:/) as given; a local path made absolute."""
+    return value if is_remote(value) or URI.match(value) else str(absolute(value))
+
+
+def absolute_sqlite(value: str) -> str:
+    """`sqlite:///relative.db` becomes `sqlite:////abs/relative.db`; other URIs are left alone."""
+    if not value.startswith(SQLITE) or value.startswith(SQLITE + "/"):
+        return value
+    database, query = value[len(SQLITE):].partition("?")[::2]
+    if database in ("", ":memory:"):
+        return value
+    return SQLITE + str(absolute(database)) + (f"?{query}" if query else "")
+
+
+def _as_text(value: Any) -> Any:
+    """Kept as text so `s3://` survives (a Path would fold it to `s3:/`)."""
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+LocalPath = Annotated[Path, AfterValidator(absolute)]
+"""A local file or directory; a relative one is taken from the working directory."""
+Location = Annotated[str, BeforeValidator(_as_text), AfterValidator(_absolute_location)]
+"""A local path (made absolute like `LocalPath`) or a URI such as s3:// or models:/, kept as text."""
+TrackingUri = Annotated[str, AfterValidator(absolute_sqlite)]
+"""An MLflow URI; the file of `sqlite:///relative.db` is taken from the working directory."""
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` naming the nearest of `known` to `name` when it is close, else ''."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class StrictModel(BaseModel):
@@ -21,12 +74,40 @@ class ConfigError(ValueError):
     """A config file or override that does not validate; the message names file and key."""
 
 
-def _describe(error: ValidationError, source: str) -> str:
+def _section(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """(the config model inside a field's type, whether it sits in a list or dict: `x | None`,
+    `list[x]` and `dict[str, x]` hold sections too)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    for argument in get_args(annotation):
+        found, contained = _section(argument)
+        if found is not None:
+            return found, contained or get_origin(annotation) in (list, dict)
+    return None, False
+
+
+def _section_fields(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The field names of the section that `loc` (an error location) lies in, where known."""
+    current: type[BaseModel] | None = model
+    parts = iter(loc[:-1])
+    for part in parts:
+        info = current.model_fields.get(part) if current is not None else None
+        if info is None:
+            return []
+        current, contained = _section(info.annotation)
+        if contained:
+            next(parts, None)  # the list index or dict key
+    return list(current.model_fields) if current is not None else []
+
+
+def _describe(error: ValidationError, source: str, model: type[BaseModel] | None = None) -> str:
     lines = [f"invalid config in {source}:"]
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"]) or "<root>"
         if item["type"] == "extra_forbidden":
-            lines.append(f"  unknown key '{key}' (not a field of this section)")
+            known = _section_fields(model, item["loc"]) if model is not None else []
+            hint = did_you_mean(str(item["loc"][-1]), known)
+            lines.append(f"  unknown key '{key}' (not a field of this section){hint}")
         elif not item["loc"] or isinstance(item.get("input"), dict):
             lines.append(f"  {'section' if item['loc'] else 'config'} '{key}': {item['msg']}")
         else:
@@ -121,7 +202,7 @@ def load_config(
     except ValidationError as exc:
         given = [*(overrides or []), *(f"{k}={v!r}" for k, v in (values or {}).items())]
         suffix = f" with overrides {given}" if given else ""
-        raise ConfigError(_describe(exc, source + suffix)) from None
+        raise ConfigError(_describe(exc, source + suffix, model)) from None
 
 
 def validate_section(model: type[Model], data: dict[str, Any], *, source: str) -> Model:
@@ -129,4 +210,4 @@ def validate_section(model: type[Model], data: dict[str, Any], *, source: str) -
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, source)) from None
+        raise ConfigError(_describe(exc, source, model)) from None

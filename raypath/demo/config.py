@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import Field
 
-from raypath.config.base import StrictModel
+from raypath.config import LocalPath, RaySettings, StrictModel
 from raypath.slides.synth.config import SynthConfig
 
 
@@ -18,9 +18,11 @@ class DemoConfig(StrictModel):
     validated before any work starts.
     """
 
-    out: Path = Field(Path("demo"), description="everything the demo writes goes under here")
+    out: LocalPath = Field(Path("demo"), validate_default=True,
+                           description="everything the demo writes goes under here")
     synth: SynthConfig = SynthConfig()
     registration: dict[str, Any] = Field(default_factory=dict)
     extract: dict[str, Any] = Field(default_factory=dict)
     sweep: dict[str, Any] = Field(default_factory=dict)
     compare: dict[str, Any] = Field(default_factory=dict)
+    ray: RaySettings = Field(RaySettings(), description="start-up of the local Ray instance (extract, sweep)")

@@ -53,17 +53,19 @@ def plan_demo(config: DemoConfig, *, source: str) -> DemoPlan:
     cohort = out / "cohort"
     manifest, labels = cohort / "manifest.csv", cohort / "labels.csv"
     registration = cohort / "registration.parquet"
-    register = validate_section(RegisterConfig, {**config.registration, "manifest": manifest,
+    ray = {"ray": config.ray.model_dump(mode="json", exclude_unset=True)}
+    register = validate_section(RegisterConfig, {**merged(ray, config.registration), "manifest": manifest,
                                                  "out": registration},
                                 source=f"{source} section 'registration'")
-    extract = validate_section(ExtractConfig, {**config.extract, "manifest": manifest,
-                                               "output": str(out / "features")},
+    extract = validate_section(ExtractConfig, {**merged(ray, config.extract), "manifest": manifest,
+                                               "output": str(out / "features"),
+                                               "registration": registration},
                                source=f"{source} section 'extract'")
     fms = [spec.name for spec in extract.encoders]
     sweep_defaults = {"sweep_id": "demo", "output_dir": out / "runs",
                       "features": {"root": str(out / "features"), "fms": fms, "labels": labels,
                                    "registration": registration, "tiling_hash": extract.tiling.cache_key()},
-                      "train": {"split": {"source": "column"}}}
+                      "train": {"split": {"source": "column"}}, **ray}
     sweep = validate_section(SweepConfig, merged(sweep_defaults, config.sweep),
                              source=f"{source} section 'sweep'")
     compare_defaults = {"sweep_id": sweep.sweep_id, "output_dir": sweep.output_dir, "out": out / "report",
@@ -91,7 +93,7 @@ def run_demo(plan: DemoPlan) -> int:
     """Run the stages in order; returns the exit code (non-zero only if a stage could not finish)."""
     from raypath.evaluate.compare import compare_sweep
     from raypath.extract.run import run_extraction
-    from raypath.slides.registration.run import run_registration
+    from raypath.register.run import run_registration
     from raypath.slides.synth import write_cohort
     from raypath.sweep.driver import run_sweep
 
@@ -123,6 +125,8 @@ def _print_outcome(plan: DemoPlan, results: list) -> None:
     for result in results:
         write(f"\n## {result.fm}: baseline vs best robust configuration (test split)\n\n")
         write(to_markdown(result.wide) + "\n")
+        for note in result.section.caveats if result.section else []:
+            write(f"  {note}\n")
         for image in result.images:
             write(f"  plot: {plan.compare.report_dir() / result.fm / image}\n")
     report = plan.compare.report_dir()

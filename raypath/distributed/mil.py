@@ -19,6 +19,7 @@ import ray
 import ray.train.torch
 
 from raypath.cluster import connect
+from raypath.config import RaySettings
 from raypath.distributed import worker
 from raypath.distributed.config import DistributedConfig
 from raypath.distributed.trainer import fit
@@ -40,7 +41,7 @@ class Tracker(Protocol):
         """One epoch's metrics."""
 
     def finish(self, *, metrics: dict[str, float], undefined: dict[str, str], out: Path | None,
-               step: int) -> None:
+               step: int, caveats: dict[str, str] | None = None) -> None:
         """The final metrics and the output files; ends the run."""
 
 
@@ -102,16 +103,17 @@ def mil_loop(loop_config: dict) -> None:
         log.info("rank 0 wrote %s (best epoch %d)", job.out, result.best_epoch)
     if job.tracker is not None:
         job.tracker.finish(metrics=result.metrics, undefined=result.undefined, out=job.out,
-                           step=len(result.history))
+                           step=len(result.history), caveats=result.caveats)
 
 
 def train_on_workers(*, job: MilJob, settings: DistributedConfig, storage: Path, name: str,
-                     address: str | None = None, resume: bool = True) -> dict[str, float]:
+                     address: str | None = None, resume: bool = True,
+                     ray_settings: RaySettings | None = None) -> dict[str, float]:
     """Train `job` on `settings.workers` workers (joining or starting Ray through `connect`) and
     return rank 0's final metrics (read back from `job.out`, which must be set)."""
     if job.out is None:
         raise ValueError("a data-parallel run writes its outputs from rank 0: set MilJob.out")
-    connect(address)
+    connect(address, settings=ray_settings)
     fit(loop=mil_loop, loop_config={"job": job}, settings=settings, storage=storage, name=name, resume=resume)
     return json.loads((job.out / "metrics.json").read_text())
 

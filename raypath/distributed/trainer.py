@@ -13,6 +13,8 @@ the default in Ray 2.60, raises on `TorchTrainer.can_restore/restore` and `resum
 restoring by name is its one way to resume.)
 """
 
+import errno
+import json
 import logging
 import shutil
 from collections.abc import Callable
@@ -23,6 +25,7 @@ from ray.train import CheckpointConfig, FailureConfig, Result, RunConfig, Scalin
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from raypath.distributed.config import DistributedConfig
+from raypath.errors import is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,26 @@ def run_directory(*, storage: Path, name: str) -> Path:
 def has_previous_run(*, storage: Path, name: str) -> bool:
     """Whether a run of this name left a checkpoint record under `storage` (a restart resumes it)."""
     return (run_directory(storage=storage, name=name) / SNAPSHOT).is_file()
+
+
+def recorded_checkpoints(directory: Path) -> set[str]:
+    """Names of the checkpoint directories Ray Train recorded in the run's snapshot (complete ones)."""
+    snapshot = directory / SNAPSHOT
+    if not snapshot.is_file():
+        return set()
+    data = json.loads(snapshot.read_text())
+    results = [*data.get("checkpoint_results", []), data.get("latest_checkpoint_result") or {}]
+    return {r["checkpoint_dir_name"] for r in results if r.get("checkpoint_dir_name")}
+
+
+def remove_unrecorded_checkpoints(directory: Path) -> None:
+    """Checkpoint directories Ray Train never recorded were cut off while being written (a full disk, a
+    killed worker): removed, so no half checkpoint stays under a checkpoint's name."""
+    recorded = recorded_checkpoints(directory)
+    for path in sorted(directory.glob("checkpoint_*")):
+        if path.is_dir() and path.name not in recorded:
+            log.warning("removing %s: an unfinished checkpoint (Ray Train never recorded it)", path)
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def fit(
@@ -60,6 +83,7 @@ def fit(
     if has_previous_run(storage=storage, name=name):
         if resume:
             log.info("resuming %s from its latest checkpoint", directory)
+            remove_unrecorded_checkpoints(directory)
         else:
             log.warning("resume=False: removing the earlier run %s", directory)
             shutil.rmtree(directory)
@@ -77,6 +101,14 @@ def fit(
             checkpoint_config=CheckpointConfig(num_to_keep=settings.keep_checkpoints),
         ),
     )
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except Exception as exc:
+        if is_disk_full(exc):
+            remove_unrecorded_checkpoints(directory)
+            raise OSError(errno.ENOSPC, "no space left on device for this run's checkpoints; the ones "
+                          "completed before are kept: free space and run the same command again to resume",
+                          str(directory)) from None
+        raise
     log.info("%s: finished; latest checkpoint %s", name, result.checkpoint and result.checkpoint.path)
     return result

@@ -16,6 +16,7 @@ import numpy as np
 import ray.train
 import ray.train.torch
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from raypath.train.parallel import average, split_evenly
@@ -67,8 +68,17 @@ def shard(items: Sequence, *, seed: int, epoch: int) -> list:
 
 
 def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
-    """The mean of `tensor` over all ranks (a new tensor; identical on every rank)."""
-    return average([tensor])[0]
+    """The mean of `tensor` over all ranks (a new CPU tensor; identical on every rank). Sent from
+    the worker's device: NCCL reduces only GPU tensors."""
+    return average([tensor.to(ray.train.torch.get_device())])[0].cpu()
+
+
+def decided_by_rank_zero(flag: bool) -> bool:
+    """Rank 0's `flag` on every rank: rank 0 validates and decides, e.g. whether the group stops."""
+    tensor = torch.tensor([int(flag)], device=ray.train.torch.get_device())
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.broadcast(tensor, src=0)
+    return bool(tensor.item())
 
 
 def save_checkpoint(state: dict, *, metrics: dict, epoch: int) -> None:

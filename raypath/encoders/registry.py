@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from raypath.config import did_you_mean
 from raypath.encoders.backbone import create_pool, create_trunk, meta_device
 from raypath.encoders.card import ModelCard
 from raypath.encoders.encoder import Encoder
@@ -48,7 +49,8 @@ def get_card(name: str) -> ModelCard:
     """Look a card up by name (case-insensitive)."""
     card = _CARDS.get(name.lower())
     if card is None:
-        raise UnknownEncoderError(f"unknown encoder {name!r}; known: {', '.join(_CARDS)}")
+        raise UnknownEncoderError(f"unknown encoder {name!r}{did_you_mean(name.lower(), _CARDS)}; "
+                                  f"known: {', '.join(_CARDS)}")
     return card
 
 

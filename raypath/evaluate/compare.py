@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 from mlflow import MlflowClient
 
-from raypath.evaluate.champion import register_champion
+from raypath.evaluate.champion import champion_group, register_champion
 from raypath.evaluate.config import CompareConfig
 from raypath.evaluate.groups import ModelGroups, model_groups, sweep_experiments
 from raypath.evaluate.heatmaps import heatmap_figure
@@ -25,6 +25,7 @@ from raypath.evaluate.pareto import pareto_plot
 from raypath.evaluate.publish import log_report
 from raypath.evaluate.report import (
     FmSection,
+    caveat_notes,
     comparison_table,
     html_report,
     markdown_report,
@@ -32,7 +33,7 @@ from raypath.evaluate.report import (
     wide_table,
 )
 from raypath.evaluate.roc import roc_figure
-from raypath.evaluate.sections import model_lines, notes
+from raypath.evaluate.sections import model_lines, notes, split_notes
 from raypath.evaluate.specimen_views import (
     RunModel,
     load_manifest_paths,
@@ -41,6 +42,7 @@ from raypath.evaluate.specimen_views import (
     specimen_views,
 )
 from raypath.evaluate.stability import stability_note, stability_table
+from raypath.registry.sqlite_store import ready_store
 from raypath.store import FeatureStore
 from raypath.sweep.phases import IncompleteSweepError, incomplete_phases
 from raypath.sweep.selection import Selection, rank_robust, robustness_metric, runs_frame
@@ -76,7 +78,8 @@ def _pareto(runs: pd.DataFrame, chosen: ModelGroups, config: CompareConfig, *, f
     highlight = {name: search[search["config_key"].isin(set(g["config_key"]))]
                  for name, g in chosen.groups.items()}
     pareto_plot(search, accuracy=accuracy, robustness=robust, highlight=highlight,
-                floor=chosen.selection.floor, title=f"{config.sweep_id} / {fm}", path=out / "pareto.png")
+                floor=chosen.selection.floor, title=f"{config.sweep_id} / {fm}", path=out / "pareto.png",
+                champion=champion_group(chosen) if config.register_model else None)
     return "pareto.png"
 
 
@@ -117,7 +120,8 @@ def _roc(models: dict[str, RunModel], *, tags: dict, out: Path) -> list[str]:
     if not models or tags.get("raypath.task") != "binary":
         return []
     figure = roc_figure({name: m.predictions for name, m in models.items()},
-                        title="per-scanner ROC, test split (one replicate)", path=out / "roc_scanners.png")
+                        title="per-scanner ROC, test split (one replicate)", path=out / "roc_scanners.png",
+                        held_out=next(iter(models.values())).held_out_scanners)
     return [figure.name] if figure else []
 
 
@@ -130,7 +134,8 @@ def compare_fm(client: MlflowClient, config: CompareConfig, *, fm: str, experime
     if not chosen.groups:
         raise ValueError(f"sweep '{config.sweep_id}' on {fm}: no finished runs to compare")
     frame = pd.concat(chosen.groups.values())
-    table = comparison_table(chosen.groups, metrics=present_metrics(frame), level=config.ci_level)
+    table = comparison_table(chosen.groups, metrics=present_metrics(frame), level=config.ci_level,
+                             min_replicates=config.min_replicates)
     table.to_csv(out / "table.csv", index=False)
     candidates = search_candidates(runs, config)
     stability = stability_table(candidates, top_k=config.top_k)
@@ -144,11 +149,12 @@ def compare_fm(client: MlflowClient, config: CompareConfig, *, fm: str, experime
     result = FmComparison(fm=fm, table=table, wide=wide_table(table, labels=labels), chosen=chosen,
                           images=images, registered=registered)
     section = FmSection(fm=fm, wide=result.wide,
-                        notes=[*notes(chosen, config, registered=result.registered),
+                        notes=[*notes(chosen, config, registered=result.registered), *split_notes(tags),
                                stability_note(candidates)],
                         models=model_lines(chosen, tracking_uri=config.tracking_uri(),
                                            experiment_id=experiment_id),
-                        metrics=list(dict.fromkeys(table["metric"])), images=images, stability=stability)
+                        metrics=list(dict.fromkeys(table["metric"])), images=images, stability=stability,
+                        caveats=caveat_notes(table, labels=labels))
     _write_reports(out, title=f"raypath sweep {config.sweep_id}: {fm}", sections=[section], config=config)
     experiment = client.get_experiment(experiment_id).name
     ledger = RunLedger(tracking_uri=config.tracking_uri(), experiment=experiment)
@@ -165,7 +171,8 @@ def _write_reports(directory: Path, *, title: str, sections: list[FmSection], co
 
 def compare_sweep(config: CompareConfig) -> list[FmComparison]:
     """Every FM of the sweep, plus one combined report.md/.html at the top of the report directory."""
-    client = MlflowClient(tracking_uri=config.tracking_uri(), registry_uri=config.tracking_uri())
+    uri = ready_store(config.tracking_uri())
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     experiments = sweep_experiments(client, config)
     incomplete = [p for fm, eid in experiments.items() for p in incomplete_phases(client, eid, fm=fm)]
     if incomplete:
@@ -175,7 +182,7 @@ def compare_sweep(config: CompareConfig) -> list[FmComparison]:
     results = [compare_fm(client, config, fm=fm, experiment_id=eid) for fm, eid in experiments.items()]
     sections = [FmSection(fm=r.fm, wide=r.wide, notes=r.section.notes, models=r.section.models,
                           metrics=r.section.metrics, images=[f"{r.fm}/{i}" for i in r.images],
-                          stability=r.section.stability)
+                          stability=r.section.stability, caveats=r.section.caveats)
                 for r in results]
     _write_reports(config.report_dir(), title=f"raypath sweep {config.sweep_id}", sections=sections,
                    config=config)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from raypath.config.base import StrictModel
+from raypath.config.base import LocalPath, StrictModel
 from raypath.sweep.config import ObjectiveConfig, TrackingConfig
 
 
@@ -12,8 +12,10 @@ class HeatmapConfig(StrictModel):
     """Attention heatmaps of a few test specimens: rows = models, columns = scanners."""
 
     specimens: int = Field(3, ge=0, description="0 = no heatmaps")
-    manifest: Path | None = Field(None, description="manifest.csv with slide paths: draw over thumbnails")
-    thumbnail_mpp: float = Field(16.0, gt=0, description="microns per pixel of slide thumbnails")
+    manifest: LocalPath | None = Field(
+        None, description="manifest.csv with slide paths: draw over thumbnails")
+    thumbnail_mpp: float = Field(16.0, gt=0, description="coarsest microns per pixel of the slide under "
+                                                         "heatmaps (finer when the tiles span < 400 px)")
 
 
 class CompareConfig(StrictModel):
@@ -21,8 +23,9 @@ class CompareConfig(StrictModel):
 
     sweep_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     fms: list[str] | None = Field(None, description="None = every FM the sweep recorded")
-    output_dir: Path = Field(Path("runs/sweeps"), description="the sweep's output_dir (embedded MLflow)")
-    out: Path | None = Field(None, description="report directory; None = <output_dir>/<sweep_id>-report")
+    output_dir: LocalPath = Field(Path("runs/sweeps"), validate_default=True,
+                                  description="the sweep's output_dir (embedded MLflow)")
+    out: LocalPath | None = Field(None, description="report directory; None = <output_dir>/<sweep_id>-report")
     tracking: TrackingConfig = TrackingConfig()
     objectives: list[ObjectiveConfig] = Field(
         default_factory=lambda: [
@@ -37,6 +40,8 @@ class CompareConfig(StrictModel):
         1e-3, ge=0, description="selection metrics closer than this are ties (float noise, not evidence); "
                                 "ties go to the lower loss-weight sum, then the config key")
     ci_level: float = Field(0.95, gt=0, lt=1)
+    min_replicates: int = Field(
+        3, ge=2, description="finite values a cell needs for an interval; fewer: the mean alone, with a note")
     register_model: bool = Field(
         True, description="register the best robust model per FM in the MLflow registry"
     )

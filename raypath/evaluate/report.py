@@ -2,9 +2,12 @@
 
 Intervals are Student-t over replicates (seeds or cross-validation folds): with the handful a sweep
 can afford (3-10), a percentile bootstrap of the mean is too narrow, while the t interval is the
-textbook answer for a mean of few roughly normal values. One run per configuration gives the value
-without an interval rather than a made-up one. Intervals are clipped to the metric's range. A metric
-that is not defined on the data (see `raypath.metrics.limits`) shows its reason, not a number.
+textbook answer for a mean of few roughly normal values. Fewer finite values than `min_replicates`
+(one run per configuration, or a metric defined in only some replicates) give the value without an
+interval rather than a made-up one, and say so. Intervals are clipped to the metric's range. A
+metric that is not defined on the data (see `raypath.metrics.limits`) shows its reason, not a
+number; a value that stands on part of the data or on few samples (the runs' caveats) carries a
+numbered note, listed under the table.
 """
 
 import html
@@ -40,15 +43,15 @@ UNBOUNDED = {"test/score_spread", "test/scanner_mi_bits", "test/center_mi_bits"}
 BOUNDS = {m: (0.0, np.inf if m in UNBOUNDED else 1.0) for m in TABLE_METRICS}
 
 
-def mean_ci(values: Sequence[float], *, level: float) -> tuple[float, float, float, int]:
-    """(mean, low, high, n) of the finite values; the interval is NaN below two values."""
+def mean_ci(values: Sequence[float], *, level: float, min_values: int = 2) -> tuple[float, float, float, int]:
+    """(mean, low, high, n) of the finite values; the interval is NaN below `min_values` (>= 2)."""
     finite = np.asarray(values, dtype=float)
     finite = finite[np.isfinite(finite)]
     n = len(finite)
     if n == 0:
         return float("nan"), float("nan"), float("nan"), 0
     mean = float(finite.mean())
-    if n < 2:
+    if n < max(2, min_values):
         return mean, float("nan"), float("nan"), n
     half = float(stats.t.ppf((1 + level) / 2, n - 1) * finite.std(ddof=1) / np.sqrt(n))
     return mean, mean - half, mean + half, n
@@ -66,33 +69,65 @@ def _reason(runs: pd.DataFrame, metric: str) -> str:
     return reasons[0] if reasons else "not reported"
 
 
+def _caveat(runs: pd.DataFrame, metric: str, *, n: int, min_replicates: int) -> str:
+    """What a cell stands on: the runs' own caveats (with how many runs gave each), defined in fewer
+    runs than there are, too few values for an interval."""
+    given = [c[metric] for c in runs.get("caveats", []) if isinstance(c, Mapping) and metric in c]
+    notes = [f"{text} ({given.count(text)} of {len(runs)} runs)" for text in dict.fromkeys(given)]
+    if 0 < n < len(runs):
+        notes.append(f"defined in {n} of {len(runs)} runs")
+    if 0 < n < max(2, min_replicates) and len(runs) > 1:
+        notes.append(f"{n} value{'s' if n > 1 else ''} (fewer than {max(2, min_replicates)}): no interval")
+    return "; ".join(notes)
+
+
 def comparison_table(groups: Mapping[str, pd.DataFrame], *, metrics: Sequence[str],
-                     level: float) -> pd.DataFrame:
-    """Long table: one row per (model, metric): mean, low, high, n and, when n is 0, the reason."""
+                     level: float, min_replicates: int = 2) -> pd.DataFrame:
+    """Long table: one row per (model, metric): mean, low, high, n, when n is 0 the reason, and the
+    caveat of the value (empty when it has none)."""
     rows = []
     for model, runs in groups.items():
         for metric in metrics:
             values = runs[metric].astype(float) if metric in runs else []
-            mean, low, high, n = mean_ci(values, level=level)
+            mean, low, high, n = mean_ci(values, level=level, min_values=min_replicates)
             floor, ceiling = BOUNDS.get(metric, (-np.inf, np.inf))
             low, high = float(np.clip(low, floor, ceiling)), float(np.clip(high, floor, ceiling))
             rows.append({"model": model, "metric": metric, "mean": mean, "low": low, "high": high, "n": n,
-                         "reason": "" if n else _reason(runs, metric)})
-    return pd.DataFrame(rows, columns=["model", "metric", "mean", "low", "high", "n", "reason"])
+                         "reason": "" if n else _reason(runs, metric),
+                         "caveat": _caveat(runs, metric, n=n, min_replicates=min_replicates)})
+    return pd.DataFrame(rows, columns=["model", "metric", "mean", "low", "high", "n", "reason", "caveat"])
 
 
-def _cell(row: pd.Series) -> str:
+def _note_numbers(table: pd.DataFrame) -> dict[tuple[str, str], int]:
+    """Note number of every (model, metric) whose value carries a caveat, in table order."""
+    noted = table[(table.get("caveat", pd.Series("", index=table.index)).fillna("") != "")
+                  & np.isfinite(table["mean"].astype(float))]
+    return {(m, k): i + 1 for i, (m, k) in enumerate(zip(noted["model"], noted["metric"], strict=True))}
+
+
+def caveat_notes(table: pd.DataFrame, *, labels: Mapping[str, str] | None = None) -> list[str]:
+    """'(note 1) worst-scanner AUC, robust 1: over scanners [...] only; ...' per noted cell."""
+    numbers, rows = _note_numbers(table), table.set_index(["model", "metric"])
+    names = {m: v[0] for m, v in TABLE_METRICS.items()}
+    return [f"(note {n}) {names.get(metric, metric)}, {(labels or {}).get(model, model)}: "
+            f"{rows.loc[(model, metric), 'caveat']}" for (model, metric), n in numbers.items()]
+
+
+def _cell(row: pd.Series, note: int | None = None) -> str:
     if not np.isfinite(row["mean"]):
         return f"n/a: {row['reason']}" if row.get("reason") else "–"
+    mark = f" (note {note})" if note else ""
     if not np.isfinite(row["low"]):
-        return f"{row['mean']:.3f}"
-    return f"{row['mean']:.3f} [{row['low']:.3f}, {row['high']:.3f}]"
+        return f"{row['mean']:.3f}{mark}"
+    return f"{row['mean']:.3f} [{row['low']:.3f}, {row['high']:.3f}]{mark}"
 
 
 def wide_table(table: pd.DataFrame, *, labels: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """Models as rows (renamed by `labels`), metrics as columns, cells 'mean [low, high]'."""
-    names = {m: v[0] for m, v in TABLE_METRICS.items()}
-    cells = table.assign(cell=table.apply(_cell, axis=1), label=table["metric"].map(names))
+    """Models as rows (renamed by `labels`), metrics as columns, cells 'mean [low, high]' and the
+    number of the cell's note where its value carries a caveat (`caveat_notes`)."""
+    names, numbers = {m: v[0] for m, v in TABLE_METRICS.items()}, _note_numbers(table)
+    cells = table.assign(cell=[_cell(row, numbers.get((row["model"], row["metric"])))
+                               for _, row in table.iterrows()], label=table["metric"].map(names))
     wide = cells.pivot(index="model", columns="label", values="cell")
     order = [names[m] for m in dict.fromkeys(table["metric"])]
     replicates = table.groupby("model")["n"].max().rename("replicates")
@@ -118,6 +153,7 @@ class FmSection:
     metrics: list[str] = field(default_factory=list)  # the table's metric keys
     images: list[str] = field(default_factory=list)
     stability: pd.DataFrame | None = None  # the picks and their runner-ups (raypath.evaluate.stability)
+    caveats: list[str] = field(default_factory=list)  # the table's numbered notes
 
 
 def metric_guide(metrics: Sequence[str]) -> list[tuple[str, str, str]]:
@@ -132,6 +168,7 @@ def markdown_report(*, title: str, sections: Sequence[FmSection], level: float) 
              "metric is undefined on these data.", ""]
     for s in sections:
         parts += [f"## {s.fm}", "", *[f"- {note}" for note in s.notes], "", to_markdown(s.wide), "",
+                  *[f"- {note}" for note in s.caveats], *([""] if s.caveats else []),
                   "| metric | definition | chance / ideal |", "|---|---|---|",
                   *[f"| {a} | {b} | {c} |" for a, b, c in metric_guide(s.metrics)], "",
                   *[f"- {line}" for line in s.models], ""]
@@ -152,6 +189,7 @@ def html_report(*, title: str, sections: Sequence[FmSection], level: float) -> s
                         for a, b, c in metric_guide(s.metrics))
         body += [f"<h2>{e(s.fm)}</h2>", "<ul>" + "".join(f"<li>{e(n)}</li>" for n in s.notes) + "</ul>",
                  s.wide.to_html(escape=True),
+                 "<ul>" + "".join(f"<li>{e(n)}</li>" for n in s.caveats) + "</ul>" if s.caveats else "",
                  f"<table><tr><th>metric</th><th>definition</th><th>chance / ideal</th></tr>{guide}</table>",
                  "<ul>" + "".join(f"<li>{e(m)}</li>" for m in s.models) + "</ul>"]
         if s.stability is not None and len(s.stability):

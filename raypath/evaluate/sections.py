@@ -1,6 +1,7 @@
 """The prose of a comparison report: how models were chosen, on which split each number stands, the
 loss weights of every model and where its runs are in MLflow."""
 
+import json
 from urllib.parse import urlparse
 
 import numpy as np
@@ -25,6 +26,23 @@ def notes(chosen: ModelGroups, config: CompareConfig, *, registered: str | None)
         lines.append(f"Test split: {max(counts):.0f} specimens per replicate.")
     if registered is not None:
         lines.append(f"Registered as raypath-{config.sweep_id}-<fm> version {registered} (alias champion).")
+    return lines
+
+
+def split_notes(tags: dict[str, str]) -> list[str]:
+    """Where the split comes from, the held-out scanners, and the leakage audit (experiment tags)."""
+    if "raypath.split.source" not in tags:
+        return ["Split: not recorded (a sweep from before the split policy)."]
+    held = tags.get("raypath.split.held_out_scanners", "none")
+    lines = [f"Split: {tags.get('raypath.split.origin', tags['raypath.split.source'])}; held-out scanners: "
+             f"{held}{' (test only)' if held != 'none' else ''}."]
+    if "raypath.leakage.audit" in tags:
+        audit = json.loads(tags["raypath.leakage.audit"])
+        sizes = ", ".join(f"{name} {n['patients']} patients / {n['specimens']} specimens / {n['slides']} "
+                          "slides" for name, n in audit["splits"].items())
+        verdict = "passed" if audit["passed"] else "FAILED"
+        lines.append(f"Leakage audit {verdict} (no patient or specimen in two splits, no held-out scanner "
+                     f"in train/val): {sizes}.")
     return lines
 
 

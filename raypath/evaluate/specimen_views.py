@@ -1,32 +1,36 @@
-"""Inputs of the attention heatmaps: trained models from MLflow, bags from the feature store,
-thumbnails from the slides when a manifest is given, and which test specimens to show."""
+"""Inputs of the attention heatmaps: trained models from MLflow, bags from the feature store, the
+slide under the tiles when a manifest is given, and which test specimens to show."""
 
+import json
 import logging
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from torch import nn
 
-from raypath.evaluate.heatmaps import ScanView
+from raypath.evaluate.backdrop import tissue_backdrop
+from raypath.evaluate.heatmaps import Backdrop, ScanView, panel_box
 from raypath.registry.network import load_backbone, predict_bag
 from raypath.registry.spec import ModelSpec
 from raypath.store import FeatureStore
 
 log = logging.getLogger(__name__)
+HELD_OUT_PARAM = "split.held_out_scanners"  # the train config field, logged as a JSON list
 
 
 @dataclass(frozen=True)
 class RunModel:
-    """A replicate run's model, ready to predict, and the predictions the sweep logged for it."""
+    """A replicate run's model, ready to predict, the predictions the sweep logged for it, and the
+    scanners its training held out."""
 
     backbone: nn.Module
     spec: ModelSpec
     predictions: pd.DataFrame
+    held_out_scanners: tuple[str, ...] = ()
 
 
 def load_run_model(client: MlflowClient, run_id: str) -> RunModel:
@@ -37,7 +41,9 @@ def load_run_model(client: MlflowClient, run_id: str) -> RunModel:
         backbone = load_backbone(spec, model / "artifacts" / "model.safetensors")
         predictions = pd.read_parquet(Path(client.download_artifacts(run_id, "predictions", tmp))
                                       / "predictions.parquet")
-    return RunModel(backbone=backbone, spec=spec, predictions=predictions)
+    held_out = json.loads(client.get_run(run_id).data.params.get(HELD_OUT_PARAM, "[]"))
+    return RunModel(backbone=backbone, spec=spec, predictions=predictions,
+                    held_out_scanners=tuple(held_out))
 
 
 def pick_specimens(predictions: pd.DataFrame, *, count: int) -> list[str]:
@@ -48,28 +54,11 @@ def pick_specimens(predictions: pd.DataFrame, *, count: int) -> list[str]:
     return list(spread.index[:count])
 
 
-def _thumbnail(
-    manifest: pd.DataFrame | None, slide_id: str, *, mpp: float
-) -> tuple[np.ndarray | None, float]:
+def _backdrop(manifest: pd.DataFrame | None, slide_id: str, *, box: tuple[int, int, int, int],
+              mpp: float) -> Backdrop | None:
     if manifest is None or slide_id not in manifest.index:
-        return None, 1.0
-    return slide_thumbnail(manifest.at[slide_id, "path"], mpp=mpp)
-
-
-def slide_thumbnail(path: str | Path | None, *, mpp: float) -> tuple[np.ndarray | None, float]:
-    """(thumbnail, level-0 px per thumbnail px) of a slide; (None, 1) when there is no image to read
-    (a feature-level cohort's path is a feature file): heatmaps then draw on the tile grid."""
-    from raypath.slides.reader import SlideError, open_slide
-
-    if path is None:
-        return None, 1.0
-    try:
-        with open_slide(Path(path)) as reader:
-            thumb = reader.thumbnail(mpp=mpp)
-    except (SlideError, OSError) as exc:
-        log.info("no thumbnail for %s (%s); drawing on the tile grid", path, exc)
-        return None, 1.0
-    return thumb.image, thumb.downsample
+        return None
+    return tissue_backdrop(manifest.at[slide_id, "path"], box=box, mpp=mpp)
 
 
 def load_manifest_paths(path: Path | None) -> pd.DataFrame | None:
@@ -93,11 +82,12 @@ def specimen_views(
     """Rows of ScanViews (one per scanner) for each model on one specimen's scans."""
     scans = predictions[predictions["specimen_id"] == specimen].sort_values("scanner")
     bags = [store.read_bag(slide_id) for slide_id in scans["slide_id"]]
-    thumbs = [_thumbnail(manifest, bag.slide_id, mpp=thumbnail_mpp) for bag in bags]
+    box = panel_box([bag.coords for bag in bags], extent_l0=bags[0].extent_l0)
+    backdrops = [_backdrop(manifest, bag.slide_id, box=box, mpp=thumbnail_mpp) for bag in bags]
     rows: dict[str, list[ScanView]] = {}
     for name, model in models.items():
         rows[name] = []
-        for bag, (image, downsample) in zip(bags, thumbs, strict=True):
+        for bag, backdrop in zip(bags, backdrops, strict=True):
             scores, attention = predict_bag(model.backbone, model.spec, bag.features)
             score = float(scores.max())
             rows[name].append(
@@ -107,9 +97,9 @@ def specimen_views(
                     extent_l0=bag.extent_l0,
                     attention=attention,
                     score=score,
-                    thumbnail=image,
-                    downsample=downsample,
+                    backdrop=backdrop,
                     tile_um=bag.tile_um,
+                    held_out=bag.scanner in model.held_out_scanners,
                 )
             )
     return rows

@@ -1,10 +1,13 @@
 """Small files written whole or not at all, on a local disk or an object store.
 
 A temporary sibling name (carrying the writer's owner token) is written, then renamed into place;
-any error removes the temporary file before it propagates, so a reader never sees half a file.
+any error removes the temporary file before it propagates, so a reader never sees half a file; a full
+disk is reported with the file it hit.
 """
 
 import contextlib
+import errno
+import os
 from pathlib import Path
 
 import pyarrow.fs as pafs
@@ -25,9 +28,11 @@ def write_bytes(path: str, data: bytes, *, owner: str = "") -> None:
         with filesystem.open_output_stream(temporary) as sink:
             sink.write(data)
         filesystem.move(temporary, inner)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             filesystem.delete_file(temporary)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path) from None
         raise
 
 

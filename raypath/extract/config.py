@@ -1,11 +1,10 @@
 """Settings of the feature-extraction job (`raypath extract`, `jobs/extract.py`)."""
 
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from raypath.config.base import StrictModel
+from raypath.config import LocalPath, Location, RaySettings, StrictModel
 from raypath.slides.config import TilingConfig
 
 
@@ -13,21 +12,25 @@ class EncoderSpec(StrictModel):
     """One foundation model to run: a registry name and, for real weights, a local checkpoint."""
 
     name: str = Field(..., min_length=1, description="model-card name, e.g. 'uni' or 'tiny-uni'")
-    checkpoint: str | None = Field(None, description="local checkpoint dir/file; None = card default")
+    checkpoint: Location | None = Field(None, description="local checkpoint dir/file; None = card default")
 
 
 class ExtractConfig(StrictModel):
     """Manifest in, one Parquet file per slide per encoder out; resources of each pipeline stage."""
 
-    manifest: Path | None = Field(None, description="manifest.csv of the cohort (required to run)")
-    output: str | None = Field(None, description="feature-store root: local dir or s3:// URI")
+    manifest: LocalPath | None = Field(None, description="manifest.csv of the cohort (required to run)")
+    output: Location | None = Field(None, description="feature-store root: local dir or s3:// URI")
     encoders: list[EncoderSpec] = Field(
         default_factory=lambda: [EncoderSpec(name="tiny-uni")], min_length=1,
         description="encoders run on the same decoded tiles (each tile is decoded once)")
     tiling: TilingConfig = TilingConfig()
+    registration: LocalPath | None = Field(
+        None, description="registration.parquet; required by tiling.grid: reference (moving scans are tiled "
+                          "on their reference scan's grid mapped through it)")
     qc_pictures: bool = Field(
-        True, description="write <output>/_qc/<tiling hash>/<slide_id>.jpg per slide: thumbnail, tissue "
-                          "contour and tile grid, to check the tiling by eye")
+        True, description="write <output>/_qc/<tiling hash>/<slide_id>.jpg per slide (thumbnail, tissue "
+                          "contour and tile grid, to check the tiling by eye) and <slide_id>.geojson (the "
+                          "same contour and grid in level-0 pixels, for QuPath)")
     non_pyramidal: Literal["skip", "process"] = Field(
         "skip", description="single-level slides: record as skipped, or tile them anyway")
     batch_size: int = Field(64, gt=0, description="tiles per inference batch")
@@ -46,7 +49,7 @@ class ExtractConfig(StrictModel):
     max_attempts: int = Field(2, ge=1, description="tries per slide when its reader fails or dies")
     read_timeout_s: float = Field(600.0, gt=0, description="a reader silent this long is killed")
     write_threads: int = Field(2, gt=0, description="driver threads writing finished slides")
-    claims_dir: str | None = Field(
+    claims_dir: Location | None = Field(
         None, description="directory where runs on one output claim slides (local or NFS, shared by every "
                           "run); None = <output>/_claims for a local output, no coordination on s3://")
     claim_lease_s: float = Field(
@@ -55,9 +58,17 @@ class ExtractConfig(StrictModel):
     ray_address: str | None = Field(
         None, description="Ray cluster to join ('auto', host:port, ray://); None = the job's "
                           "cluster when submitted, else a local instance")
+    ray: RaySettings = Field(RaySettings(), description="start-up of a local Ray instance")
     run_id: str | None = Field(
         None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
         description="name of this run's log dir under <output>/_runs/ (no path parts); default = timestamp")
+
+    @model_validator(mode="after")
+    def _grid_has_registration(self) -> "ExtractConfig":
+        if self.tiling.grid == "reference" and self.registration is None:
+            raise ValueError("tiling.grid: reference needs `registration` (registration.parquet, "
+                             "--registration)")
+        return self
 
     @field_validator("encoders", mode="before")
     @classmethod

@@ -97,20 +97,35 @@ class Coordination:
         if claims or files:
             log.info("removed %d claims and %d temporary files left by runs that are gone", claims, files)
 
-    def claim(self, plan: Plan, *, stores: Mapping[str, FeatureStore]) -> tuple[Plan, dict[StoreKey, dict]]:
-        """(the part of `plan` this run now holds, {store key: {slide id: holder token}} held elsewhere)."""
+    def claim(self, plan: Plan, *, stores: Mapping[str, FeatureStore]
+              ) -> tuple[Plan, dict[StoreKey, dict], list[str]]:
+        """(the part of `plan` this run now holds, {store key: {slide id: holder token}} held elsewhere,
+        the slides of `plan` another run finished since it was made).
+
+        The store is looked at again once the claims are held: a run that planned while another was
+        finishing (e.g. while it built its encoders) would otherwise compute those slides again, their
+        claims being free by then. A claim is released only after its file is renamed into place, so
+        a slide whose claim this run now holds and which has no file yet is computed by no one else."""
         if self.book is None:
-            return plan, {}
+            return plan, {}, []
         wanted = [(key(store), task["slide_id"]) for task in plan.tasks for name, store in stores.items()
                   if task[rows.need_column(name)]]
         others = self.book.claim(wanted)
+        written = {key(store): set(store.slide_ids()) for store in stores.values()}
+        done = [pair for pair in wanted if pair not in others and pair[1] in written[pair[0]]]
+        self.book.release(done)
         by_store: dict[StoreKey, dict] = {}
         for (store_key, slide_id), holder in others.items():
             by_store.setdefault(store_key, {})[slide_id] = holder
         names = {name: key(store) for name, store in stores.items()}
-        mine = restrict(plan, encoders=names,
-                        keep=lambda slide_id, name: slide_id not in by_store.get(names[name], {}))
-        return mine, by_store
+        mine = restrict(plan, encoders=names, keep=lambda slide_id, name: slide_id not in by_store.get(
+            names[name], {}) and slide_id not in written[names[name]])
+        busy = {task["slide_id"] for task in mine.tasks} | {s for slides in by_store.values() for s in slides}
+        finished = sorted({slide_id for _, slide_id in done} - busy)
+        if finished:
+            log.info("%d slides were finished by another run since this one planned them: %s",
+                     len(finished), finished[:10])
+        return mine, by_store, finished
 
     def release(self, slide_id: str, *, stores: Mapping[str, FeatureStore]) -> None:
         """The slide has its outcome: let other runs see it free."""

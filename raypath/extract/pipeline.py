@@ -21,6 +21,7 @@ from ray.data import ActorPoolStrategy, DataContext
 from raypath.extract.config import ExtractConfig
 from raypath.extract.encode import EncoderActor, InferenceSettings
 from raypath.extract.encoders import EncoderInfo
+from raypath.extract.references import slide_references
 from raypath.extract.tiles import ReadSettings, read_slides
 from raypath.paths import join
 
@@ -35,7 +36,8 @@ def read_settings(config: ExtractConfig) -> ReadSettings:
                         tiles_per_chunk=config.tiles_per_chunk, max_attempts=config.max_attempts,
                         timeout_s=config.read_timeout_s,
                         decode_device="cuda" if config.decode_gpus > 0 else "cpu",
-                        qc_dir=qc_dir(config) if config.qc_pictures else None)
+                        qc_dir=qc_dir(config) if config.qc_pictures else None,
+                        references=slide_references(config))
 
 
 def qc_dir(config: ExtractConfig) -> str:

@@ -23,6 +23,7 @@ from raypath.extract.encoders import EncoderFactory, EncoderInfo, describe_encod
 from raypath.extract.failures import RecordsError, RunRecords, SlideRecord
 from raypath.extract.pipeline import build_dataset, check_resources, data_context, qc_dir
 from raypath.extract.plan import Plan, check_slide_ids, plan_slides
+from raypath.extract.references import slide_references
 from raypath.extract.summary import RunSummary
 from raypath.extract.write import SlideWriter
 from raypath.store import FeatureStore
@@ -53,6 +54,7 @@ def run_extraction(
               for spec in config.encoders}
     check_slide_ids(manifest, stores=stores, source=str(config.manifest))
     check_writable(config.output, stores=stores)
+    slide_references(config)  # grid: reference: the registration table is readable and complete in columns
     run_id = config.run_id or new_run_id()
     claims_dir = default_claims_dir(config.output, config.claims_dir)
     with Coordination(claims_dir=claims_dir, run_id=run_id, lease_s=config.claim_lease_s) as coordination:
@@ -82,9 +84,10 @@ def _run_claimed(
     """Compute what this run could claim; wait for what other runs hold, then take what they left."""
     records: dict[str, SlideRecord] = {}
     while True:
-        mine, elsewhere = coordination.claim(plan, stores=stores)
+        mine, elsewhere, finished = coordination.claim(plan, stores=stores)
+        summary.finished_elsewhere += len(finished)
         if mine.tasks:
-            connect(config.ray_address)
+            connect(config.ray_address, settings=config.ray)
             for record in _execute(mine, config=config, encoders=encoders, stores=stores, summary=summary,
                                    owner=coordination.token,
                                    settled=lambda slide_id: coordination.release(slide_id, stores=stores)):

@@ -60,7 +60,8 @@ class RunSummary:
         ]
         lines += [f"  {name}: {count} tiles encoded" for name, count in self.encoded.items()]
         if self.qc_dir:
-            lines.append(f"  QC pictures (tissue contour, tile grid): {self.qc_dir}/<slide_id>.jpg")
+            lines.append(f"  QC pictures (tissue contour, tile grid): {self.qc_dir}/<slide_id>.jpg, "
+                         "and .geojson for QuPath")
         if self.failed_slides:
             shown = ", ".join(self.failed_slides[:10])
             more = f" and {len(self.failed_slides) - 10} more" if len(self.failed_slides) > 10 else ""

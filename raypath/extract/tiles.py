@@ -7,23 +7,28 @@ hangs costs one attempt; after `max_attempts` the slide is reported failed and t
 A retry resumes after the last delivered tile, so no tile reaches the encoder twice.
 """
 
+import dataclasses
 import logging
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import ray
+from shapely.errors import ShapelyError
 
 from raypath.extract import rows
 from raypath.extract.atomic import write_bytes
 from raypath.extract.isolation import ReaderProcessError, stream_in_child
+from raypath.extract.references import UNREGISTERED
 from raypath.paths import join
 from raypath.slides import SlideError, SlideReader, detect_tissue, open_slide, plan_tiles, read_tiles
 from raypath.slides.config import TilingConfig
+from raypath.slides.geojson import feature_collection, tile_features, tissue_features
 from raypath.slides.qc import qc_image
 from raypath.slides.reader.thumbnail import Thumbnail
+from raypath.slides.registration.grid import ReferenceScan, on_reference_grid
 from raypath.slides.tiling import TileGrid
 
 log = logging.getLogger(__name__)
@@ -42,10 +47,22 @@ class ReadSettings:
     timeout_s: float
     decode_device: Literal["cpu", "cuda"] = "cpu"  # "cuda": the task holds a GPU share (decode_gpus)
     qc_dir: str | None = None  # where each slide's QC picture goes; None = no pictures
+    references: Mapping[str, ReferenceScan | None] = field(default_factory=dict)  # grid: reference only
+
+    def reference_of(self, slide_id: str) -> ReferenceScan | str | None:
+        """The scan whose grid `slide_id` is tiled on; None: its own; the UNREGISTERED reason: none known."""
+        if self.tiling.grid == "reference" and slide_id not in self.references:
+            return UNREGISTERED
+        return self.references.get(slide_id)
+
+    def for_child(self) -> "ReadSettings":
+        """Without the cohort's reference table: a reading child gets its own slide's reference only."""
+        return dataclasses.replace(self, references={})
 
 
 def slide_messages(
-    *, slide_id: str, path: str, mpp: float | None, settings: ReadSettings, start_tile: int
+    *, slide_id: str, path: str, mpp: float | None, settings: ReadSettings, start_tile: int,
+    reference: ReferenceScan | str | None = None,
 ) -> Iterator[tuple[Any, ...]]:
     """Runs in the child: ("stage", name) as it goes, ("grid", n, geometry), then ("tiles", start,
     images, coords, fractions)...; or ("skip", stage, reason) / ("error", stage, reason, retryable).
@@ -73,8 +90,15 @@ def slide_messages(
             grid = plan_tiles(mask=mask, mask_downsample=thumb.downsample, dimensions=reader.dimensions,
                               level_downsamples=reader.level_downsamples, slide_mpp=slide_mpp,
                               config=settings.tiling)
+            if isinstance(reference, str):
+                yield ("error", stage, reference, False)
+                return
+            if reference is not None:
+                grid = on_reference_grid(reader, grid, mask=mask, mask_downsample=thumb.downsample,
+                                         reference=reference, config=settings.tiling)
             if settings.qc_dir and start_tile == 0:
-                write_qc(settings.qc_dir, slide_id=slide_id, thumbnail=thumb, mask=mask, grid=grid)
+                write_qc(settings.qc_dir, slide_id=slide_id, thumbnail=thumb, mask=mask, grid=grid,
+                         dimensions=reader.dimensions)
             if len(grid) == 0:
                 yield ("skip", stage, _empty_reason(mask, reader.dimensions, slide_mpp, settings.tiling))
                 return
@@ -91,16 +115,20 @@ def slide_messages(
         yield ("error", stage, f"{type(exc).__name__}: {exc}", True)
 
 
-def write_qc(
-    directory: str, *, slide_id: str, thumbnail: Thumbnail, mask: np.ndarray, grid: TileGrid
-) -> None:
-    """The slide's QC picture, written atomically; a failure to write it never fails the slide."""
+def write_qc(directory: str, *, slide_id: str, thumbnail: Thumbnail, mask: np.ndarray, grid: TileGrid,
+             dimensions: tuple[int, int]) -> None:
+    """The slide's QC picture and the same tissue contour and tile grid as QuPath GeoJSON (level-0
+    coordinates), each written atomically; a failure to write them never fails the slide."""
     try:
         picture = qc_image(thumbnail.image, mask, coords=grid.coords, extent_l0=grid.extent_l0,
-                           downsample=thumbnail.downsample)
+                           downsample=thumbnail.downsample, mpp=thumbnail.mpp, slide_id=slide_id)
         write_bytes(join(directory, f"{slide_id}.jpg"), picture)
-    except (OSError, ValueError) as exc:
-        log.warning("slide %s: QC picture not written: %s", slide_id, exc)
+        features = [*tissue_features(mask, downsample=thumbnail.downsample, dimensions=dimensions),
+                    *tile_features(grid.coords, extent_l0=grid.extent_l0,
+                                   measurements={"tissue fraction": grid.tissue_fraction})]
+        write_bytes(join(directory, f"{slide_id}.geojson"), feature_collection(features))
+    except (OSError, ValueError, ShapelyError) as exc:
+        log.warning("slide %s: QC picture or GeoJSON not written: %s", slide_id, exc)
 
 
 def probe_corners(reader: SlideReader, *, size: int = 256) -> None:
@@ -158,7 +186,8 @@ class _SlideRead:
         mpp = self.task.get("mpp")
         kwargs = {"slide_id": str(self.task["slide_id"]), "path": self.task["path"],
                   "mpp": None if mpp is None or np.isnan(mpp) else float(mpp),
-                  "settings": self.settings, "start_tile": self.delivered}
+                  "settings": self.settings.for_child(), "start_tile": self.delivered,
+                  "reference": self.settings.reference_of(str(self.task["slide_id"]))}
         for message in stream_in_child(slide_messages, kwargs=kwargs, timeout_s=self.settings.timeout_s,
                                        preload=PRELOAD):
             kind = message[0]

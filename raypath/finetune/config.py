@@ -1,19 +1,18 @@
 """Settings of `raypath finetune` (`jobs/finetune.py`): the FM and its adapters, the MIL head and
 losses (the training config's own sections), tile sampling, and the data-parallel run."""
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
 
-from raypath.config import StrictModel
+from raypath.config import LocalPath, Location, RaySettings, StrictModel, TrackingUri
 from raypath.distributed.config import DistributedConfig
 from raypath.encoders.lora import LoraSettings
 from raypath.encoders.registry import get_card
 from raypath.mil.config import LossConfig, ModelConfig
 from raypath.mil.registry import LOSSES
 from raypath.slides.config import TilingConfig
-from raypath.train.config import OptimizerConfig, SplitConfig, TrainConfig
+from raypath.train.config import EarlyStoppingConfig, OptimizerConfig, SplitConfig, TrainConfig
 
 
 class TileSourceConfig(StrictModel):
@@ -22,14 +21,15 @@ class TileSourceConfig(StrictModel):
     source: Literal["slides", "cache"] = Field(
         "slides", description="slides = read each sampled tile from the slide (extraction's reader); cache "
                               "= one uint8 .npy of all tissue tiles per slide, written once, memory-mapped")
-    cache_dir: str | None = Field(None, description="tile cache directory; None = <output_dir>/tiles")
+    cache_dir: Location | None = Field(None, description="tile cache directory; None = <output_dir>/tiles")
     open_slides: int = Field(16, ge=1, description="slide readers each worker keeps open")
 
 
 class TrackingConfig(StrictModel):
     """MLflow: where the run is logged and the name the model is registered under."""
 
-    uri: str | None = Field(None, description="MLflow tracking URI; None = sqlite:///<output_dir>/mlflow.db")
+    uri: TrackingUri | None = Field(
+        None, description="MLflow tracking URI; None = sqlite:///<output_dir>/mlflow.db")
     model_name: str | None = Field(None, description="registered model name; None = raypath-finetune-<name>")
     alias: str = Field("champion", description="alias pointed at the new version")
 
@@ -37,17 +37,19 @@ class TrackingConfig(StrictModel):
 class FinetuneConfig(StrictModel):
     """LoRA on the FM's attention projections + a robust MIL head, trained end to end from tiles."""
 
-    manifest: Path | None = Field(None, description="cohort manifest (required)")
-    labels: Path | None = Field(None, description="labels.csv keyed by patient_id (required)")
-    splits: Path | None = Field(None, description="splits.csv (patient_id, split); sets split.source=column")
-    registration: Path | None = Field(None, description="registration.parquet: registered tile pairs for "
-                                                        "the tile-level losses")
-    output_dir: Path | None = Field(
+    manifest: LocalPath | None = Field(None, description="cohort manifest (required)")
+    labels: LocalPath | None = Field(None, description="labels.csv keyed by patient_id (required)")
+    splits: LocalPath | None = Field(
+        None, description="splits.csv (patient_id, split): the split used, before the labels' split column")
+    registration: LocalPath | None = Field(
+        None, description="registration.parquet: registered tile pairs for the tile-level losses")
+    output_dir: LocalPath | None = Field(
         None, description="tile plan, tile cache, Ray Train runs, MLflow (required)")
     name: str = Field("finetune", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
                       description="run name: a rerun of the same name resumes from its latest checkpoint")
     encoder: str = Field("tiny-uni", description="model-card name of the FM (raypath models)")
-    checkpoint: str | None = Field(None, description="local FM checkpoint; None = the card's hub weights")
+    checkpoint: Location | None = Field(
+        None, description="local FM checkpoint; None = the card's hub weights")
     seed: int = 0
     lora: LoraSettings = LoraSettings()
     task: Literal["binary", "multiclass", "survival"] = "binary"
@@ -66,6 +68,10 @@ class FinetuneConfig(StrictModel):
     eval_tiles: int | None = Field(
         None, gt=0, description="evenly spaced tiles per slide at evaluation; None = all")
     threshold: float = Field(0.5, description="decision threshold on probabilities (binary)")
+    early_stopping: EarlyStoppingConfig = Field(
+        EarlyStoppingConfig(), description="validated every epoch, the MIL engine's rule; the best epoch is "
+                                           "the model")
+    robustness_k: int = Field(10, ge=1, description="neighbours of the robustness index")
     tiling: TilingConfig = TilingConfig()
     tiles: TileSourceConfig = TileSourceConfig()
     autocast_bf16: bool = Field(True, description="bfloat16 autocast of the FM forward (GPU workers only)")
@@ -74,6 +80,7 @@ class FinetuneConfig(StrictModel):
     distributed: DistributedConfig = DistributedConfig()
     tracking: TrackingConfig = TrackingConfig()
     ray_address: str | None = Field(None, description="Ray cluster; None = the job's cluster or a local one")
+    ray: RaySettings = Field(RaySettings(), description="start-up of a local Ray instance")
 
     @field_validator("encoder")
     @classmethod
@@ -93,13 +100,18 @@ class FinetuneConfig(StrictModel):
         if pairs and self.registration is None:
             raise ValueError(f"{pairs} need registered tile pairs: set registration (--registration "
                              "registration.parquet) or their weights to 0")
+        if self.tiling.grid == "reference" and self.registration is None:
+            raise ValueError("tiling.grid: reference needs registration (--registration "
+                             "registration.parquet)")
 
     def train_config(self) -> TrainConfig:
-        """The training config the MIL pieces (splits, batches, head, losses) are prepared with."""
+        """The training config the MIL pieces (splits, batches, head, losses), early stopping and the
+        evaluation functions are run with."""
         return TrainConfig(task=self.task, model=self.model, losses=self.losses, optimizer=self.optimizer,
                            split=self.split, epochs=self.epochs, batch_specimens=self.specimens_per_step,
                            max_tiles=self.tiles_per_scan, eval_max_tiles=self.eval_tiles,
-                           threshold=self.threshold, early_stopping={"enabled": False})
+                           threshold=self.threshold, early_stopping=self.early_stopping,
+                           robustness_k=self.robustness_k)
 
     def loss_weights(self) -> dict[str, float]:
         """The robustness loss weights, plus the FM-level tile loss."""

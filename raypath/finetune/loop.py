@@ -1,7 +1,12 @@
 """The Ray Train worker loop: every worker builds the same model, takes its shard of the training
-specimens each epoch, steps with DDP (or FSDP) averaging gradients, and checkpoints adapters, head
-and optimizer state every `distributed.checkpoint_every` epochs (and after the last); a restarted
-or resumed run continues after the last checkpoint.
+specimens each epoch and steps with DDP (or FSDP) averaging gradients. After every epoch rank 0
+validates the gathered adapters and head on the validation slides (the MIL engine's per-epoch
+metrics), keeps the best epoch's weights and applies the engine's early stopping (`EarlyStopping`
+on `early_stopping`); its decision is broadcast, so the group stops together. Adapters, head,
+optimizer state, the best weights, the stopping record and the history are checkpointed every
+`distributed.checkpoint_every` epochs, after the last and at an early stop; a restarted or resumed
+run continues after the last checkpoint with the same best epoch (and does nothing more once
+stopped).
 
 `loop_config`: `config` (the FinetuneConfig as JSON data) and `plan` (the plan directory). Two keys
 exist for tests only: `trace` (a directory where each rank appends, per epoch, a hash of its
@@ -9,13 +14,14 @@ trainable and of its frozen parameters) and `fail_at_epoch` (rank 1 raises once 
 """
 
 import json
+import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
-    get_model_state_dict,
     get_optimizer_state_dict,
     set_model_state_dict,
     set_optimizer_state_dict,
@@ -24,16 +30,36 @@ from torch.distributed.checkpoint.state_dict import (
 from raypath.distributed import worker
 from raypath.encoders.loading import state_dict_hash
 from raypath.finetune.config import FinetuneConfig
-from raypath.finetune.data import open_data, step_batches, step_inputs
-from raypath.finetune.model import build_model, frozen_state, step, trainable_state
+from raypath.finetune.data import FinetuneData, open_data, step_batches, step_inputs
+from raypath.finetune.evaluate import restore, validate
+from raypath.finetune.model import FinetuneModel, build_model, frozen_state, step, trainable_state
+from raypath.train.stopping import EarlyStopping
 
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
+log = logging.getLogger(__name__)
 
 
-def _trained_only(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Adapters and head from the (possibly sharded) model, gathered on every rank."""
-    trains = {n.removeprefix("module.") for n, p in model.named_parameters() if p.requires_grad}
-    return {k: v for k, v in get_model_state_dict(model, options=FULL).items() if k in trains}
+@dataclass
+class Progress:
+    """Rank 0's record across epochs: history, early stopping, the best epoch's trained tensors."""
+
+    stopper: EarlyStopping
+    history: list[dict] = field(default_factory=list)
+    best: dict[str, torch.Tensor] = field(default_factory=dict)
+    next_epoch: int = 0
+
+    def load(self, state: dict) -> None:
+        """Continue from a checkpoint's record (the best tensors copied: a loaded state may share
+        them with its `trained` entry, which the model takes over)."""
+        self.history, self.best = list(state["history"]), {k: v.clone() for k, v in state["best"].items()}
+        self.stopper.load_state_dict(state["stopper"])
+        self.next_epoch = int(state["epoch"]) + 1
+
+
+def trained_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Adapters and head, whole (FSDP shards gathered: every rank must call this), CPU copies."""
+    return {name.removeprefix("module."): (p.full_tensor() if hasattr(p, "full_tensor") else p)
+            .detach().to("cpu", copy=True) for name, p in model.named_parameters() if p.requires_grad}
 
 
 def _trace(directory: str | None, model: torch.nn.Module, *, epoch: int) -> None:
@@ -45,6 +71,66 @@ def _trace(directory: str | None, model: torch.nn.Module, *, epoch: int) -> None
         handle.write(json.dumps(line) + "\n")
 
 
+def _maybe_fail(loop_config: dict, *, epoch: int) -> None:
+    if epoch == loop_config.get("fail_at_epoch") and worker.rank() == 1:
+        marker = Path(loop_config["trace"]) / "failed-once"
+        if not marker.exists():
+            marker.touch()
+            raise RuntimeError("injected worker failure (test)")
+
+
+def _train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: FinetuneData, *,
+                 encoder: torch.nn.Module, config: FinetuneConfig, epoch: int) -> dict[str, float]:
+    """One pass over this rank's shard; the group's mean losses and its tiles per second."""
+    model.train()
+    groups = worker.shard(data.prepared.train_groups, seed=config.seed, epoch=epoch)
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 1_009 + worker.rank())
+    device = next(encoder.parameters()).device
+    sums: dict[str, float] = {}
+    steps, tiles, started = 0, 0, time.perf_counter()
+    for slides in step_batches(groups, specimens=config.specimens_per_step):
+        pixels, batch = step_inputs(data, encoder, slides, tiles=config.tiles_per_scan,
+                                    generator=generator, device=device)
+        for name, value in step(model, optimizer, pixels, batch).items():
+            sums[name] = sums.get(name, 0.0) + value
+        steps, tiles = steps + 1, tiles + int(batch.mask.sum())
+    names = sorted(sums)
+    means = worker.all_reduce_mean(torch.tensor([sums[n] / max(steps, 1) for n in names]
+                                                + [tiles, time.perf_counter() - started]))
+    metrics = {f"train/{n}": float(v) for n, v in zip(names, means, strict=False)}
+    # Throughput of the whole group: tiles (forward + backward through the FM) per second.
+    metrics["train/tiles_per_s"] = float(means[-2] * worker.world_size() / means[-1])
+    return metrics
+
+
+def _validator(config: FinetuneConfig, data: FinetuneData, base: FinetuneModel, *,
+               on_gpu: bool) -> FinetuneModel | None:
+    """Rank 0's model for validation: the replica itself under DDP, an unsharded copy under FSDP
+    (which holds only shards); None on the other ranks."""
+    if worker.rank() != 0:
+        return None
+    if config.distributed.strategy == "ddp":
+        return base
+    prepared = data.prepared
+    return build_model(config, n_outputs=prepared.n_outputs, n_scanners=len(prepared.scanner_codes),
+                       on_gpu=on_gpu).to(next(base.encoder.parameters()).device)
+
+
+def _validate_epoch(progress: Progress, validator: FinetuneModel | None, trained: dict[str, torch.Tensor],
+                    *, data: FinetuneData, config: FinetuneConfig, epoch: int,
+                    metrics: dict[str, float]) -> bool:
+    """Rank 0 validates, records the epoch and keeps the best weights; every rank gets its verdict
+    (whether to stop)."""
+    if validator is not None:
+        restore(config, data, trained, model=validator)
+        metrics.update(validate(validator, data, config=config))
+        progress.history.append({"epoch": epoch, **metrics})
+        if progress.stopper.update(epoch, metrics):
+            progress.best = trained
+        log.info("epoch %d: %s", epoch, " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
+    return worker.decided_by_rank_zero(progress.stopper.should_stop)
+
+
 def train_loop(loop_config: dict) -> None:
     """Ray Train entry point (see the module docstring)."""
     config = FinetuneConfig.model_validate(loop_config["config"])
@@ -53,47 +139,34 @@ def train_loop(loop_config: dict) -> None:
     on_gpu = config.distributed.use_gpu and torch.cuda.is_available()
     base = build_model(config, n_outputs=prepared.n_outputs, n_scanners=len(prepared.scanner_codes),
                        on_gpu=on_gpu)
-    encoder = base.encoder
     model = worker.prepare(base, strategy=config.distributed.strategy)
-    trained = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trained, lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay)
-    state, start, history = worker.load_checkpoint(), 0, []
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.optimizer.lr,
+                                  weight_decay=config.optimizer.weight_decay)
+    progress = Progress(stopper=EarlyStopping(config=config.train_config()))
+    state = worker.load_checkpoint()
     if state is not None:
-        set_model_state_dict(model, state["trained"],
+        # a copy: set_model_state_dict puts the model's own tensors into the dict it is given
+        set_model_state_dict(model, dict(state["trained"]),
                              options=StateDictOptions(full_state_dict=True, strict=False))
         set_optimizer_state_dict(model, optimizer, state["optimizer"], options=FULL)
-        start, history = int(state["epoch"]) + 1, list(state["history"])
-    device = next(base.encoder.parameters()).device
-    for epoch in range(start, config.epochs):
-        if epoch == loop_config.get("fail_at_epoch") and worker.rank() == 1:
-            marker = Path(loop_config["trace"]) / "failed-once"
-            if not marker.exists():
-                marker.touch()
-                raise RuntimeError("injected worker failure (test)")
-        model.train()
-        groups = worker.shard(prepared.train_groups, seed=config.seed, epoch=epoch)
-        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 1_009 + worker.rank())
-        sums: dict[str, float] = {}
-        steps, tiles, started = 0, 0, time.perf_counter()
-        for slides in step_batches(groups, specimens=config.specimens_per_step):
-            pixels, batch = step_inputs(data, encoder, slides, tiles=config.tiles_per_scan,
-                                        generator=generator, device=device)
-            for name, value in step(model, optimizer, pixels, batch).items():
-                sums[name] = sums.get(name, 0.0) + value
-            steps, tiles = steps + 1, tiles + int(batch.mask.sum())
-        names = sorted(sums)
-        means = worker.all_reduce_mean(torch.tensor([sums[n] / max(steps, 1) for n in names]
-                                                    + [tiles, time.perf_counter() - started]))
-        metrics = {f"train/{n}": float(v) for n, v in zip(names, means, strict=False)}
-        # Throughput of the whole group: tiles (forward + backward through the FM) per second.
-        metrics["train/tiles_per_s"] = float(means[-2] * worker.world_size() / means[-1])
-        history.append({"epoch": epoch, **metrics})
+        progress.load(state)
+    validator = _validator(config, data, base, on_gpu=on_gpu)
+    for epoch in range(progress.next_epoch, config.epochs):
+        if progress.stopper.should_stop:  # resumed after the run had stopped early
+            break
+        _maybe_fail(loop_config, epoch=epoch)
+        metrics = _train_epoch(model, optimizer, data, encoder=base.encoder, config=config, epoch=epoch)
+        trained = trained_tensors(model)
+        stop = _validate_epoch(progress, validator, trained, data=data, config=config, epoch=epoch,
+                               metrics=metrics)
         _trace(loop_config.get("trace"), base, epoch=epoch)
-        if (epoch + 1) % config.distributed.checkpoint_every and epoch + 1 < config.epochs:
+        if (epoch + 1) % config.distributed.checkpoint_every and epoch + 1 < config.epochs and not stop:
             worker.report(metrics, epoch=epoch)
             continue
-        state = {"trained": _trained_only(model),
-                 "optimizer": get_optimizer_state_dict(model, optimizer, options=FULL),
-                 "epoch": epoch, "history": history}
+        state = {"trained": trained, "optimizer": get_optimizer_state_dict(model, optimizer, options=FULL),
+                 "epoch": epoch, "history": progress.history, "best": progress.best,
+                 "stopper": progress.stopper.state_dict()}
         worker.save_checkpoint(state, metrics=metrics, epoch=epoch)
+        if stop:
+            break
     data.source.close()

@@ -19,8 +19,10 @@ import pandas as pd
 
 from raypath.cohort import load_manifest
 from raypath.mil.bags import BagSet
-from raypath.slides import open_slide, tile_slide
+from raypath.slides import open_slide
 from raypath.slides.config import TilingConfig
+from raypath.slides.registration import read_registration
+from raypath.slides.registration.grid import ReferenceScan, scan_references, tile_registered
 from raypath.slides.tiling import TileGrid
 from raypath.train.data import TrainingTables, attach_tables, check_coverage
 
@@ -28,18 +30,27 @@ log = logging.getLogger(__name__)
 GEOMETRY = ("level", "read_size", "extent_l0", "tile_px", "target_mpp", "mpp_tolerance")
 
 
-def _slide_grid(path: str, *, mpp: float, tiling: TilingConfig) -> TileGrid:
+def _slide_grid(path: str, *, mpp: float, tiling: TilingConfig, reference: ReferenceScan | None) -> TileGrid:
     with open_slide(path, reader=tiling.reader, mpp_override=None if np.isnan(mpp) else mpp) as reader:
-        return tile_slide(reader, tiling)
+        return tile_registered(reader, tiling, reference=reference)
 
 
-def build_plan(manifest: pd.DataFrame, *, tiling: TilingConfig) -> BagSet:
+def build_plan(
+    manifest: pd.DataFrame, *, tiling: TilingConfig, registration: pd.DataFrame | None = None
+) -> BagSet:
     """Tiles of every slide, slides sorted by specimen, scanner and id (as bags are); slides without
-    tissue tiles are left out with a warning."""
+    tissue tiles are left out with a warning. With `tiling.grid: reference`, moving scans are tiled on
+    their reference's grid through `registration`, and slides it does not cover are left out too."""
     ordered = manifest.sort_values(["specimen_id", "scanner", "slide_id"]).reset_index(drop=True)
+    references = scan_references(manifest, registration) if tiling.grid == "reference" else {}
     rows, coords = [], []
     for record in ordered.to_dict("records"):
-        grid = _slide_grid(str(record["path"]), mpp=float(record["mpp"]), tiling=tiling)
+        if tiling.grid == "reference" and record["slide_id"] not in references:
+            log.warning("slide %s is not in the registration table (grid: reference); left out",
+                        record["slide_id"])
+            continue
+        grid = _slide_grid(str(record["path"]), mpp=float(record["mpp"]), tiling=tiling,
+                           reference=references.get(record["slide_id"]))
         if len(grid) == 0:
             log.warning("slide %s has no tissue tiles; left out", record["slide_id"])
             continue
@@ -65,9 +76,13 @@ def grid_of(plan: BagSet, slide: int) -> TileGrid:
                     mpp_tolerance=float(row["mpp_tolerance"]))
 
 
-def plan_directory(output_dir: Path, *, manifest: Path, tiling: TilingConfig) -> Path:
-    """Keyed by the tiling and the manifest's content: another cohort or tiling gets a new plan."""
-    digest = hashlib.sha256(Path(manifest).read_bytes()).hexdigest()[:12]
+def plan_directory(
+    output_dir: Path, *, manifest: Path, tiling: TilingConfig, registration: Path | None
+) -> Path:
+    """Keyed by the tiling and the manifest's content (and, on reference grids, the registration's):
+    another cohort, tiling or registration gets a new plan."""
+    inputs = [manifest] + ([registration] if tiling.grid == "reference" and registration else [])
+    digest = hashlib.sha256(b"".join(Path(p).read_bytes() for p in inputs)).hexdigest()[:12]
     return Path(output_dir) / "plan" / f"{tiling.cache_key()}-{digest}"
 
 
@@ -94,12 +109,15 @@ def read_plan(directory: Path) -> BagSet:
                   coords=np.load(directory / "coords.npy"))
 
 
-def ensure_plan(*, manifest: Path, output_dir: Path, tiling: TilingConfig) -> Path:
+def ensure_plan(
+    *, manifest: Path, output_dir: Path, tiling: TilingConfig, registration: Path | None = None
+) -> Path:
     """The plan directory, built on first use (the driver calls this before any worker starts)."""
-    directory = plan_directory(output_dir, manifest=manifest, tiling=tiling)
+    directory = plan_directory(output_dir, manifest=manifest, tiling=tiling, registration=registration)
     if not directory.is_dir():
         directory.parent.mkdir(parents=True, exist_ok=True)
-        write_plan(build_plan(load_manifest(manifest), tiling=tiling), directory)
+        table = read_registration(registration) if registration is not None else None
+        write_plan(build_plan(load_manifest(manifest), tiling=tiling, registration=table), directory)
         log.info("tile plan -> %s", directory)
     return directory
 

@@ -1,7 +1,9 @@
 """The finetuned model as a registered MLflow pyfunc, logged in the sweeps' layout.
 
 Experiment `raypath/<name>/<fm>`, one run per finetune run (params = the flattened config, one
-metric step per epoch, then the val/test metrics), `model/` (MIL head as safetensors, the adapter,
+metric step per epoch with the train and validation metrics, then the final val/test metrics of the
+best epoch's model and `best_epoch`, with a `raypath.undefined.<metric>` tag saying why a metric is
+undefined, as `raypath train` logs them), `model/` (MIL head as safetensors, the adapter,
 `model.json` naming the base FM weights and the adapter with their hashes) and per-slide
 predictions; the run's model is registered as `raypath-finetune-<name>` with an alias.
 """
@@ -18,7 +20,6 @@ from raypath.encoders.loading import state_dict_hash
 from raypath.encoders.lora import adapted_name, adapted_weights_hash, adapter_state
 from raypath.evaluate.publish import register_model
 from raypath.finetune.config import FinetuneConfig
-from raypath.finetune.evaluate import Evaluation
 from raypath.finetune.model import FinetuneModel
 from raypath.registry.package import save_model
 from raypath.registry.spec import AdapterSpec, ModelSpec
@@ -28,11 +29,13 @@ from raypath.sweep.tracking import (
     TAG_FM,
     TAG_KIND,
     TAG_PHASE,
+    TAG_UNDEFINED,
     RunLedger,
     experiment_name,
     flatten,
     stable_hash,
 )
+from raypath.train.evaluation import Evaluation
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +78,7 @@ def tracking_uri(config: FinetuneConfig) -> str:
 
 
 def publish(config: FinetuneConfig, model: FinetuneModel, evaluation: Evaluation, *, history: list[dict],
-            base_hash: str, n_outputs: int, risk_cut: float | None) -> tuple[str, str, str]:
+            best_epoch: int, base_hash: str, n_outputs: int) -> tuple[str, str, str]:
     """Log the run and its model, register it; (run id, registered name, version)."""
     ledger = RunLedger(tracking_uri=tracking_uri(config),
                        experiment=experiment_name(sweep_id=config.name, fm=config.encoder),
@@ -98,10 +101,13 @@ def publish(config: FinetuneConfig, model: FinetuneModel, evaluation: Evaluation
                                 **code_tags()})
     for row in history:
         ledger.log_metrics(run_id, {k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
-    ledger.log_metrics(run_id, evaluation.metrics, step=config.epochs)
+    ledger.log_metrics(run_id, {**evaluation.metrics, "best_epoch": float(best_epoch)}, step=len(history))
+    if evaluation.undefined:
+        ledger.set_tags(run_id, {f"{TAG_UNDEFINED}{k}": v for k, v in evaluation.undefined.items()})
     with tempfile.TemporaryDirectory() as tmp:
         model_dir, _ = package(Path(tmp), config, model, base_hash=base_hash, n_outputs=n_outputs,
-                               risk_cut=risk_cut, training={"run": config.name, "history": history})
+                               risk_cut=evaluation.risk_cut,
+                               training={"run": config.name, "history": history, "best_epoch": best_epoch})
         ledger.client.log_artifacts(run_id, str(model_dir), artifact_path="model")
         predictions = Path(tmp) / "predictions.parquet"
         evaluation.table.to_parquet(predictions, index=False)

@@ -4,14 +4,43 @@ A metric computed where it cannot mean anything (a spread over one specimen, a k
 reaches every eligible neighbour, an AUC on one class) still returns a number, and that number with
 a confidence interval looks like a finding. Each check returns None when the metric is defined, or
 the reason it is not; the metric is then NaN and the report prints the reason.
+
+A metric that is defined but stands on little (a few specimens) or on part of the data (a worst-
+scanner AUC over the scanners that hold both classes) keeps its value with a *caveat*: the summary
+says so next to the value, MLflow records it (`raypath.caveat.<metric>`) and the report shows it.
+The sizes below which a caveat is given are `MetricLimits`.
 """
 
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
+
+from raypath.config import StrictModel
 
 MIN_PAIRED_SPECIMENS = 2
+
+
+class MetricLimits(StrictModel):
+    """Sizes below which a defined metric is reported with a caveat rather than silently."""
+
+    min_specimens: int = Field(
+        10, ge=1, description="specimens of a split (or of the held-out scanners) below which its AUC, "
+                              "balanced accuracy and C-index carry a 'few specimens' caveat")
+    min_paired_specimens: int = Field(
+        5, ge=MIN_PAIRED_SPECIMENS, description="specimens with >= 2 scans below which the cross-scanner "
+                                                "spread and flip rate carry a caveat")
+
+
+DEFAULT_LIMITS = MetricLimits()
+
+
+def few_caveat(count: int, *, minimum: int, what: str) -> str | None:
+    """'3 specimens (fewer than 10): a rough estimate' when `count` is below `minimum`."""
+    if count < minimum:
+        return f"{count} {what} (fewer than {minimum}): a rough estimate"
+    return None
 
 
 def paired_specimens(specimens: Sequence) -> int:

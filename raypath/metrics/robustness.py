@@ -1,7 +1,6 @@
 """Cross-scanner robustness metrics: does the model's answer change when the same tissue is
 rescanned, and how much scanner information is left in its embeddings?"""
 
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -34,19 +33,6 @@ def flip_rate(decisions: np.ndarray, specimens: np.ndarray) -> float:
     paired = grouped.size() >= 2
     flips = (grouped.nunique() > 1)[paired]
     return float(flips.mean()) if len(flips) else float("nan")
-
-
-def per_scanner(metric: Callable[..., float], scanners: np.ndarray, **arrays: np.ndarray) -> dict[str, float]:
-    """`metric` on each scanner's slides alone, e.g. ``per_scanner(auc, s, labels=y, scores=p)``."""
-    scanners = np.asarray(scanners)
-    return {str(s): metric(**{k: np.asarray(v)[scanners == s] for k, v in arrays.items()})
-            for s in np.unique(scanners)}
-
-
-def worst_scanner(values: dict[str, float]) -> float:
-    """Lowest finite per-scanner value (NaN when none is defined)."""
-    finite = [v for v in values.values() if np.isfinite(v)]
-    return float(min(finite)) if finite else float("nan")
 
 
 def scanner_probe(

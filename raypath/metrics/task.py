@@ -49,19 +49,20 @@ def c_index(time: np.ndarray, risk: np.ndarray, event: np.ndarray) -> float:
 
 def bootstrap_ci(
     values: np.ndarray, *, statistic: Callable[[np.ndarray], float] = np.mean, n_boot: int = 2000,
-    level: float = 0.95, seed: int = 0,
+    level: float = 0.95, seed: int = 0, min_values: int = 2,
 ) -> tuple[float, float, float]:
     """(estimate, low, high): percentile bootstrap over `values` (e.g. one metric per seed).
 
-    NaNs are dropped first; fewer than 2 finite values give a degenerate interval.
+    NaNs are dropped first; with fewer than `min_values` (>= 2) finite values there is no interval
+    (low and high are NaN), never a zero-width one that would pass for a precise estimate.
     """
     finite = np.asarray(values, dtype=float)
     finite = finite[np.isfinite(finite)]
     if len(finite) == 0:
         return float("nan"), float("nan"), float("nan")
     estimate = float(statistic(finite))
-    if len(finite) < 2:
-        return estimate, estimate, estimate
+    if len(finite) < max(2, min_values):
+        return estimate, float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(finite), size=(n_boot, len(finite)))
     stats = np.array([statistic(finite[row]) for row in draws])

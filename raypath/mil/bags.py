@@ -6,6 +6,8 @@ the rest once per node. Slides are sorted by specimen so each specimen's scans a
 run, which makes specimen batches a slice computation.
 ``locations`` gives each tile the index of the matching tile in its specimen's reference scan
 (from registration); −1 means unmatched. Identical coordinates are never assumed to match.
+A cached BagSet also carries its ``layout`` (`raypath.mil.layout`): each bag's rows shuffled once,
+so that training samples a bag as one contiguous window of rows.
 """
 
 import logging
@@ -15,6 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from raypath.mil.layout import RowLayout
 from raypath.slides.synth.features import SimulatedCohort
 from raypath.store import Bag, check_provenance
 
@@ -33,6 +36,7 @@ class BagSet:
     coords: np.ndarray
     locations: np.ndarray | None = None
     bfloat16: bool = False
+    layout: RowLayout | None = None  # rows shuffled per bag (the cache); None = the store's order
 
     def __post_init__(self) -> None:
         if self.offsets.shape != (len(self.slides) + 1,) or self.offsets[-1] != len(self.features):

@@ -3,10 +3,16 @@
 Why: a sweep trains thousands of models on the same bags, and a cohort can be larger than any one
 process's memory (10^6-10^7 tiles x 1,024-2,560 dims). The first process on a node that needs a
 store writes it, slide by slide, into `features.npy` (float16 by default; bfloat16 or float32 on
-request), `offsets.npy`, `coords.npy` and `slides.parquet`, with the store's provenance in
-`cache.json`. Every later process maps it read-only: the OS page cache is the shared memory (one
+request), `offsets.npy`, `coords.npy`, `layout.npy` and `slides.parquet`, with the store's provenance
+in `cache.json`. Every later process maps it read-only: the OS page cache is the shared memory (one
 copy per node, however many trials), nothing is pickled or sent through an object store, and a
 batch reads only the rows it samples. When the cache fits in RAM this is the in-memory path.
+
+Each bag's rows (features and coords alike) are written in a random order drawn once per slide
+from the seed recorded in `cache.json` (`raypath.mil.layout`): a sampled bag is then a window of
+consecutive rows, one disk read, so a cache larger than memory trains at disk speed. `layout.npy`
+says where each store tile went; everything that is not training-time sampling (evaluation,
+prediction, the full bag) sees the store's tiles in the store's order.
 
 The build writes into a temporary directory and renames it (a crash never leaves a half cache
 under its final name) under a file lock (trials starting together build it once; the others
@@ -33,6 +39,15 @@ from filelock import FileLock
 from tqdm import tqdm
 
 from raypath.mil.bags import IDENTITY_COLUMNS, BagSet
+from raypath.mil.layout import (
+    HEADER_BYTES,
+    RowLayout,
+    RowPrefetch,
+    inverse,
+    map_rows,
+    tile_order,
+    write_npy_header,
+)
 from raypath.store import (
     PROVENANCE_KEYS,
     FeatureStore,
@@ -45,7 +60,8 @@ from raypath.store import (
 log = logging.getLogger(__name__)
 
 Storage = Literal["float16", "bfloat16", "float32"]
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: each bag's rows shuffled once (layout.npy), page-aligned feature rows
+LAYOUT_SEED = 0
 _NUMPY = {"float16": np.float16, "float32": np.float32, "bfloat16": np.uint16}  # bf16 bits as uint16
 
 
@@ -60,6 +76,7 @@ class CacheInfo:
     n_tiles: int
     dim: int
     provenance: dict
+    layout_seed: int
 
     @classmethod
     def read(cls, directory: Path) -> "CacheInfo":
@@ -74,7 +91,7 @@ def cache_directory(root: Path, store: FeatureStore, *, storage: Storage,
     """Where the cache of `store` lives under `root`: keyed by the store's current fingerprint, or
     by `fingerprint` (what a sweep's driver saw: every trial then reads the same state)."""
     key = fingerprint or store.fingerprint()
-    return Path(root) / store.encoder / store.tiling_hash / f"{storage}-{key}"
+    return Path(root) / store.encoder / store.tiling_hash / f"{storage}-v{CACHE_VERSION}-{key}"
 
 
 def open_cache(store: FeatureStore, *, root: Path, storage: Storage = "float16",
@@ -100,11 +117,15 @@ def load_cache(directory: Path, *, store: FeatureStore) -> BagSet:
     slides = pd.read_parquet(directory / "slides.parquet")
     check_provenance([info.provenance, store.slide_entry(str(slides["slide_id"].iloc[0])).metadata],
                      where=f"{directory} and {store.directory}")
-    features = np.load(directory / "features.npy", mmap_mode="r")
+    features = map_rows(directory / "features.npy")
+    prefetch = RowPrefetch(directory / "features.npy", offset=HEADER_BYTES,
+                           row_bytes=features.shape[1] * features.itemsize)
+    layout = RowLayout(positions=np.load(directory / "layout.npy", mmap_mode="r"), seed=info.layout_seed,
+                       prefetch=prefetch)
     return BagSet(features=features, offsets=np.load(directory / "offsets.npy"),
                   slides=slides[[*IDENTITY_COLUMNS, "extent_l0"]], coords=np.load(directory / "coords.npy",
                                                                                    mmap_mode="r"),
-                  bfloat16=info.storage == "bfloat16")
+                  bfloat16=info.storage == "bfloat16", layout=layout)
 
 
 def build_cache(store: FeatureStore, *, directory: Path, storage: Storage) -> CacheInfo:
@@ -139,38 +160,43 @@ def _slide_entries(store: FeatureStore) -> list[SlideEntry]:
 
 
 def _write(store: FeatureStore, entries: list[SlideEntry], directory: Path, *, storage: Storage) -> CacheInfo:
-    """Stream each slide's features into features.npy with plain writes (nothing held in memory)."""
+    """Stream each slide's rows, shuffled by `tile_order`, into features.npy and coords.npy with
+    plain writes (nothing held in memory), and where each store tile went into layout.npy."""
     lengths = np.array([e.n_tiles for e in entries], dtype=np.int64)
     offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
     dim, total = int(entries[0].metadata["embed_dim"]), int(offsets[-1])
     with _npy_writer(directory / "features.npy", np.dtype(_NUMPY[storage]), (total, dim)) as features_out, \
-            _npy_writer(directory / "coords.npy", np.dtype(np.int64), (total, 2)) as coords_out:
+            _npy_writer(directory / "coords.npy", np.dtype(np.int64), (total, 2)) as coords_out, \
+            _npy_writer(directory / "layout.npy", np.dtype(np.int32), (total,)) as layout_out:
         for entry, (features, xy) in zip(entries, tqdm(_prefetch(store, entries), total=len(entries),
                                                        desc="cache features", leave=False), strict=True):
             if features.shape != (entry.n_tiles, dim):
                 raise ProvenanceError(f"{store.slide_path(entry.slide_id)}: features {features.shape}, "
                                       f"expected ({entry.n_tiles}, {dim})")
-            features_out.write(_encode(features, storage).tobytes())
-            coords_out.write(np.ascontiguousarray(xy, dtype=np.int64).tobytes())
+            order = tile_order(entry.slide_id, entry.n_tiles, seed=LAYOUT_SEED)
+            features_out.write(_encode(features[order], storage).tobytes())
+            coords_out.write(np.ascontiguousarray(xy[order], dtype=np.int64).tobytes())
+            layout_out.write(inverse(order).tobytes())
     np.save(directory / "offsets.npy", offsets)
     slides = pd.DataFrame([{**{c: getattr(e, c) for c in IDENTITY_COLUMNS}, "extent_l0": e.extent_l0,
                             "n_tiles": e.n_tiles} for e in entries])
     slides.to_parquet(directory / "slides.parquet", index=False)
     provenance = {k: v for k, v in entries[0].metadata.items() if k in (*PROVENANCE_KEYS, "card", "tiling")}
     info = CacheInfo(encoder=store.encoder, tiling_hash=store.tiling_hash, fingerprint=store.fingerprint(),
-                     storage=storage, n_tiles=int(offsets[-1]), dim=dim, provenance=provenance)
+                     storage=storage, n_tiles=int(offsets[-1]), dim=dim, provenance=provenance,
+                     layout_seed=LAYOUT_SEED)
     (directory / "cache.json").write_text(json.dumps({"version": CACHE_VERSION, **info.__dict__,
                                                       "store": store.directory}, indent=2))
     return info
 
 
 @contextmanager
-def _npy_writer(path: Path, dtype: np.dtype, shape: tuple[int, int]) -> Iterator[BinaryIO]:
+def _npy_writer(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> Iterator[BinaryIO]:
     """A .npy file written row block by row block with plain writes: the data passes through the
-    page cache, never through this process's memory, so building costs no RSS per tile."""
+    page cache, never through this process's memory, so building costs no RSS per tile. The
+    header fills one page, so rows start at page offsets (a sampled window reads whole pages)."""
     with open(path, "wb") as sink:
-        np.lib.format.write_array_header_1_0(sink, {"descr": np.lib.format.dtype_to_descr(dtype),
-                                                    "fortran_order": False, "shape": shape})
+        write_npy_header(sink, dtype=dtype, shape=shape)
         expected = sink.tell() + int(np.prod(shape)) * dtype.itemsize
         yield sink
         if sink.tell() != expected:

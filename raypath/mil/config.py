@@ -7,7 +7,7 @@ the settings losses declare. Unknown keys are still rejected.
 
 from pydantic import Field, field_validator
 
-from raypath.config import StrictModel
+from raypath.config import StrictModel, did_you_mean
 from raypath.mil.models import BACKBONES
 from raypath.mil.registry import LOSSES
 from raypath.mil.settings import merge_declared, section_model
@@ -23,7 +23,8 @@ class _ModelBase(StrictModel):
     @classmethod
     def _registered(cls, kind: str) -> str:
         if kind not in BACKBONES:
-            raise ValueError(f"unknown MIL backbone {kind!r}; registered: {sorted(BACKBONES)}")
+            raise ValueError(f"unknown MIL backbone {kind!r}{did_you_mean(kind, BACKBONES)}; "
+                             f"registered: {sorted(BACKBONES)}")
         return kind
 
     def backbone_settings(self) -> dict:

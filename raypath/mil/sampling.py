@@ -1,9 +1,21 @@
 """Specimen batches and vectorised collation from a BagSet into a padded ``Batch``.
 
 Collation is index arithmetic plus one gather from the shared feature tensor: no per-bag Python
-loop. Tile subsampling draws random keys and keeps the ``max_tiles`` smallest per bag; keys are
+loop. Tile subsampling gives every tile a key and keeps the ``max_tiles`` smallest per bag; keys are
 shared by matched tiles of one specimen so the scans of a specimen keep the same tissue locations
 (registered pairs survive subsampling). Evaluation takes evenly spaced tiles: deterministic per slide.
+
+Keys depend on the bag's layout. In the store's order (an in-memory BagSet) they are independent
+uniform draws. In the cache's shuffled layout (`raypath.mil.layout`) a tile's key is its row's
+place in the bag (row / length) minus one uniform phase per specimen, modulo 1: the smallest keys
+are a window of consecutive rows from a uniformly random start, one contiguous read. Every row is
+still kept with probability max_tiles / length, and since the rows were shuffled at random the
+window is a uniformly random subset; what changes is that, for a given cache, the subsets an epoch
+can draw are the bag's `length` windows rather than every subset. A matched tile takes the key of
+its location in the reference scan (location / the reference's length), so pairs survive as
+before; a rescan's matched rows then follow the reference's window and are read where they lie.
+Outside training-time sampling the layout is invisible: store tiles map to their rows, so
+evaluation, prediction and whole bags see the store's tiles in the store's order.
 """
 
 import warnings
@@ -86,6 +98,8 @@ class Collator:
     event: torch.Tensor
     scanner_names: np.ndarray
     transform: TileTransform | None = None
+    positions: torch.Tensor | None = None  # the cache's layout: store tile -> row within the bag
+    prefetch: Callable[[np.ndarray], None] | None = None  # announces the rows a batch will gather
 
     @classmethod
     def from_bagset(cls, bagset: BagSet, *, scanner_codes: dict[str, int],
@@ -101,6 +115,8 @@ class Collator:
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             features = torch.from_numpy(bagset.features)
             locations = None if bagset.locations is None else torch.from_numpy(bagset.locations)
+            layout = bagset.layout
+            positions = None if layout is None else torch.from_numpy(np.asarray(layout.positions))
         return cls(
             features=features.view(torch.bfloat16) if bagset.bfloat16 else features,
             offsets=torch.from_numpy(np.asarray(bagset.offsets)), locations=locations,
@@ -109,7 +125,8 @@ class Collator:
             label=torch.from_numpy(label.astype(np.int64)),
             time=torch.from_numpy(time.astype(np.float32)),
             event=torch.from_numpy(event.astype(np.float32)),
-            scanner_names=slides["scanner"].to_numpy(), transform=transform,
+            scanner_names=slides["scanner"].to_numpy(), transform=transform, positions=positions,
+            prefetch=None if layout is None else layout.prefetch,
         )
 
     def select(self, slides: np.ndarray, *, max_tiles: int | None = None,
@@ -123,17 +140,20 @@ class Collator:
         starts, lengths = self.offsets[index], self.offsets[index + 1] - self.offsets[index]
         specimen = torch.unique(self.specimen[index], return_inverse=True)[1]
         longest = int(lengths.max())
-        position = torch.arange(longest).expand(len(index), longest)
-        real = position < lengths[:, None]
-        loc = self._locations(starts, position, real)
-        if max_tiles is not None and longest > max_tiles and generator is None:
+        subsample = max_tiles is not None and longest > max_tiles
+        if subsample and generator is None:
             position, real = _even_subsample(lengths, max_tiles=max_tiles)
-            loc = self._locations(starts, position, real)
-        elif max_tiles is not None and longest > max_tiles:
-            position, real = _subsample(position, real, loc, specimen, max_tiles=max_tiles,
-                                        generator=generator)
-            loc = self._locations(starts, position, real)
-        tile = torch.where(real, starts[:, None] + position, starts[:, None])
+        else:
+            position = torch.arange(longest).expand(len(index), longest)
+            real = position < lengths[:, None]
+        row = self._rows(starts, position, real)
+        loc = self._locations(starts, row, real)
+        if subsample and generator is not None:
+            draw = _random_keys if self.positions is None else _window_keys
+            keys = draw(row, lengths=lengths, loc=loc, specimen=specimen, generator=generator)
+            row, real = _keep_smallest(row, real, keys, max_tiles=max_tiles)
+            loc = self._locations(starts, row, real)
+        tile = torch.where(real, starts[:, None] + row, starts[:, None])
         return Selection(slides=index, tile=tile, real=real, specimen=specimen,
                          tile_group=_tile_groups(loc, specimen))
 
@@ -146,13 +166,18 @@ class Collator:
 
     def __call__(self, slides: np.ndarray, *, max_tiles: int | None = None,
                  generator: torch.Generator | None = None) -> Batch:
-        """Padded batch of the given slides (global indices), tiles chosen by `select`."""
+        """Padded batch of the given slides (global indices), tiles chosen by `select`, in torch's
+        default floating dtype (float32; float64 where a test compares computations whose summation
+        order differs)."""
         selection = self.select(slides, max_tiles=max_tiles, generator=generator)
         tile, real = selection.tile, selection.real
-        features = self.features[tile.reshape(-1)].reshape(*tile.shape, -1).float()
+        if self.prefetch is not None:
+            self.prefetch(tile[real].numpy())
+        features = self.features[tile.reshape(-1)].reshape(*tile.shape, -1).to(torch.get_default_dtype())
         if self.transform is not None:
             tile_scanner = np.repeat(self.scanner_names[selection.slides.numpy()], real.sum(dim=1).numpy())
-            features[real] = torch.from_numpy(self.transform(features[real].numpy(), tile_scanner))
+            features[real] = torch.from_numpy(self.transform(features[real].numpy(), tile_scanner)).to(
+                features.dtype)
         return self.batch(selection, features.masked_fill_(~real[..., None], 0.0))
 
     def eval_batches(self, slides: np.ndarray, *, max_bags: int, max_tiles: int | None,
@@ -164,10 +189,17 @@ class Collator:
                                  tile_budget=tile_budget):
             yield self(chunk, max_tiles=max_tiles)
 
-    def _locations(self, starts: torch.Tensor, position: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        if self.locations is None:
-            return torch.full(position.shape, -1, dtype=torch.int64)
+    def _rows(self, starts: torch.Tensor, position: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """The row within each bag that holds store tile `position` (itself without a layout)."""
+        if self.positions is None:
+            return position
         tile = torch.where(real, starts[:, None] + position, starts[:, None])
+        return torch.where(real, self.positions[tile].long(), 0)
+
+    def _locations(self, starts: torch.Tensor, row: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        if self.locations is None:
+            return torch.full(row.shape, -1, dtype=torch.int64)
+        tile = torch.where(real, starts[:, None] + row, starts[:, None])
         return torch.where(real, self.locations[tile], -1)
 
 
@@ -186,16 +218,39 @@ def _even_subsample(lengths: torch.Tensor, *, max_tiles: int) -> tuple[torch.Ten
     return position, long | (slots < lengths[:, None])
 
 
-def _subsample(position: torch.Tensor, real: torch.Tensor, loc: torch.Tensor, specimen: torch.Tensor, *,
-               max_tiles: int, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keep the `max_tiles` tiles with the smallest random keys; matched tiles share their key."""
-    keys = torch.rand(position.shape, generator=generator)
+def _random_keys(row: torch.Tensor, *, lengths: torch.Tensor, loc: torch.Tensor, specimen: torch.Tensor,
+                 generator: torch.Generator) -> torch.Tensor:
+    """Independent uniform keys (the store's order); matched tiles share their location's key."""
+    keys = torch.rand(row.shape, generator=generator)
     if bool((loc >= 0).any()):
         shared = torch.rand((int(specimen.max()) + 1, int(loc.max()) + 1), generator=generator)
         keys = torch.where(loc >= 0, shared[specimen[:, None].expand_as(loc), loc.clamp_min(0)], keys)
+    return keys
+
+
+def _window_keys(row: torch.Tensor, *, lengths: torch.Tensor, loc: torch.Tensor, specimen: torch.Tensor,
+                 generator: torch.Generator) -> torch.Tensor:
+    """Keys of a shuffled layout: (row / length − phase) mod 1 with one uniform phase per specimen,
+    so the smallest are a window of consecutive rows; a matched tile takes its location's key
+    (location / reference length: the reference scan's own rows are matched to themselves)."""
+    n_specimens = int(specimen.max()) + 1
+    phase = torch.rand(n_specimens, generator=generator, dtype=torch.float64)[specimen][:, None]
+    rank = row.double() / lengths[:, None].double()
+    matched = loc >= 0
+    if bool(matched.any()):
+        owner = specimen[:, None].expand_as(loc)[matched]
+        span = torch.ones(n_specimens, dtype=torch.float64).scatter_reduce(
+            0, owner, (loc[matched] + 1).double(), reduce="amax")
+        rank = torch.where(matched, loc.double() / span[specimen][:, None], rank)
+    return torch.remainder(rank - phase, 1.0)
+
+
+def _keep_smallest(row: torch.Tensor, real: torch.Tensor, keys: torch.Tensor, *,
+                   max_tiles: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The `max_tiles` real tiles of each bag with the smallest keys, in their grid order."""
     keys = keys.masked_fill(~real, float("inf"))
     chosen = keys.topk(max_tiles, dim=1, largest=False).indices.sort(dim=1).values
-    return position.gather(1, chosen), real.gather(1, chosen)
+    return row.gather(1, chosen), real.gather(1, chosen)
 
 
 def _tile_groups(loc: torch.Tensor, specimen: torch.Tensor) -> torch.Tensor:

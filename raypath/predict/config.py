@@ -1,33 +1,36 @@
 """Settings of `raypath predict` (`jobs/predict.py`): which model, which slides, where results go."""
 
-from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
-from raypath.config import StrictModel
+from raypath.config import LocalPath, Location, RaySettings, StrictModel, TrackingUri
 
 
 class PredictConfig(StrictModel):
     """A model + a manifest of new slides -> per-slide predictions, attention and heatmaps."""
 
-    model: str | None = Field(None, description="models:/<name>@<alias>, models:/<name>/<version>, "
-                                                 "runs:/<run id>/model or a local model directory (required)")
-    manifest: Path | None = Field(None, description="manifest of the slides to predict (required)")
-    out: Path | None = Field(None, description="output directory (required)")
-    features: str | None = Field(None, description="feature-store root to reuse and to extend; "
-                                                    "None = <out>/features")
-    checkpoint: str | None = Field(None, description="local FM checkpoint for extracting missing features; "
-                                                      "its weights must be the ones the model was trained on")
-    tracking_uri: str | None = Field(None, description="MLflow URI that resolves models:/ and runs:/")
+    model: Location | None = Field(
+        None, description="models:/<name>@<alias>, models:/<name>/<version>, runs:/<run id>/model or a local "
+                          "model directory (required)")
+    manifest: LocalPath | None = Field(None, description="manifest of the slides to predict (required)")
+    out: LocalPath | None = Field(None, description="output directory (required)")
+    features: Location | None = Field(None, description="feature-store root to reuse and to extend; "
+                                                         "None = <out>/features")
+    checkpoint: Location | None = Field(
+        None, description="local FM checkpoint for extracting missing features; its weights must be the ones "
+                          "the model was trained on")
+    tracking_uri: TrackingUri | None = Field(None, description="MLflow URI that resolves models:/ and runs:/")
     heatmaps: list[str] = Field(default_factory=list, description="slide ids to draw attention heatmaps for")
     heatmap_top: int = Field(0, ge=0, description="also draw the N highest-scoring slides")
-    thumbnail_mpp: float = Field(16.0, gt=0, description="microns per pixel of heatmap thumbnails")
+    thumbnail_mpp: float = Field(16.0, gt=0, description="coarsest microns per pixel of the slide under "
+                                                         "heatmaps (finer when the tiles span < 400 px)")
     concurrency: int = Field(1, ge=1, description="prediction actors (each holds the model once)")
     slides_per_batch: int = Field(8, ge=1, description="slides per Ray Data batch")
     extract: dict[str, Any] = Field(
         default_factory=dict, description="extraction settings for missing features (ExtractConfig keys)")
     ray_address: str | None = Field(None, description="Ray cluster; None = the job's or a local one")
+    ray: RaySettings = Field(RaySettings(), description="start-up of a local Ray instance")
 
     def require(self) -> None:
         """The fields a run needs; checked at run time so a YAML may leave them to flags."""

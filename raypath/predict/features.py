@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 
 
 def model_store(spec: ModelSpec, *, root: str) -> FeatureStore:
-    """Where the model's FM and tiling keep features under `root`."""
-    return FeatureStore(root, encoder=spec.provenance["encoder"], tiling_hash=spec.provenance["tiling_hash"])
+    """Where the model's FM and tiling (on each slide's own grid) keep features under `root`."""
+    provenance = spec.prediction_provenance()
+    return FeatureStore(root, encoder=provenance["encoder"], tiling_hash=provenance["tiling_hash"])
 
 
 def check_features(spec: ModelSpec, store: FeatureStore, slide_ids: list[str]) -> None:
@@ -38,7 +39,7 @@ def check_features(spec: ModelSpec, store: FeatureStore, slide_ids: list[str]) -
 
 def extraction_config(spec: ModelSpec, config: PredictConfig) -> ExtractConfig:
     """The extraction job, set up as the model's training features were made."""
-    tiling = TilingConfig.model_validate(spec.provenance["tiling"])
+    tiling = TilingConfig.model_validate(spec.prediction_provenance()["tiling"])
     return ExtractConfig.model_validate({
         **config.extract, "manifest": config.manifest, "output": config.feature_root(),
         "encoders": [{"name": spec.provenance["encoder"], "checkpoint": config.checkpoint}],

@@ -45,7 +45,7 @@ def embed_tiles(encoder: Encoder, images: np.ndarray, *, batch_size: int = EMBED
     out = np.empty((len(images), encoder.embed_dim), dtype=np.float32)
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]
-        out[start:start + len(chunk)] = encoder(encoder.preprocess(chunk)).numpy()
+        out[start:start + len(chunk)] = encoder(encoder.preprocess(chunk)).cpu().numpy()
     return out
 
 

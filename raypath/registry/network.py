@@ -1,5 +1,6 @@
 """Rebuild a trained backbone from its spec and safetensors weights, and run it on one bag exactly
-as evaluation did: features rounded to the training precision, evenly spaced tiles when capped."""
+as evaluation did: features rounded to the training precision, evenly spaced tiles when capped,
+then the one inference function and decision rule (`raypath.mil.inference`)."""
 
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from raypath.mil.config import ModelConfig
+from raypath.mil.inference import decide, infer_slides
 from raypath.mil.losses import task_scores
 from raypath.mil.models import build_mil
 from raypath.mil.sampling import even_positions
@@ -28,7 +30,6 @@ def load_backbone(spec: ModelSpec, weights: Path | str) -> nn.Module:
     return backbone.eval()
 
 
-@torch.inference_mode()
 def predict_bag(backbone: nn.Module, spec: ModelSpec, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(scores: probabilities (n_outputs,) or the risk (1,), attention (n_tiles,) relative to uniform;
     NaN for tiles left out by `eval_max_tiles`)."""
@@ -40,17 +41,14 @@ def predict_bag(backbone: nn.Module, spec: ModelSpec, features: np.ndarray) -> t
     chosen = np.arange(len(tensor))
     if spec.eval_max_tiles is not None and len(tensor) > spec.eval_max_tiles:
         chosen = even_positions(len(tensor), spec.eval_max_tiles)
-    output = backbone(tensor[chosen][None], torch.ones((1, len(chosen)), dtype=torch.bool))
+    output = infer_slides(backbone, [(tensor[chosen][None], torch.ones((1, len(chosen)), dtype=torch.bool))])
     attention = np.full(len(tensor), np.nan, dtype=np.float32)
-    attention[chosen] = output.attention[0].numpy() * len(chosen)
+    attention[chosen] = output.attention[0] * len(chosen)
     scores = task_scores(spec.task, output.prediction)[0]
     return np.atleast_1d(scores.numpy()).astype(np.float64), attention
 
 
 def decision(spec: ModelSpec, scores: np.ndarray) -> int:
-    """The model's decision for one slide, by the rule it was evaluated with."""
-    if spec.task == "multiclass":
-        return int(np.argmax(scores))
-    if spec.task == "binary":
-        return int(scores[0] >= spec.threshold)
-    return int(spec.risk_cut is not None and scores[0] >= spec.risk_cut)
+    """One slide's decision (`decide`) by the rule and cut the model was evaluated with."""
+    batch = scores[None] if spec.task == "multiclass" else scores[:1]
+    return int(decide(spec.task, batch, threshold=spec.threshold, risk_cut=spec.risk_cut)[0])

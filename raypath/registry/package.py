@@ -10,9 +10,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 import raypath
+from raypath.config import did_you_mean
 from raypath.registry import model_code
 from raypath.registry.adapted import embed_frame, load_encoder
 from raypath.registry.network import load_backbone
@@ -76,20 +78,74 @@ def package_outputs(out: Path) -> Path:
     return final
 
 
+class ModelNotFoundError(ValueError):
+    """A model URI that names no registered model, version, alias or run in the given store."""
+
+
 def registered_source(model_uri: str, *, tracking_uri: str | None) -> str:
     """Where `models:/name@alias`, `models:/name/3` or `models:/name/Stage` is stored, looked up in
     the given store only. MLflow resolves `models:/` against the process-wide registry URI, and
-    setting that would make a later compare or register in the same process write into this store."""
-    if not model_uri.startswith("models:/"):
+    setting that would make a later compare or register in the same process write into this store.
+    A run, name, version, alias or stage the store lacks is named with what it holds instead."""
+    if not model_uri.startswith(("models:/", "runs:/")):
         return model_uri
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client = MlflowClient(tracking_uri=existing_store(tracking_uri), registry_uri=tracking_uri)
+    if model_uri.startswith("runs:/"):
+        run_id = model_uri.removeprefix("runs:/").split("/", 1)[0]
+        _found(lambda: client.get_run(run_id), f"{model_uri}: no run {run_id!r} in {tracking_uri}")
+        return model_uri
+    return client.get_model_version_download_uri(*_registered_version(client, model_uri, store=tracking_uri))
+
+
+def _registered_version(client: MlflowClient, model_uri: str, *, store: str | None) -> tuple[str, str]:
+    """(name, version) that `models:/name@alias|version|stage` points at, or ModelNotFoundError."""
     name, at, alias = model_uri.removeprefix("models:/").partition("@")
+    name, ref = (name, alias) if at else name.rpartition("/")[::2]
+    names = _names(client)
+    model = _found(lambda: client.get_registered_model(name), f"{model_uri}: no registered model {name!r} "
+                   f"in {store}{did_you_mean(name, names)}; registered: {names}")
+    versions = _versions(client, name)
     if at:
-        version = client.get_model_version_by_alias(name, alias).version
+        version = model.aliases.get(alias)
+    elif ref.isdigit():
+        version = ref if ref in versions else None
     else:
-        name, _, ref = name.rpartition("/")
-        version = ref if ref.isdigit() else client.get_latest_versions(name, stages=[ref])[0].version
-    return client.get_model_version_download_uri(name, str(version))
+        version = next((v.version for v in client.get_latest_versions(name, stages=[ref])), None)
+    if version is None:
+        kind = "alias" if at else "version" if ref.isdigit() else "stage"
+        aliases = ", ".join(f"{a} -> {v}" for a, v in sorted(model.aliases.items())) or "none"
+        raise ModelNotFoundError(f"{model_uri}: model {name!r} has no {kind} {ref!r}"
+                                 f"{did_you_mean(ref, model.aliases) if at else ''}; its versions: "
+                                 f"{', '.join(versions) or 'none'}; its aliases: {aliases}")
+    return name, str(version)
+
+
+def existing_store(tracking_uri: str | None) -> str | None:
+    """The tracking URI, refused when it names a SQLite file that does not exist (MLflow would create
+    an empty store there and then report every model missing)."""
+    if tracking_uri and tracking_uri.startswith("sqlite:///"):
+        path = Path(tracking_uri.removeprefix("sqlite:///").partition("?")[0])
+        if not path.is_file():
+            raise FileNotFoundError(f"no MLflow store at {path} (from --tracking-uri {tracking_uri})")
+    return tracking_uri
+
+
+def _found(lookup, message: str):
+    """`lookup()`, with MLflow's missing-resource error turned into one line naming what is missing."""
+    try:
+        return lookup()
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise
+        raise ModelNotFoundError(message) from None
+
+
+def _names(client: MlflowClient) -> list[str]:
+    return sorted(model.name for model in client.search_registered_models(max_results=50))
+
+
+def _versions(client: MlflowClient, name: str) -> list[str]:
+    return sorted((str(v.version) for v in client.search_model_versions(f"name = '{name}'")), key=int)
 
 
 def download_model(model_uri: str, *, tracking_uri: str | None, into: Path) -> tuple[Path, ModelSpec]:

@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 
 from raypath.config import StrictModel
 from raypath.encoders.lora import LoraSettings
+from raypath.slides.config import TilingConfig
 
 SPEC_VERSION = 1
 PROVENANCE_CHECKED = ("encoder", "weights_hash", "tiling_hash", "embed_dim")
@@ -70,8 +71,20 @@ class ModelSpec(StrictModel):
         Path(path).write_text(self.model_dump_json(indent=2))
         return Path(path)
 
+    def prediction_provenance(self) -> dict[str, Any]:
+        """The provenance of the features this model predicts from: its training features', tiled on
+        each slide's own grid. Prediction pairs no scans, and a model trained on reference-grid
+        features (`tiling.grid: reference`) saw tiles of the same size, resolution and tissue rule;
+        its reference scans were tiled exactly so."""
+        trained = self.provenance.get("tiling") or {}
+        if trained.get("grid") != "reference":
+            return dict(self.provenance)
+        tiling = TilingConfig.model_validate({**trained, "grid": "per_scan"})
+        return {**self.provenance, "tiling": tiling.model_dump(), "tiling_hash": tiling.cache_key()}
+
     def feature_mismatch(self, metadata: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
         """{field: (model's, features')} for every provenance field that differs: empty when the
-        features are the ones this model expects."""
-        return {k: (self.provenance.get(k), metadata.get(k)) for k in PROVENANCE_CHECKED
-                if self.provenance.get(k) != metadata.get(k)}
+        features are the ones this model predicts from (`prediction_provenance`)."""
+        expected = self.prediction_provenance()
+        return {k: (expected.get(k), metadata.get(k)) for k in PROVENANCE_CHECKED
+                if expected.get(k) != metadata.get(k)}

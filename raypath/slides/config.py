@@ -34,9 +34,14 @@ class TilingConfig(StrictModel):
         "auto", description="slide library; auto = scaled JPEG decoding where every level is JPEG-tiled, "
                             "else cuCIM for TIFF/SVS, else OpenSlide")
     tissue: TissueConfig = TissueConfig()
+    grid: Literal["per_scan", "reference"] = Field(
+        "per_scan", description="where a scan's tiles lie: on its own grid, or (reference) on its specimen's "
+                                "reference scan's grid mapped through the registration, so registered tile "
+                                "pairs show the same tissue; the reference scans are tiled as per_scan")
 
     def cache_key(self) -> str:
-        """Short stable hash of every field that changes which pixels become a tile."""
-        fields = self.model_dump(exclude={"reader"})
+        """Short stable hash of every field that changes which pixels become a tile. `grid` counts only
+        when it is `reference`, so stores tiled per scan keep the hash they had before it existed."""
+        fields = self.model_dump(exclude={"reader"} | ({"grid"} if self.grid == "per_scan" else set()))
         blob = json.dumps(fields, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]

@@ -28,6 +28,7 @@ from raypath.sweep.rerun import TAG_RERUN, member_record
 from raypath.sweep.space import apply_params
 from raypath.sweep.tracking import (
     TAG_BASELINE,
+    TAG_CAVEAT,
     TAG_CONFIG,
     TAG_FM,
     TAG_KIND,
@@ -117,6 +118,9 @@ class MlflowSweepCallback(Callback):
                 undefined = self._loggable(member.get("undefined", {}))
                 if undefined:  # why a metric is missing, for the report to say
                     self.ledger.set_tags(run_id, {f"{TAG_UNDEFINED}{k}": v for k, v in undefined.items()})
+                caveats = self._loggable(member.get("caveats", {}))
+                if caveats:  # what a value stands on (a subset of scanners, few specimens)
+                    self.ledger.set_tags(run_id, {f"{TAG_CAVEAT}{k}": v for k, v in caveats.items()})
 
     def _close(self, trial: Any, status: str) -> None:
         completed = trial.trial_id in self._final

@@ -1,12 +1,11 @@
 """Sweep config: which FMs, what to search, how Tune schedules it, where MLflow records it."""
 
-import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from raypath.config import StrictModel
+from raypath.config import LocalPath, Location, RaySettings, StrictModel, TrackingUri
 from raypath.sweep.space import ParamSpec, check_space
 from raypath.train.config import CacheConfig, TrainConfig
 
@@ -22,22 +21,17 @@ class ObjectiveConfig(StrictModel):
 class FeaturesConfig(StrictModel):
     """Where the cohort's features live: `<root>/<fm>/<tiling_hash>/`, one sweep per FM."""
 
-    root: str = Field(description="feature-store root: local path, NFS path or s3:// URI")
+    root: Location = Field(description="feature-store root: local path, NFS path or s3:// URI")
     fms: list[str] = Field(min_length=1, description="one Tune experiment per FM")
     tiling_hash: str | None = Field(None, description="None = the only tiling-hash directory of each FM")
-    labels: Path = Field(description="labels.csv (patient_id, label | time, event)")
-    splits: Path | None = Field(None, description="splits.csv (patient_id, split); sets split.source=column")
-    registration: Path | None = Field(None, description="registration.parquet, for tile-level losses")
+    labels: LocalPath = Field(description="labels.csv (patient_id, label | time, event)")
+    splits: LocalPath | None = Field(
+        None, description="splits.csv (patient_id, split): the split used, before the labels' split column")
+    registration: LocalPath | None = Field(None, description="registration.parquet, for tile-level losses")
     unmatched_labels: Literal["error", "warn"] = Field(
         "error", description="label rows of patients without features: an error (a typo) or a warning "
                              "(a clinical table knowingly larger than the cohort)")
     cache: CacheConfig = CacheConfig()
-
-    @field_validator("root", mode="before")
-    @classmethod
-    def _path_as_text(cls, value: Any) -> Any:
-        """Kept as text so `s3://` survives (a Path would fold it to `s3:/`)."""
-        return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
 class AshaConfig(StrictModel):
@@ -75,16 +69,17 @@ class ReplicatesConfig(StrictModel):
 class TrackingConfig(StrictModel):
     """MLflow: embedded SQLite under `output_dir` by default, or a `mlflow server` URI on clusters."""
 
-    uri: str | None = Field(None, description="http://host:5000 or sqlite:///path; None = embedded")
-    artifact_location: str | None = Field(None, description="artifact root for new experiments")
+    uri: TrackingUri | None = Field(None, description="http://host:5000 or sqlite:///path; None = embedded")
+    artifact_location: Location | None = Field(None, description="artifact root for new experiments")
 
 
 class SweepConfig(StrictModel):
     """Everything `raypath sweep` needs; the searched values override fields of `train`."""
 
     sweep_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    output_dir: Path = Path("runs/sweeps")
-    storage_path: str | None = Field(None, description="Tune storage (path, NFS, s3://); None = output_dir")
+    output_dir: LocalPath = Field(Path("runs/sweeps"), validate_default=True)
+    storage_path: Location | None = Field(
+        None, description="Tune storage (path, NFS, s3://); None = output_dir")
     features: FeaturesConfig
     train: TrainConfig = TrainConfig()
     space: dict[str, ParamSpec] = Field(default_factory=dict)
@@ -113,6 +108,7 @@ class SweepConfig(StrictModel):
     tracking: TrackingConfig = TrackingConfig()
     seed: int = 0
     ray_address: str | None = Field(None, description="None = local Ray (or the cluster of a Ray job)")
+    ray: RaySettings = Field(RaySettings(), description="start-up of a local Ray instance")
     resume: Literal["auto", "never"] = Field("auto", description="auto = Tuner.restore an existing sweep")
 
     @model_validator(mode="after")

@@ -19,6 +19,7 @@ from pathlib import Path
 from ray import tune
 
 from raypath.cluster import connect
+from raypath.registry.sqlite_store import ready_store
 from raypath.sweep.callback import MlflowSweepCallback
 from raypath.sweep.config import SweepConfig
 from raypath.sweep.inputs import (
@@ -272,7 +273,8 @@ def run_sweep(config: SweepConfig) -> list[PhaseOutcome]:
     plans = {fm: search_plan(config, train=train, fingerprint=data.fingerprint)
              for fm, data in inputs.items()}
     _check_phase_directories(config, plans)
-    connect(config.ray_address, log_to_driver=False)
+    ready_store(config.tracking_uri())  # made or upgraded whole before Ray starts
+    connect(config.ray_address, log_to_driver=False, settings=config.ray)
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     phases = "search,replicates" if config.replicates.seeds else "search"
     outcomes = []

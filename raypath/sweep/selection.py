@@ -33,6 +33,7 @@ from raypath.sweep.config import ObjectiveConfig
 from raypath.sweep.space import ROBUST_KEYS
 from raypath.sweep.tracking import (
     TAG_BASELINE,
+    TAG_CAVEAT,
     TAG_CONFIG,
     TAG_KEY,
     TAG_KIND,
@@ -66,6 +67,8 @@ def runs_frame(client: MlflowClient, experiment_id: str, *, phase: str | None = 
             "params": json.loads(r.data.tags.get(TAG_PARAMS, "{}")),
             "undefined": {k.removeprefix(TAG_UNDEFINED): v for k, v in r.data.tags.items()
                           if k.startswith(TAG_UNDEFINED)},
+            "caveats": {k.removeprefix(TAG_CAVEAT): v for k, v in r.data.tags.items()
+                        if k.startswith(TAG_CAVEAT)},
             **r.data.metrics,
         }
         for r in runs

@@ -22,6 +22,8 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunStatus, RunTag, ViewType
 
+from raypath.registry.sqlite_store import ready_store
+
 log = logging.getLogger(__name__)
 
 TAG_SWEEP, TAG_FM, TAG_KEY, TAG_CONFIG = (
@@ -33,6 +35,7 @@ TAG_SWEEP, TAG_FM, TAG_KEY, TAG_CONFIG = (
 TAG_BASELINE, TAG_PHASE, TAG_SEED = "raypath.baseline", "raypath.phase", "raypath.seed"
 TAG_PARAMS = "raypath.params"  # the searched values as JSON, typed (MLflow params are strings)
 TAG_UNDEFINED = "raypath.undefined."  # + metric name: why that metric is NaN (not logged)
+TAG_CAVEAT = "raypath.caveat."  # + metric name: what a logged value stands on (a subset, few samples)
 TAG_KIND = "raypath.kind"  # "trial" (a trained configuration), "phase" (its parent) or "report"
 TAG_PARENT = "mlflow.parentRunId"
 TAG_PACKAGES = "raypath.packages"  # Python and package versions (JSON)
@@ -121,7 +124,8 @@ class RunLedger:
     @property
     def client(self) -> MlflowClient:
         if self._client is None:
-            self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+            uri = ready_store(self.tracking_uri)  # an embedded store is created or upgraded whole
+            self._client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         return self._client
 
     @property

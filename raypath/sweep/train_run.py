@@ -19,6 +19,7 @@ from raypath.registry.package import package_outputs
 from raypath.sweep.inputs import code_tags, feature_dataset
 from raypath.sweep.tracking import (
     TAG_BASELINE,
+    TAG_CAVEAT,
     TAG_CONFIG,
     TAG_FM,
     TAG_KIND,
@@ -34,7 +35,9 @@ from raypath.sweep.tracking import (
 )
 from raypath.train.config import TrainConfig
 from raypath.train.data import TrainingSource
+from raypath.train.leakage import LeakageAudit, audit_tags
 from raypath.train.outputs import OUTPUT_FILES
+from raypath.train.split_policy import SplitPlan
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +53,14 @@ class TrainRun:
         self.ledger.log_metrics(self.run_id, metrics, step=epoch)
 
     def finish(self, *, metrics: dict[str, float], undefined: dict[str, str], out: Path | None,
-               step: int, status: str = "FINISHED") -> None:
-        """Final metrics, why some are undefined, the output files as artifacts; the run ends."""
+               step: int, status: str = "FINISHED", caveats: dict[str, str] | None = None) -> None:
+        """Final metrics, why some are undefined and what others stand on, the output files as
+        artifacts; the run ends."""
         self.ledger.log_metrics(self.run_id, metrics, step=step)
         if undefined:
             self.ledger.set_tags(self.run_id, {f"{TAG_UNDEFINED}{k}": v for k, v in undefined.items()})
+        if caveats:
+            self.ledger.set_tags(self.run_id, {f"{TAG_CAVEAT}{k}": v for k, v in caveats.items()})
         if out is not None:
             for name in OUTPUT_FILES:
                 if (out / name).is_file():
@@ -84,8 +90,10 @@ def run_key(*, config: TrainConfig, source: TrainingSource, seed: int) -> str:
 
 
 def open_train_run(*, tracking_uri: str, name: str, config: TrainConfig, source: TrainingSource, seed: int,
-                   extra: dict[str, str] | None = None) -> TrainRun:
-    """The run of this training: reopened when the key exists (a resumed run), else created."""
+                   extra: dict[str, str] | None = None, split: SplitPlan | None = None,
+                   audit: LeakageAudit | None = None, audit_file: Path | None = None) -> TrainRun:
+    """The run of this training: reopened when the key exists (a resumed run), else created; tagged
+    with where its split comes from and its leakage audit (`leakage.json` as an artifact)."""
     experiment = experiment_name(sweep_id=name, fm=source.encoder)
     ledger = RunLedger(tracking_uri=tracking_uri, experiment=experiment,
                        artifact_location=artifact_location(tracking_uri))
@@ -105,6 +113,9 @@ def open_train_run(*, tracking_uri: str, name: str, config: TrainConfig, source:
     ledger.log_dataset(run_id, feature_dataset(source))
     ledger.set_tags(run_id, {"raypath.train": json.dumps(config.model_dump(mode="json"), sort_keys=True),
                              "raypath.features_fingerprint": source.fingerprint,
-                             TAG_PACKAGES: json.dumps(package_versions())})
+                             TAG_PACKAGES: json.dumps(package_versions()),
+                             **(split.tags() if split else {}), **(audit_tags(audit) if audit else {})})
+    if audit_file is not None:
+        ledger.client.log_artifact(run_id, str(audit_file))
     log.info("MLflow: run %s in %s", run_id, ledger.experiment)
     return TrainRun(ledger=ledger, run_id=run_id)

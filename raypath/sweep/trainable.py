@@ -127,7 +127,8 @@ def run_pack(
     bags, provenance = _node_bags(data)
     results = train_pack(members=members, data=bags, seed=seed, on_epoch=on_epoch, device=device)
     final = {key: dict(r.metrics) for key, r in results.items()}
-    members_final = [{**m, "undefined": results[m["key"]].undefined} for m in _members_payload(final)]
+    members_final = [{**m, "undefined": results[m["key"]].undefined, "caveats": results[m["key"]].caveats}
+                     for m in _members_payload(final)]
     payload = {
         "epoch": epochs_done,
         PACK_METRIC: pack_objective(final, metric=metric, mode=mode),

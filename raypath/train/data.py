@@ -16,11 +16,16 @@ import numpy as np
 import pandas as pd
 
 from raypath.cohort import CohortError, load_labels
+from raypath.cohort.splits import load_splits
 from raypath.mil.bags import BagSet, locations_from_pairs
 from raypath.mil.cache import CacheInfo, Storage, cache_directory, cached_array, open_cache
 from raypath.paths import is_remote
 from raypath.slides.registration import read_registration, registration_transforms, tile_pairs
 from raypath.store import FeatureStore
+from raypath.train.config import TrainConfig
+from raypath.train.leakage import LeakageAudit, audit_split
+from raypath.train.setup import split_slides
+from raypath.train.split_policy import SplitPlan, plan_split
 
 log = logging.getLogger(__name__)
 SHOWN = 5  # ids named in a coverage error
@@ -35,21 +40,37 @@ class TrainingTables:
     registration: pd.DataFrame | None = None
 
 
-def read_splits(path: Path) -> pd.DataFrame:
-    """splits.csv: patient_id, split (train/val/test), e.g. the simulator's confounded design."""
-    table = pd.read_csv(path, dtype={"patient_id": str, "split": str})
-    missing = {"patient_id", "split"} - set(table.columns)
-    if missing:
-        raise ValueError(f"{path}: missing columns {sorted(missing)}")
-    return table[["patient_id", "split"]]
-
-
 def read_tables(*, labels: Path, splits: Path | None = None,
                 registration: Path | None = None) -> TrainingTables:
     """Read and validate the tables; a malformed row fails here, naming file, line and column."""
     return TrainingTables(labels=load_labels(labels, patients=None),
-                          splits=None if splits is None else read_splits(splits),
+                          splits=None if splits is None else load_splits(splits),
                           registration=None if registration is None else read_registration(registration))
+
+
+def slide_table(store: FeatureStore, *, entries: list | None = None) -> pd.DataFrame:
+    """The store's slides with features (ids, patient, specimen, scanner), read from footers only
+    (or from `entries` the caller already read)."""
+    entries = [e for e in (store.slide_entries() if entries is None else entries) if e.n_tiles > 0]
+    columns = ("slide_id", "patient_id", "specimen_id", "scanner")
+    return pd.DataFrame([[getattr(e, c) for c in columns] for e in entries], columns=list(columns), dtype=str)
+
+
+def decide_split(config: TrainConfig, slides: pd.DataFrame, tables: TrainingTables, *, labels: Path,
+                 splits: Path | None = None) -> tuple[TrainConfig, SplitPlan, LeakageAudit]:
+    """The split policy on these slides: `config` with its split decided, the plan, and the audit of
+    the split every training process will compute (raises on bad splits before any work)."""
+    plan = plan_split(config.split, labels=tables.labels, labels_path=labels, splits=tables.splits,
+                      splits_path=splits, patients=slides["patient_id"], scanners=slides["scanner"])
+    decided = config.model_copy(update={"split": plan.config})
+    frame = slides[["slide_id", "patient_id", "specimen_id", "scanner"]].merge(
+        tables.labels, on="patient_id", how="left", suffixes=("", "_label"))
+    if plan.assignment is not None:
+        frame = frame.drop(columns=["split"], errors="ignore").merge(plan.assignment, on="patient_id",
+                                                                      how="left")
+    audit = audit_split(frame, split_slides(decided, frame), held_out=plan.config.held_out_scanners)
+    log.info("split: %s; %s", plan.origin, audit.describe())
+    return decided, plan, audit
 
 
 def check_coverage(patients: pd.Series, tables: TrainingTables, *, features: str, labels: str,
@@ -151,6 +172,14 @@ class TrainingSource:
                                   storage=self.storage, fingerprint=self.fingerprint)
 
 
+def _source(store: FeatureStore, tables: TrainingTables, *, cache_dir: str,
+            storage: Storage) -> TrainingSource:
+    root = store.root if is_remote(store.root) else str(Path(store.root).resolve())
+    return TrainingSource(root=root, encoder=store.encoder, tiling_hash=store.tiling_hash,
+                          fingerprint=store.fingerprint(), tables=tables,
+                          cache_dir=str(Path(cache_dir).resolve()), storage=storage)
+
+
 def training_source(*, store: FeatureStore, labels: Path, cache_dir: str, splits: Path | None = None,
                     registration: Path | None = None, storage: Storage = "float16",
                     unmatched_labels: Literal["error", "warn"] = "error") -> TrainingSource:
@@ -161,10 +190,33 @@ def training_source(*, store: FeatureStore, labels: Path, cache_dir: str, splits
     patients = pd.Series([entry.patient_id for entry in store.slide_entries()], dtype=str)
     check_coverage(patients, tables, features=store.directory, labels=str(labels),
                    unmatched_labels=unmatched_labels)
-    root = store.root if is_remote(store.root) else str(Path(store.root).resolve())
-    return TrainingSource(root=root, encoder=store.encoder, tiling_hash=store.tiling_hash,
-                          fingerprint=store.fingerprint(), tables=tables,
-                          cache_dir=str(Path(cache_dir).resolve()), storage=storage)
+    return _source(store, tables, cache_dir=cache_dir, storage=storage)
+
+
+@dataclass(frozen=True)
+class TrainingInputs:
+    """A training command's checked inputs: the data source, the config with its split decided,
+    the split plan (where the split comes from) and the leakage audit of that split."""
+
+    source: TrainingSource
+    config: TrainConfig
+    split: SplitPlan
+    audit: LeakageAudit
+
+
+def training_inputs(config: TrainConfig, *, store: FeatureStore, labels: Path, cache_dir: str,
+                    splits: Path | None = None, registration: Path | None = None,
+                    storage: Storage = "float16",
+                    unmatched_labels: Literal["error", "warn"] = "error") -> TrainingInputs:
+    """`training_source` plus the split policy and leakage audit, all before any features are read:
+    bad tables, a splits file that does not match the features, or a leaking split raise here."""
+    tables = read_tables(labels=labels, splits=splits, registration=registration)
+    slides = slide_table(store)
+    check_coverage(slides["patient_id"], tables, features=store.directory, labels=str(labels),
+                   unmatched_labels=unmatched_labels)
+    decided, plan, audit = decide_split(config, slides, tables, labels=labels, splits=splits)
+    return TrainingInputs(source=_source(store, tables, cache_dir=cache_dir, storage=storage), config=decided,
+                          split=plan, audit=audit)
 
 
 def load_training_data(*, store: FeatureStore, labels: Path, cache_root: Path, splits: Path | None = None,

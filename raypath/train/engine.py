@@ -7,7 +7,10 @@ share the seed (same split, same initial backbone, same batches: paired comparis
 *pack key* (shapes, dropout, epochs, ...); they differ in learning rate, weight decay, loss weights
 and τ, which enter the step as (G,) tensors. Each member is trained, early-stopped, restored to
 its best epoch and evaluated exactly as it would be alone (tested against a plain single-model
-loop in the tests), but the G forward/backward passes run as batched matmuls.
+loop in the tests), but the G forward/backward passes run as batched matmuls. It computes in
+torch's default floating dtype: float32, or float64 where a test compares two computations that
+sum in different orders (one process against data-parallel workers) and float32 rounding, which
+Adam can amplify, would hide what it checks.
 """
 
 import logging
@@ -41,6 +44,7 @@ class TrainResult:
     best_epoch: int = 0
     risk_cut: float | None = None  # survival: the training median risk that splits high from low
     undefined: dict[str, str] = field(default_factory=dict)  # metric -> why it is NaN
+    caveats: dict[str, str] = field(default_factory=dict)  # metric -> what its value stands on
     in_dim: int = 0
     n_outputs: int = 1
 
@@ -243,7 +247,7 @@ def _finish(
     model.load_state_dict(state)
     evaluation = final_evaluation(model, prepared, config=config, seed=seed)
     return TrainResult(metrics={**evaluation.metrics, "best_epoch": float(best_epoch)},
-                       undefined=evaluation.undefined,
+                       undefined=evaluation.undefined, caveats=evaluation.caveats,
                        predictions=evaluation.table, state_dict=state, history=history, best_epoch=best_epoch,
                        risk_cut=evaluation.risk_cut, in_dim=prepared.bagset.dim, n_outputs=prepared.n_outputs)
 

@@ -3,10 +3,12 @@
 Per epoch: task loss, AUC / C-index and the two cheap robustness metrics a multi-objective search
 optimises (cross-scanner score spread and flip rate on validation specimens), from one vmapped
 forward pass over the pack. At the end: every slide predicted once with the best weights, and all
-task and robustness metrics of the val and test splits.
+task and robustness metrics of the val and test splits. Fine-tuning computes its predictions with the
+FM in the loop and then uses the same two functions (`validation_metrics`, `evaluate_predictions`),
+so frozen-feature and fine-tuned models are measured alike.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -29,16 +31,20 @@ def validation_summary(
     if len(slides) == 0:
         return [{} for _ in range(fused.size)]
     predictions, _ = fused.predict(prepared.collator, slides, config=config)
+    return [validation_metrics(prediction, prepared, slides=slides, config=config)
+            for prediction in predictions]
+
+
+def validation_metrics(prediction: torch.Tensor, prepared: Prepared, *, slides: np.ndarray,
+                       config: TrainConfig) -> dict[str, float]:
+    """An epoch's `val/` metrics (task loss, AUC / C-index, the cheap robustness metrics) of the raw
+    predictions of validation slides `slides`: what early stopping and the searches read."""
     c, index = prepared.collator, torch.as_tensor(slides)
-    frame = prepared.bagset.slides.iloc[slides]
-    out = []
-    for prediction in predictions:
-        loss = task_loss(config.task, prediction, label=c.label[index], time=c.time[index],
-                         event=c.event[index])
-        table = prediction_table(frame, prediction, task=config.task, threshold=config.threshold)
-        summary = epoch_summary(table, task=config.task)
-        out.append({"val/loss": float(loss), **{f"val/{k}": v for k, v in summary.values.items()}})
-    return out
+    loss = task_loss(config.task, prediction, label=c.label[index], time=c.time[index], event=c.event[index])
+    table = prediction_table(prepared.bagset.slides.iloc[slides], prediction, task=config.task,
+                             threshold=config.threshold)
+    summary = epoch_summary(table, task=config.task)
+    return {"val/loss": float(loss), **{f"val/{k}": v for k, v in summary.values.items()}}
 
 
 @dataclass(frozen=True)
@@ -50,12 +56,22 @@ class Evaluation:
     undefined: dict[str, str]
     table: pd.DataFrame
     risk_cut: float | None
+    caveats: dict[str, str] = field(default_factory=dict)  # metric -> what its value stands on
 
 
 def final_evaluation(model: RobustMIL, prepared: Prepared, *, config: TrainConfig, seed: int) -> Evaluation:
     """Predict every slide once; metrics for val and test (and the held-out scanner)."""
     slides = np.arange(prepared.bagset.n_slides)
     prediction, embeddings = predict(model, prepared.collator, slides, config=config)
+    return evaluate_predictions(prediction, embeddings, prepared, config=config, seed=seed)
+
+
+def evaluate_predictions(prediction: torch.Tensor, embeddings: np.ndarray, prepared: Prepared, *,
+                         config: TrainConfig, seed: int) -> Evaluation:
+    """The final metrics of every slide's raw predictions and embeddings (in `prepared` order),
+    however they were computed (frozen features, or an FM fine-tuned with the head): val and test
+    task and robustness metrics (kNN with the configured `robustness_k`), why undefined ones are
+    undefined, and the survival decision cut (the training median risk)."""
     train = prepared.split.to_numpy() == "train"
     risk_cut = float(np.median(prediction[torch.as_tensor(train), 0].numpy())) if train.any() else None
     table = prediction_table(prepared.bagset.slides, prediction, task=config.task,
@@ -63,11 +79,13 @@ def final_evaluation(model: RobustMIL, prepared: Prepared, *, config: TrainConfi
     table["split"] = prepared.split.to_numpy()
     metrics: dict[str, float] = {}
     undefined: dict[str, str] = {}
+    caveats: dict[str, str] = {}
     for name in ("val", "test"):
         rows = table["split"].to_numpy() == name
         summary = summarize(table[rows], embeddings[rows], task=config.task, k=config.robustness_k,
-                            held_out_scanner=config.split.held_out_scanner, seed=seed)
+                            held_out=config.split.held_out_scanners, seed=seed, limits=config.limits)
         metrics.update({f"{name}/{key}": value for key, value in summary.values.items()})
         undefined.update({f"{name}/{key}": reason for key, reason in summary.undefined.items()})
+        caveats.update({f"{name}/{key}": caveat for key, caveat in summary.caveats.items()})
     return Evaluation(metrics=metrics, undefined=undefined, table=table,
-                      risk_cut=risk_cut if config.task == "survival" else None)
+                      risk_cut=risk_cut if config.task == "survival" else None, caveats=caveats)

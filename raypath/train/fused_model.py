@@ -43,7 +43,7 @@ class FusedObjective:
         self.tau = self._vector([c.losses.tau for c in configs])
 
     def _vector(self, values: list[float]) -> torch.Tensor:
-        return torch.tensor(values, dtype=torch.float32, device=self.device)
+        return torch.tensor(values, dtype=torch.get_default_dtype(), device=self.device)
 
     @property
     def size(self) -> int:

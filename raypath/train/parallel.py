@@ -36,7 +36,7 @@ def average(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     step, not one per parameter); identity without a process group."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return [t.clone() for t in tensors]
-    flat = torch.cat([t.detach().reshape(-1).to(torch.float32) for t in tensors])
+    flat = torch.cat([t.detach().reshape(-1).to(torch.get_default_dtype()) for t in tensors])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     flat /= dist.get_world_size()
     out, start = [], 0

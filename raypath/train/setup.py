@@ -15,7 +15,9 @@ from raypath.mil.correction import fit_correction
 from raypath.mil.registry import LOSSES
 from raypath.mil.robust import RobustMIL, build_robust_mil
 from raypath.mil.sampling import Collator, TileTransform, specimen_groups
-from raypath.train.config import TrainConfig
+from raypath.train.config import TrainConfig, protected_covariates
+from raypath.train.leakage import audit_split
+from raypath.train.split_policy import resolve_source
 from raypath.train.splits import column_split, fold_split, grouped_split, leave_scanner_out, patient_folds
 
 log = logging.getLogger(__name__)
@@ -53,18 +55,28 @@ def check_targets(config: TrainConfig, bagset: BagSet) -> int:
     return 1 if config.task == "binary" else n_classes
 
 
-def make_split(config: TrainConfig, bagset: BagSet) -> pd.Series:
-    """Split per slide (patient-grouped, by the split's own seed), held-out scanner out of train/val."""
-    slides, s = bagset.slides, config.split
-    stratify = "event" if config.task == "survival" else "label"
-    if s.source == "column":
+def split_slides(config: TrainConfig, slides: pd.DataFrame) -> pd.Series:
+    """Split per slide row (patient-grouped, by the split's own seed), held-out scanners out of
+    train/val. A pure function of the slides table, so a driver that never reads features computes
+    the very split its trials will (and audits it before they start)."""
+    s, stratify = config.split, "event" if config.task == "survival" else "label"
+    given = "split" in slides and bool(slides["split"].notna().any())
+    source = resolve_source(s.source, given=given)
+    if source == "column":
         split = column_split(slides)
-    elif s.source == "folds":
+    elif source == "folds":
         split = fold_split(patient_folds(slides, folds=s.folds, seed=s.seed, stratify=stratify),
                            fold=s.fold, folds=s.folds)
     else:
         split = grouped_split(slides, train=s.train, val=s.val, seed=s.seed, stratify=stratify)
-    return leave_scanner_out(split, slides["scanner"], scanner=s.held_out_scanner)
+    return leave_scanner_out(split, slides["scanner"], held_out=s.held_out_scanners)
+
+
+def make_split(config: TrainConfig, bagset: BagSet) -> pd.Series:
+    """The split of the bags' slides; fails if it leaks (`raypath.train.leakage`)."""
+    split = split_slides(config, bagset.slides)
+    audit_split(bagset.slides, split, held_out=config.split.held_out_scanners).check()
+    return split
 
 
 def fit_tile_correction(config: TrainConfig, bagset: BagSet, split: pd.Series) -> TileTransform | None:
@@ -83,10 +95,26 @@ def fit_tile_correction(config: TrainConfig, bagset: BagSet, split: pd.Series) -
     features = np.asarray(bagset.features[index])
     if bagset.bfloat16:
         features = (features.astype(np.uint32) << 16).view(np.float32)
-    scanners = np.repeat(bagset.slides["scanner"].to_numpy()[split.to_numpy() == "train"],
-                         [len(r) for r in rows])
-    log.info("fitting %s correction on %d training tiles", config.correction, len(index))
-    return fit_correction(features.astype(np.float32), scanners, method=config.correction).transform
+    training = bagset.slides[split.to_numpy() == "train"]
+    counts = [len(r) for r in rows]
+    scanners = np.repeat(training["scanner"].to_numpy(), counts)
+    protected = _protected(config, training, counts) if config.correction == "combat" else {}
+    names = [*protected.get("categorical", []), *protected.get("continuous", [])]
+    log.info("fitting %s correction on %d training tiles (protected covariates: %s)", config.correction,
+             len(index), names or "none")
+    fitted = fit_correction(features.astype(np.float32), scanners, method=config.correction, **protected)
+    return fitted.transform
+
+
+def _protected(config: TrainConfig, training: pd.DataFrame, counts: list[int]) -> dict:
+    """ComBat's covariates, one row per sampled training tile (its slide's patient's values)."""
+    categorical, continuous = protected_covariates(config), config.correction_continuous
+    columns = [*categorical, *continuous]
+    missing = [c for c in columns if c not in training]
+    if missing:
+        raise ValueError(f"ComBat covariates {missing} are not columns of the labels")
+    rows = training[columns].loc[training.index.repeat(counts)].reset_index(drop=True)
+    return {"covariates": rows, "categorical": categorical, "continuous": continuous}
 
 
 def _sample_rows(start: int, stop: int, limit: int) -> np.ndarray:

@@ -1,9 +1,12 @@
 """Patient-grouped, label-stratified splits: no patient (hence no specimen or scan) in two splits.
 
 All scans of a patient share the patient's split, so a robustness metric on test specimens never
-sees a scan whose twin was trained on. Leave-one-scanner-out removes a scanner's slides from
-train and val; its slides stay in test, where they are the held-out-scanner evaluation.
+sees a scan whose twin was trained on. Leave-scanner-out removes the held-out scanners' slides from
+train and val; their slides stay in test, where they are the held-out-scanner evaluation. Which of
+these a run uses is decided by `raypath.train.split_policy`.
 """
+
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -75,12 +78,11 @@ def column_split(slides: pd.DataFrame) -> pd.Series:
     return slides["split"].rename("split")
 
 
-def leave_scanner_out(splits: pd.Series, scanners: pd.Series, *, scanner: str | None) -> pd.Series:
-    """Mark the held-out scanner's train/val slides 'unused'; its test slides stay in test."""
-    if scanner is None:
-        return splits
-    if not (scanners == scanner).any():
-        raise ValueError(f"held-out scanner {scanner!r} has no slides; scanners: {sorted(scanners.unique())}")
+def leave_scanner_out(splits: pd.Series, scanners: pd.Series, *, held_out: Sequence[str]) -> pd.Series:
+    """Mark the held-out scanners' train/val slides 'unused'; their test slides stay in test."""
+    missing = [s for s in held_out if not (scanners == s).any()]
+    if missing:
+        raise ValueError(f"held-out scanners {missing} have no slides; scanners: {sorted(scanners.unique())}")
     out = splits.copy()
-    out[(scanners == scanner) & splits.isin(["train", "val"])] = "unused"
+    out[scanners.isin(list(held_out)).to_numpy() & splits.isin(["train", "val"]).to_numpy()] = "unused"
     return out

@@ -47,7 +47,8 @@ class StackedAdamW:
         eps: float = 1e-8,
     ) -> None:
         self.params = params
-        self.lr, self.weight_decay = lr.to(torch.float32), weight_decay.to(torch.float32)
+        dtype = torch.get_default_dtype()
+        self.lr, self.weight_decay = lr.to(dtype), weight_decay.to(dtype)
         self.beta1, self.beta2, self.eps = betas[0], betas[1], eps
         self.exp_avg = {k: torch.zeros_like(p) for k, p in params.items()}
         self.exp_avg_sq = {k: torch.zeros_like(p) for k, p in params.items()}

@@ -1,6 +1,7 @@
 """`raypath train --workers N` on a private Ray with gloo workers, on a simulated feature store:
-replicas stay identical, two workers equal one process with the same global batch, and a run whose
-worker or driver died continues from its checkpoint to the same result."""
+replicas stay identical, two workers equal one process with the same global batch (in float64: see
+that test), and a run whose worker or driver died continues from its checkpoint to the same result
+(bit for bit up to 1e-6: the same computation in the same order, so on any machine)."""
 
 import json
 import sys
@@ -17,7 +18,7 @@ from safetensors.torch import load_file
 
 from raypath.distributed import worker
 from raypath.distributed.config import DistributedConfig
-from raypath.distributed.mil import MilJob, train_on_workers
+from raypath.distributed.mil import MilJob, mil_loop, train_on_workers
 from raypath.distributed.trainer import fit
 from raypath.store import FeatureStore
 from raypath.train.config import TrainConfig
@@ -122,18 +123,49 @@ def test_replicas_keep_identical_parameters(local_ray, source, tmp_path):
     assert ranks[0][0]["checksum"] != ranks[0][2]["checksum"]
 
 
-def test_two_workers_equal_one_process_with_the_same_global_batch(source, two_workers, tmp_path):
+def float64_loop(config: dict) -> None:
+    """`mil_loop` computing in float64 (the engine computes in torch's default floating dtype)."""
+    torch.set_default_dtype(torch.float64)
+    try:
+        mil_loop(config)
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def test_two_workers_equal_one_process_with_the_same_global_batch(local_ray, source, tmp_path):
+    """Compared in float64, where summation order cannot matter at the tolerance used.
+
+    One process sums a step's gradient over 4 specimens, two workers over 2 each and then average:
+    the same gradient in another order. In float32 that order moves the attention-score bias of the
+    gated head, whose true gradient is exactly zero (it adds one constant to every tile's logit, and
+    softmax ignores it): its gradient is rounding noise (1e-9, next to 1e-1 for the others), which
+    Adam divides by its own magnitude (eps 1e-8) into steps of up to lr, a different random walk
+    on each side. Over these 20 steps: 6.7e-5 on the development machine, 2.0e-3 on another
+    (issue 23), every other parameter within 1.5e-8 and every metric within 1.6e-7 (the bias
+    changes no output). In float64 that gradient is 1e-18, the bias differs by 1.0e-11 and every other
+    parameter and metric by less than 5e-15: 1e-9 leaves a margin of 100x over the order effect
+    and still sees a real difference, even one Adam nearly hides (summing the two workers'
+    gradients instead of averaging them moved weights by 4.8e-4 and metrics by 4.6e-6).
+    """
     assert sum(1 for _ in source.open(node="").slides.query("split == 'train'")
                .groupby("specimen_id")) % (2 * BATCH) == 0  # no padded or partial steps
-    single = train_one(config=_config(2 * BATCH), data=source.open(node=""), seed=1)
-    write_outputs(single, config=_config(2 * BATCH), out=tmp_path, provenance=source.provenance(node=""),
-                  storage=source.storage, training={"seed": 1})
-    _same_outputs(two_workers, tmp_path, atol=2e-4)
-    a, b = load_file(two_workers / "model.safetensors"), load_file(tmp_path / "model.safetensors")
+    two = tmp_path / "two"
+    fit(loop=float64_loop, loop_config={"job": MilJob(source=source, config=_config(BATCH), seed=1, out=two)},
+        settings=DistributedConfig(workers=2), storage=tmp_path / "runs", name="float64")
+    torch.set_default_dtype(torch.float64)
+    try:
+        single = train_one(config=_config(2 * BATCH), data=source.open(node=""), seed=1)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    write_outputs(single, config=_config(2 * BATCH), out=tmp_path / "one",
+                  provenance=source.provenance(node=""), storage=source.storage, training={"seed": 1})
+    _same_outputs(two, tmp_path / "one", atol=1e-9)
+    a, b = load_file(two / "model.safetensors"), load_file(tmp_path / "one" / "model.safetensors")
+    assert {v.dtype for v in a.values()} == {torch.float64}
     for name, value in b.items():
-        torch.testing.assert_close(a[name], value, rtol=0, atol=2e-4)
-    assert set(p.name for p in two_workers.iterdir()) >= {"metrics.json", "predictions.csv",
-                                                           "model.safetensors", "model.json", "config.json"}
+        torch.testing.assert_close(a[name], value, rtol=0, atol=1e-9)
+    assert set(p.name for p in two.iterdir()) >= {"metrics.json", "predictions.csv", "model.safetensors",
+                                                  "model.json", "config.json"}
 
 
 def test_a_failed_worker_restarts_from_the_last_checkpoint(source, two_workers, tmp_path):

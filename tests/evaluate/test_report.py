@@ -98,3 +98,45 @@ def test_intervals_stay_inside_the_metric_range():
     auc, spread = by_metric.loc["test/auc"], by_metric.loc["test/score_spread"]
     assert auc["high"] == 1.0 and 0.8 < auc["low"] < auc["mean"]
     assert spread["low"] == 0.0 and spread["high"] > spread["mean"]
+
+
+def test_a_caveat_rides_with_its_cell_as_a_numbered_note():
+    from raypath.evaluate.report import caveat_notes
+
+    excluded = "over scanners ['A', 'B'] only; excluded ['C'] (only one class on scanner C (1 present))"
+    caveats = [{"test/worst_scanner_auc": excluded}, {}, {"test/worst_scanner_auc": excluded}]
+    runs = pd.DataFrame({"test/worst_scanner_auc": [0.7, 0.8, 0.75], "test/auc": [0.8, 0.82, np.nan],
+                         "caveats": caveats})
+    table = comparison_table({"robust 1": runs}, metrics=["test/auc", "test/worst_scanner_auc"], level=0.95,
+                             min_replicates=3)
+    by_metric = table.set_index("metric")
+    assert by_metric.loc["test/worst_scanner_auc", "caveat"] == f"{excluded} (2 of 3 runs)"
+    assert by_metric.loc["test/auc", "caveat"] == ("defined in 2 of 3 runs; 2 values (fewer than 3): "
+                                                   "no interval")
+    assert np.isnan(by_metric.loc["test/auc", "low"])  # two values are not an interval here
+    wide = wide_table(table)
+    assert wide.loc["robust 1", "AUC"] == "0.810 (note 1)"
+    assert wide.loc["robust 1", "worst-scanner AUC"].endswith("] (note 2)")
+    notes = caveat_notes(table)
+    assert notes[0].startswith("(note 1) AUC, robust 1: defined in 2 of 3 runs")
+    assert notes[1] == f"(note 2) worst-scanner AUC, robust 1: {excluded} (2 of 3 runs)"
+    section = FmSection(fm="fm", wide=wide, metrics=["test/auc"], caveats=notes)
+    assert f"- {notes[1]}" in markdown_report(title="t", sections=[section], level=0.95)
+
+
+def test_the_report_says_where_the_split_comes_from_and_shows_the_leakage_audit():
+    import json
+
+    from raypath.evaluate.sections import split_notes
+
+    audit = {"splits": {"train": {"patients": 24, "specimens": 24, "slides": 40, "scanners": {"A": 40}},
+                        "test": {"patients": 21, "specimens": 21, "slides": 63, "scanners": {"A": 21}}},
+             "held_out_scanners": ["C"], "passed": True, "checks": {}}
+    origin = "random patient-grouped split (seed 0, train 0.6, val 0.2): no split was given"
+    tags = {"raypath.split.source": "random", "raypath.split.held_out_scanners": "C",
+            "raypath.split.origin": origin, "raypath.leakage.audit": json.dumps(audit)}
+    lines = split_notes(tags)
+    assert lines[0] == f"Split: {origin}; held-out scanners: C (test only)."
+    assert lines[1].startswith("Leakage audit passed")
+    assert "train 24 patients / 24 specimens / 40 slides" in lines[1]
+    assert split_notes({}) == ["Split: not recorded (a sweep from before the split policy)."]

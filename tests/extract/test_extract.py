@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import shapely
 from PIL import Image
+from shapely.geometry import shape
 
 from raypath.cli import main
 from raypath.encoders.registry import build_encoder
@@ -102,10 +104,38 @@ def test_every_slide_gets_a_qc_picture_of_its_tiling(first_run, cohort):
     qc = Path(config.output) / "_qc" / config.tiling.cache_key()
     assert summary.qc_dir == str(qc) and str(qc) in summary.text()
     manifest = pd.read_csv(cohort / "manifest.csv")
-    assert sorted(p.name for p in qc.iterdir()) == sorted(f"{s}.jpg" for s in manifest["slide_id"])
+    assert sorted(p.name for p in qc.iterdir()) == sorted(f"{s}.{kind}" for s in manifest["slide_id"]
+                                                          for kind in ("jpg", "geojson"))
     picture = np.asarray(Image.open(qc / f"{manifest['slide_id'].iloc[0]}.jpg"))
     blue = (picture[..., 2] > 150) & (picture[..., 0] < 100) & (picture[..., 1] < 120)
     assert picture.ndim == 3 and max(picture.shape) >= 512 and blue.sum() > 500, "the tile grid is drawn"
+
+
+def test_the_qupath_geojson_holds_the_stored_tiles_on_the_tissue_in_level0_pixels(first_run, cohort):
+    """Read back with shapely: tile squares are the stored level-0 coords and size, and the tissue
+    polygons cover each of them by exactly the tissue fraction the store holds for it."""
+    config, _ = first_run
+    store = store_of(config)
+    for slide_id in pd.read_csv(cohort / "manifest.csv")["slide_id"]:
+        path = Path(config.output) / "_qc" / config.tiling.cache_key() / f"{slide_id}.geojson"
+        features = json.loads(path.read_text())["features"]
+        kinds = [f["properties"]["objectType"] for f in features]
+        tissue = shapely.union_all([shape(f["geometry"]) for f in features if f["properties"]["objectType"]
+                                    == "annotation"])
+        tiles = [f for f in features if f["properties"]["objectType"] == "tile"]
+        stored = pq.read_table(store.slide_path(slide_id), columns=["x", "y", "extent_l0", "tissue_fraction"])
+        x, y, side = (stored.column(c).to_numpy() for c in ("x", "y", "extent_l0"))
+        assert set(kinds) == {"annotation", "tile"} and len(tiles) == len(x) > 0
+        squares = [shape(t["geometry"]) for t in tiles]
+        assert [s.bounds for s in squares] == list(zip(x, y, x + side, y + side, strict=True))
+        assert all(s.area == d**2 for s, d in zip(squares, side, strict=True))
+        np.testing.assert_allclose([t["properties"]["measurements"]["tissue fraction"] for t in tiles],
+                                   stored.column("tissue_fraction").to_numpy(), atol=1e-6)
+        # a tile is kept when the tissue covers `min_tissue_fraction` of it, so its centre may lie on
+        # glass; what holds exactly is that the tissue polygons cover each square by its stored fraction
+        overlap = shapely.area(shapely.intersection(squares, tissue)) / side.astype(float) ** 2
+        np.testing.assert_allclose(overlap, stored.column("tissue_fraction").to_numpy(), atol=1e-4)
+        assert (overlap >= config.tiling.min_tissue_fraction - 1e-4).all()
 
 
 def test_qc_pictures_can_be_turned_off(local_ray, cohort, tmp_path):

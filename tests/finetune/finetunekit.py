@@ -5,8 +5,8 @@ so nothing is resized)."""
 from pathlib import Path
 
 from raypath.finetune.config import FinetuneConfig
+from raypath.register.run import run_registration
 from raypath.slides.registration.config import RegisterConfig
-from raypath.slides.registration.run import run_registration
 from raypath.slides.synth import write_cohort
 from raypath.slides.synth.config import SynthConfig
 
@@ -21,7 +21,7 @@ def finetune_config(cohort: Path, out: Path, **changes) -> FinetuneConfig:
     base = {"manifest": cohort / "manifest.csv", "labels": cohort / "labels.csv",
             "registration": cohort / "registration.parquet", "output_dir": out, "epochs": 2,
             "specimens_per_step": 2, "tiles_per_scan": 8, "tiling": {"tile_px": 64},
-            "split": {"train": 0.5, "val": 0.25},
+            "split": {"source": "random", "train": 0.5, "val": 0.25},  # asked for: labels carry a split
             "losses": {"infonce": 0.5, "score_consistency": 1.0, "tile_consistency": 0.5},
             "fm_tile_consistency": 0.5, "optimizer": {"lr": 1e-2},
             "model": {"hidden": 16, "attention_dim": 8, "projection_dim": 8, "dropout": 0.0}}

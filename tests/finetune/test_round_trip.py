@@ -12,7 +12,7 @@ from finetunekit import finetune_config, synthetic_cohort
 
 from raypath.cli import main
 from raypath.finetune.data import open_data
-from raypath.finetune.evaluate import predict_plan, restore
+from raypath.finetune.evaluate import predict_slides, restore
 from raypath.finetune.publish import tracking_uri
 from raypath.finetune.run import absolute, finish, prepare_run, train
 from raypath.mil.losses import task_scores
@@ -46,16 +46,17 @@ def test_predict_on_new_slides_matches_the_in_memory_model(local_ray, ft_cohort,
     assert (mlflow.get_tracking_uri(), mlflow.get_registry_uri()) == process_wide
     predicted = pd.read_csv(tmp_path / "pred" / "predictions.csv").set_index("slide_id")
 
-    # The in-memory model: last checkpoint on a fresh base FM, the new slides planned and embedded.
+    # The in-memory model: the checkpoint's best weights on a fresh base FM, the new slides planned
+    # and embedded.
     with result.checkpoint.as_directory() as directory:
         state = torch.load(Path(directory) / "state.pt", weights_only=True)
     new_config = config.model_copy(update={"manifest": new / "manifest.csv", "labels": new / "labels.csv",
                                            "registration": None, "losses": config.losses.model_copy(
                                                update={"tile_consistency": 0.0}), "fm_tile_consistency": 0.0})
     data = open_data(new_config, Path(prepare_run(new_config)["plan"]))
-    model = restore(config, data, state["trained"])
+    model = restore(config, data, state["best"])
     slides = np.arange(data.prepared.bagset.n_slides)
-    expected = task_scores("binary", predict_plan(model, data, slides, eval_tiles=None)[0]).numpy()
+    expected = task_scores("binary", predict_slides(model, data, slides, eval_tiles=None)[0]).numpy()
     ids = data.prepared.bagset.slides["slide_id"].tolist()
     assert sorted(ids) == sorted(predicted.index) and len(ids) == 4
     np.testing.assert_allclose(predicted.loc[ids, "score"].to_numpy(), expected, rtol=0, atol=1e-5)

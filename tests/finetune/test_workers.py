@@ -1,6 +1,6 @@
 """Finetuning on Ray Train workers (private local Ray, gloo): two workers keep identical adapters and
 head, the FM's base weights never change, FSDP trains what DDP trains, and a worker that dies
-resumes from the last checkpoint."""
+resumes from the last checkpoint with its best epoch."""
 
 import json
 from pathlib import Path
@@ -13,7 +13,7 @@ from raypath.encoders.loading import state_dict_hash
 from raypath.finetune.model import build_model, frozen_state
 from raypath.finetune.run import absolute, prepare_run, train
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]  # Ray Train groups, validated every epoch
 
 
 def _trace(directory: Path, rank: int) -> list[dict]:
@@ -41,14 +41,16 @@ def test_two_workers_keep_identical_adapters_and_head(local_ray, ft_cohort, tmp_
     assert result.checkpoint is not None and result.metrics["epoch"] == 1
     assert torch.isfinite(torch.tensor(result.metrics["train/loss"]))
 
-    # FSDP (sharded parameters, gathered for the checkpoint) trains the same model as DDP.
+    # FSDP (sharded parameters, gathered for the checkpoint) trains the same model as DDP, bit for
+    # bit on any machine: each rank computes the same per-rank gradients either way, and the mean of
+    # two gradients is (a + b) / 2 in whatever order the collective adds them (measured: 0.0 apart).
     fsdp = finetune_config(ft_cohort, tmp_path / "out", epochs=2, name="fsdp",
                            distributed={"workers": 2, "strategy": "fsdp"})
     sharded = train(fsdp, prepare_run(fsdp))
     ddp_state, fsdp_state = _trained(result), _trained(sharded)
     assert ddp_state.keys() == fsdp_state.keys() and any("lora_" in k for k in fsdp_state)
     for name, tensor in ddp_state.items():
-        torch.testing.assert_close(fsdp_state[name], tensor, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(fsdp_state[name], tensor, rtol=0, atol=0)
 
 
 def _trained(result) -> dict[str, torch.Tensor]:
@@ -58,8 +60,10 @@ def _trained(result) -> dict[str, torch.Tensor]:
 
 
 def test_a_killed_worker_resumes_from_the_checkpoint(local_ray, ft_cohort, tmp_path):
+    # No later epoch beats the first by min_delta: epoch 0 stays the best across the restart.
     config = finetune_config(ft_cohort, tmp_path / "out", epochs=3,
-                             distributed={"workers": 2, "max_failures": 1})
+                             distributed={"workers": 2, "max_failures": 1},
+                             early_stopping={"metric": "loss", "patience": 5, "min_delta": 1e6})
     loop_config = prepare_run(config)
     (trace := tmp_path / "trace").mkdir()
     result = train(config, {**loop_config, "trace": str(trace), "fail_at_epoch": 1})
@@ -71,3 +75,6 @@ def test_a_killed_worker_resumes_from_the_checkpoint(local_ray, ft_cohort, tmp_p
     with result.checkpoint.as_directory() as directory:
         state = torch.load(Path(directory) / "state.pt", weights_only=True)
     assert [row["epoch"] for row in state["history"]] == [0, 1, 2]
+    assert all("val/loss" in row for row in state["history"]), "validated every epoch"
+    # the restarted group continued from epoch 0's checkpoint, which carried the best weights
+    assert state["stopper"]["best_epoch"] == 0 and state_dict_hash(state["best"]) == zero[0]["trained"]

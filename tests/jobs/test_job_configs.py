@@ -12,13 +12,14 @@ from raypath.evaluate.fm.config import EvaluateFMConfig
 from raypath.extract.config import ExtractConfig
 from raypath.finetune.config import FinetuneConfig
 from raypath.predict.config import PredictConfig
+from raypath.slides.registration.config import RegisterConfig
 from raypath.sweep.config import SweepConfig
 from raypath.train.config import TrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "jobs" / "configs"
 MODELS = {"extract": ExtractConfig, "sweep": SweepConfig, "compare": CompareConfig,
           "evaluate-fm": EvaluateFMConfig, "demo": DemoConfig, "predict": PredictConfig, "train": TrainConfig,
-          "finetune": FinetuneConfig}
+          "finetune": FinetuneConfig, "register": RegisterConfig}
 
 
 def model_for(path: Path):
@@ -38,7 +39,8 @@ def test_shipped_config_validates(path: Path):
 
 def test_every_job_has_a_config():
     stems = {p.stem for p in CONFIGS.glob("*.yaml")}
-    assert {"extract", "sweep", "compare", "evaluate-fm", "demo", "predict", "train", "finetune"} <= stems
+    assert {"extract", "sweep", "compare", "evaluate-fm", "demo", "predict", "train", "finetune",
+            "register"} <= stems
 
 
 def test_unknown_key_in_a_demo_section_names_file_and_key(tmp_path: Path):

@@ -40,4 +40,6 @@ def test_bootstrap_ci_brackets_the_mean_and_ignores_nans():
     estimate, low, high = bootstrap_ci(values, seed=1)
     assert estimate == pytest.approx(np.nanmean(values))
     assert low < estimate < high and low >= 0.68 and high <= 0.75
-    assert bootstrap_ci(np.array([0.5]))[1:] == (0.5, 0.5)
+    single = bootstrap_ci(np.array([0.5, np.nan]))
+    assert single[0] == 0.5 and np.isnan(single[1]) and np.isnan(single[2])  # no zero-width interval
+    assert np.isnan(bootstrap_ci(np.array([0.5, 0.6]), min_values=3)[1])

@@ -1,6 +1,7 @@
 """Issue 16, case 1: two real `raypath extract` processes on one output, started together and
 staggered: no slide is computed twice, no run deletes the other's temporary files, both end with
-every slide written and a failures.csv that agrees with the store."""
+every slide written and a failures.csv that agrees with the store. Issue 24, case 3: a run that
+planned while another was finishing looks at the store again once it holds its claims."""
 
 import json
 import sys
@@ -14,6 +15,7 @@ from jobkit import cleanup, extract_args, finish, start, wait_for
 
 pytestmark = pytest.mark.slow
 PAUSE_ON_RENAME = Path(__file__).with_name("pause_on_rename.py")
+PAUSE_BEFORE_CLAIM = Path(__file__).with_name("pause_before_claim.py")
 CLI = [sys.executable, "-m", "raypath.cli", "extract"]
 
 
@@ -75,3 +77,33 @@ def test_a_run_started_while_another_renames_keeps_its_files_and_waits(good_coho
     assert second_summary["already_done"] == 1
     assert second_summary["finished_elsewhere"] == len(good_cohort.good) - 1
     assert_complete_and_clean(out, good_cohort.good, [first_summary, second_summary])
+
+
+def test_a_run_that_planned_while_another_finished_computes_none_of_its_slides(good_cohort, tmp_path):
+    """The second run starts while the first holds its last slide between writing and renaming, plans
+    (that slide still to do), and holds before claiming until the first run has finished and released
+    it. Before: the claim was free, so the second run computed the slide again."""
+    out, good = tmp_path / "out", good_cohort.good
+    marks = {f"{run}-{step}": tmp_path / f"{run}-{step}" for run in ("first", "second")
+             for step in ("paused", "resume")}
+    with cleanup() as started:
+        first = start([sys.executable, str(PAUSE_ON_RENAME), str(len(good)), str(marks["first-paused"]),
+                       str(marks["first-resume"]), *extract_args(good_cohort.manifest, out, "first")],
+                      stderr=tmp_path / "first.log")
+        started.append(first)
+        wait_for(marks["first-paused"].exists, what="the first run to hold its last rename", process=first)
+        second = start([sys.executable, str(PAUSE_BEFORE_CLAIM), str(marks["second-paused"]),
+                        str(marks["second-resume"]), *extract_args(good_cohort.manifest, out, "second")],
+                       stderr=tmp_path / "second.log")
+        started.append(second)
+        wait_for(marks["second-paused"].exists, what="the second run to plan", process=second)
+        marks["first-resume"].write_text("go")
+        codes = {"first": finish(first)}
+        marks["second-resume"].write_text("go")
+        codes["second"] = finish(second)
+    logs = {name: (tmp_path / f"{name}.log").read_text()[-2000:] for name in codes}
+    assert codes == {"first": 0, "second": 0}, logs
+    first_summary, second_summary = summary_of(out, "first"), summary_of(out, "second")
+    assert second_summary["encoded"] == {ENCODER: 0} and second_summary["done"] == 0, logs["second"]
+    assert second_summary["already_done"] == len(good) - 1 and second_summary["finished_elsewhere"] == 1
+    assert_complete_and_clean(out, good, [first_summary, second_summary])

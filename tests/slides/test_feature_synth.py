@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from raypath.mil.layout import store_rows
 from raypath.slides.synth.feature_config import SimulateConfig
 from raypath.slides.synth.feature_store import write_feature_cohort
 from raypath.slides.synth.features import simulate_cohort
@@ -50,12 +51,16 @@ def test_written_cohort_reads_back_through_the_feature_store(tmp_path):
     data = load_training_data(store=reread, labels=tmp_path / "labels.csv", splits=tmp_path / "splits.csv",
                               cache_root=tmp_path / "cache", storage="float32",
                               registration=tmp_path / "registration.parquet")
-    np.testing.assert_array_equal(data.features, cohort.features)
+    rows = store_rows(data.offsets, data.layout)  # the cache shuffles each bag's rows
+    np.testing.assert_array_equal(data.features[rows], cohort.features)
     # registration recovers the true tissue correspondence although tile order differs per scan
     first, second = slice(0, 12), slice(12, 24)
+    reference_tile = np.empty(12, dtype=np.int64)
+    reference_tile[rows[first]] = np.arange(12)  # the reference's cache row -> its store tile
     reference_location = cohort.locations[first]
-    np.testing.assert_array_equal(reference_location[data.locations[second]], cohort.locations[second])
-    np.testing.assert_array_equal(data.locations[first], np.arange(12))
+    located = reference_tile[data.locations[rows[second]]]
+    np.testing.assert_array_equal(reference_location[located], cohort.locations[second])
+    np.testing.assert_array_equal(reference_tile[data.locations[rows[first]]], np.arange(12))
     assert data.slides["split"].notna().all() and data.slides["label"].notna().all()
     registration = pd.read_parquet(tmp_path / "registration.parquet")
     assert (registration["reference_slide_id"].str.endswith("_A")).all()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from raypath.slides.qc import mask_contour, qc_image
+from raypath.slides.qc import BAND, mask_contour, qc_image, scale_bar_um
 
 
 def test_contour_is_the_mask_boundary():
@@ -33,8 +33,9 @@ def test_picture_draws_the_outline_and_every_tile_square():
     mask = np.zeros((400, 600), bool)
     mask[50:350, 50:550] = True
     coords = np.array([[400, 400], [1200, 400]])  # level-0; downsample 4 -> squares at x=100, 300
-    picture = _picture(qc_image(thumbnail, mask, coords=coords, extent_l0=320, downsample=4.0, quality=95))
-    assert picture.shape == (400, 600, 3)
+    picture = _picture(qc_image(thumbnail, mask, coords=coords, extent_l0=320, downsample=4.0, mpp=2.0,
+                                slide_id="s1", quality=95))
+    assert picture.shape == (400 + BAND, 600, 3)
     assert _green(picture[50, 300]) and not _green(picture[200, 300])
     assert _blue(picture[100, 140]) and _blue(picture[100, 340]) and not _blue(picture[140, 140])
 
@@ -45,9 +46,22 @@ def test_small_thumbnails_are_enlarged_and_large_ones_shrunk(shape, expected):
     mask = np.zeros(shape, bool)
     mask[10:-10, 10:-10] = True
     coords = np.array([[40, 40]])  # level-0, downsample 2: one square from (20, 20), 16 px wide
-    picture = _picture(qc_image(thumbnail, mask, coords=coords, extent_l0=32, downsample=2.0, quality=95))
-    assert picture.shape[:2] == expected
+    picture = _picture(qc_image(thumbnail, mask, coords=coords, extent_l0=32, downsample=2.0, mpp=1.0,
+                                slide_id="s1", quality=95))
+    assert picture.shape[:2] == (expected[0] + BAND, expected[1])
     scale = expected[0] / shape[0]
     corner = round(20 * scale)
     column = corner + round(8 * scale)
     assert any(_blue(picture[row, column]) for row in (corner - 1, corner, corner + 1)), "the tile, scaled"
+
+
+def test_the_band_holds_a_scale_bar_of_a_round_length_in_microns():
+    """600 thumbnail px at 2 µm/px = 1200 µm wide: a 200 µm bar (the longest round length within a
+    fifth), 100 px long, drawn in black on the band under the picture."""
+    thumbnail = np.full((400, 600, 3), 240, np.uint8)
+    picture = _picture(qc_image(thumbnail, np.zeros((400, 600), bool), coords=np.zeros((0, 2)), extent_l0=32,
+                                downsample=4.0, mpp=2.0, slide_id="s1", quality=95))
+    assert scale_bar_um(1200) == 200
+    dark = (picture[400:, :, :] < 80).all(axis=-1)
+    bar_row = dark[:, :120].sum(axis=1).argmax()
+    assert dark[bar_row, 6:107].all() and not dark[bar_row, 108:111].any(), "the bar is 100 px long"

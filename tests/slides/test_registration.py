@@ -1,9 +1,13 @@
 """Registration: transforms, phase correlation, recovery of known rotations/shifts, tile pairs.
 
-Bound reached (asserted below): on synthetic scans the recovered level-0 mapping is within
+Bounds reached (asserted below): on synthetic scans the thumbnail estimate maps level-0 points within
 1.5 working-thumbnail pixels (x working mpp / reference level-0 mpp) of the truth at every tissue
-point checked, and the angle within 0.5 degrees.
+point checked, and the angle within 0.5 degrees; the fine stage (patches at 2 um/px) within a
+quarter of its pixel.
 """
+
+import hashlib
+import json
 
 import numpy as np
 import pandas as pd
@@ -11,17 +15,25 @@ import pytest
 from scipy import ndimage
 
 from raypath.cli import main
+from raypath.slides.config import TilingConfig
 from raypath.slides.reader import open_slide
 from raypath.slides.registration import (
+    COLUMNS,
+    Scan,
     ScanImage,
     Transform,
     choose_references,
     estimate_rigid,
     estimate_transform,
     load_registration,
+    register_specimen,
     tile_pairs,
 )
+from raypath.slides.registration.config import RefineConfig, RegisterConfig
 from raypath.slides.registration.estimate import phase_correlation, working_mpp
+from raypath.slides.registration.grid import map_grid
+from raypath.slides.registration.refine import fit_rigid, trimmed_fit
+from raypath.slides.tiling import TileGrid
 
 BOUND_WORK_PX = 1.5
 THUMB_MPP = 4.0
@@ -96,37 +108,75 @@ def test_recovers_known_transforms_of_synthetic_scans(synth_cohort):
         assert score > 0.8
 
 
-def test_register_cli_writes_parquet(synth_cohort, tmp_path):
+def test_register_cli_writes_parquet(local_ray, synth_cohort, tmp_path):
     out = tmp_path / "registration.parquet"
-    assert (
-        main(
-            [
-                "register",
-                "--manifest",
-                str(synth_cohort / "manifest.csv"),
-                "--out",
-                str(out),
-                "--thumbnail-mpp",
-                "8",
-            ]
-        )
-        == 0
-    )
+    args = ["register", "--manifest", str(synth_cohort / "manifest.csv"), "--out", str(out),
+            "--thumbnail-mpp", "8"]
+    assert main(args) == 0
     table = pd.read_parquet(out)
-    assert list(table.columns) == [
-        "slide_id",
-        "specimen_id",
-        "reference_slide_id",
-        "rotation_deg",
-        "tx",
-        "ty",
-        "scale",
-        "score",
-    ]
+    assert tuple(table.columns) == COLUMNS
     registration = load_registration(out)
     reference_id, identity = registration["S0000-aperio-gt450"]
     assert reference_id == "S0000-aperio-gt450" and identity == Transform()
     assert registration["S0000-hamamatsu-s360"][0] == "S0000-aperio-gt450"
+
+
+def test_fit_rigid_is_exact_and_the_trimmed_fit_drops_disagreeing_points():
+    rng = np.random.default_rng(0)
+    truth = Transform(rotation_deg=3.7, tx=120.0, ty=-45.0, scale=0.8)
+    moving = rng.uniform(0, 5000, (12, 2))
+    reference = truth.apply(moving)
+    fitted = fit_rigid(moving, reference, scale=0.8)
+    np.testing.assert_allclose(fitted.apply(moving), reference, atol=1e-9)
+    corrupted = reference.copy()
+    corrupted[[2, 7]] += [[300.0, -80.0], [-25.0, 40.0]]  # two patches matched the wrong tissue
+    fitted, kept = trimmed_fit(moving, corrupted, scale=0.8, tolerance=4.0, min_points=4)
+    assert kept.tolist() == [i not in (2, 7) for i in range(12)]
+    np.testing.assert_allclose(fitted.apply(moving), reference, atol=1e-9)
+    assert trimmed_fit(moving[:3], reference[:3], scale=0.8, tolerance=4.0, min_points=4) is None
+
+
+def truth_error_um(row: dict, truth: pd.Series, reference_mpp: float) -> float:
+    """Largest distance (microns) between estimated and true mapping over the central field."""
+    estimate = Transform(rotation_deg=row["rotation_deg"], tx=row["tx"], ty=row["ty"], scale=row["scale"])
+    true = Transform(rotation_deg=truth.rotation_deg, tx=truth.tx, ty=truth.ty, scale=truth.scale)
+    points = np.stack(np.meshgrid(np.linspace(0.3, 0.7, 5) * truth.width,
+                                  np.linspace(0.3, 0.7, 5) * truth.height), -1).reshape(-1, 2)
+    return float(np.linalg.norm(estimate.apply(points) - true.apply(points), axis=1).max() * reference_mpp)
+
+
+def register_synthetic(cohort, specimen: str, **refine) -> dict:
+    truth = pd.read_csv(cohort / "truth.csv").set_index("slide_id")
+    scans = {s: Scan(slide_id=s, path=str(cohort / "slides" / f"{s}.svs"))
+             for s in truth.index[truth["specimen_id"] == specimen]}
+    reference_id = truth.loc[next(iter(scans)), "reference_slide_id"]
+    moving = [scan for s, scan in scans.items() if s != reference_id]
+    config = RegisterConfig(refine=RefineConfig(**refine))
+    rows = register_specimen(specimen, reference=scans[reference_id], moving=moving, config=config)
+    assert [r["slide_id"] for r in rows] == [reference_id, *(m.slide_id for m in moving)]
+    row = rows[1]
+    error = truth_error_um(row, truth.loc[row["slide_id"]], truth.loc[reference_id, "mpp"])
+    return {**row, "error_um": error}
+
+
+FINE_BOUND_UM = 0.25 * 2.0
+"""A quarter of a fine-stage pixel (2 um/px): sub-pixel phase correlation over several patches."""
+
+
+@pytest.mark.parametrize("specimen", ["S0000", "S0001"])
+def test_the_fine_stage_registers_within_a_fraction_of_its_pixel(synth_cohort, specimen):
+    refined = register_synthetic(synth_cohort, specimen)
+    assert refined["error_um"] <= FINE_BOUND_UM, refined
+    assert refined["regions"] >= 4 and not refined["weak"]
+    assert 0 <= refined["residual_um"] <= FINE_BOUND_UM  # the residual is measured and recorded
+
+
+def test_a_scan_the_fine_stage_cannot_refine_keeps_its_thumbnail_estimate_and_is_flagged(synth_cohort):
+    row = register_synthetic(synth_cohort, "S0000", min_regions=64)  # more patches than the tissue holds
+    assert row["weak"] and row["regions"] == 0 and np.isnan(row["residual_um"])
+    assert row["error_um"] <= BOUND_WORK_PX * 4.0 * np.sqrt(2)  # the thumbnail estimate's bound (4 um/px)
+    disabled = register_synthetic(synth_cohort, "S0000", enabled=False)
+    assert not disabled["weak"] and np.isnan(disabled["residual_um"])
 
 
 def test_choose_references():
@@ -195,3 +245,34 @@ def test_tile_pairs_mutual_nearest_and_scale():
         extent_l0=100,
     )
     assert empty.shape == (0, 2)
+
+
+def reference_grid_of(coords: np.ndarray, extent: int) -> TileGrid:
+    return TileGrid(coords=coords, extent_l0=extent, level=0, read_size=extent, tile_px=extent,
+                    target_mpp=0.5, tissue_fraction=np.ones(len(coords), np.float32))
+
+
+def test_map_grid_centres_moving_tiles_on_the_reference_tiles():
+    reference = reference_grid_of(grid(6, 100, origin=(200.0, 200.0)).astype(np.int64), 100)
+    # the moving scan: 0.25 mpp (tiles of 200 px) rotated 7 degrees and shifted against a 0.5 mpp reference
+    to_reference = Transform(rotation_deg=7.0, tx=-150.0, ty=80.0, scale=0.5)
+    own = reference_grid_of(np.zeros((0, 2), np.int64), 200)
+    mask = np.ones((40, 40), dtype=bool)
+    mask[:, 30:] = False  # no tissue on the moving scan's right quarter (x >= 1500 level-0 px)
+    moved = map_grid(reference, transform=to_reference, own=own, mask=mask, mask_downsample=50.0,
+                     dimensions=(2000, 1400), min_tissue_fraction=0.5)
+    centres = to_reference.apply(moved.coords + 100.0)
+    nearest = np.linalg.norm(centres[:, None] - (reference.coords + 50.0)[None], axis=2).min(axis=1)
+    assert nearest.max() <= 0.5 * np.sqrt(2) * to_reference.scale  # rounding to whole moving pixels only
+    assert moved.extent_l0 == 200 and 0 < len(moved) < len(reference)  # off the slide or off the tissue
+    assert np.all(moved.coords >= 0) and np.all(moved.coords + 200 <= [2000, 1400])
+    assert np.all(moved.coords[:, 0] + 100 <= 1500)  # at least half on tissue: centre left of x = 1500
+    everywhere = to_reference.inverse().apply(reference.coords + 50.0)
+    assert np.any((everywhere[:, 0] > 1500) & (everywhere[:, 0] < 1900))  # ... so some were dropped for it
+
+
+def test_the_tiling_hash_tells_the_grids_apart_and_keeps_per_scan_stores_where_they_were():
+    per_scan, reference = TilingConfig(), TilingConfig(grid="reference")
+    before = hashlib.sha256(json.dumps(per_scan.model_dump(exclude={"reader", "grid"}),
+                                       sort_keys=True).encode()).hexdigest()[:12]
+    assert per_scan.cache_key() == before and reference.cache_key() != before

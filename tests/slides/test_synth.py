@@ -212,3 +212,17 @@ def test_config_validation_and_cli(tmp_path):
     manifest = pd.read_csv(tmp_path / "manifest.csv")
     assert manifest["slide_id"].tolist() == ["S0000-leica-at2"]
     assert openslide.OpenSlide(str(tmp_path / manifest["path"][0])).dimensions == (600, 520)
+
+
+def test_a_block_of_bare_glass_is_rendered_without_tissue_and_exactly_as_zero_stains(synth_small):
+    """Full-size slides are mostly glass: such blocks skip the tissue model, with the same pixels."""
+    scan = plan_cohort(SynthConfig(**synth_small))[0]
+    kwargs = {"x0": 0, "y0": 0, "width": 64, "height": 48}  # the slide's corner
+    tx, ty = scan.geometry.pixel_to_tissue(np.arange(-8.0, 72.0)[None], np.arange(-8.0, 56.0)[:, None])
+    box = (np.arange(tx.min(), tx.max(), 0.5), np.arange(ty.min(), ty.max(), 0.5))
+    assert not render_stains(scan.specimen.tissue, *box).any()  # ... is glass, margin included
+    glass = render_block(tissue=scan.specimen.tissue, profile=scan.scanner, geometry=scan.geometry,
+                         noise_seed=scan.noise_seed, **kwargs)
+    rng = np.random.default_rng([scan.noise_seed, kwargs["x0"], kwargs["y0"]])
+    expected = apply_scanner(np.zeros((48, 64, 2), np.float32), scan.scanner, rng)
+    np.testing.assert_array_equal(glass, expected)

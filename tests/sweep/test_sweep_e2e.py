@@ -181,6 +181,30 @@ def test_raypath_predict_reproduces_the_logged_scores_and_draws_heatmaps(swept, 
                                    check_names=False, check_dtype=False)
     assert (tmp_path / "predicted" / "predictions.csv").exists()
     assert (tmp_path / "predicted" / "heatmaps" / f"{slide}.png").read_bytes()[:4] == b"\x89PNG"
+    _check_qupath_geojson(tmp_path / "predicted" / "geojson", predicted, features=cohort / "features")
+
+
+def _check_qupath_geojson(directory, predicted: pd.DataFrame, *, features) -> None:
+    """One GeoJSON per predicted slide; read back with shapely, its tile squares are the store's
+    level-0 coords and size and carry the attention predictions.parquet holds."""
+    import numpy as np
+    from shapely.geometry import shape
+
+    from raypath.store import FeatureStore, store_encoders, tiling_hashes
+
+    encoder = store_encoders(features)[0]
+    store = FeatureStore(features, encoder=encoder, tiling_hash=tiling_hashes(features, encoder=encoder)[0])
+    assert sorted(p.stem for p in directory.iterdir()) == sorted(predicted.index)
+    for slide_id in predicted.index[:5]:
+        collection = json.loads((directory / f"{slide_id}.geojson").read_text())["features"]
+        tiles = [f for f in collection if f["properties"]["objectType"] == "tile"]
+        coords, side = store.read_coords(slide_id)
+        assert [shape(t["geometry"]).bounds for t in tiles] == [(x, y, x + side, y + side) for x, y in coords]
+        attention = [t["properties"].get("measurements", {}).get("attention vs uniform", np.nan)
+                     for t in tiles]
+        np.testing.assert_allclose(attention, predicted.loc[slide_id, "attention"], rtol=1e-7)
+        score = collection[0]["properties"]["measurements"]["score"]
+        assert score == pytest.approx(predicted.loc[slide_id, "score"], abs=1e-12)
 
 
 def test_predict_refuses_features_of_other_weights_naming_the_difference(swept, tmp_path, capsys):

@@ -205,7 +205,7 @@ def test_learns_the_simulated_signal(cohort48):
 
 
 def test_leave_one_scanner_out_never_trains_on_it(cohort48):
-    result = train_one(config=_one_config(split={"held_out_scanner": "C"}), data=cohort48, seed=0)
+    result = train_one(config=_one_config(split={"held_out_scanners": ["C"]}), data=cohort48, seed=0)
     table = result.predictions
     assert set(table.loc[table["scanner"] == "C", "split"]) <= {"unused", "test"}
     assert "test/auc_heldout" in result.metrics

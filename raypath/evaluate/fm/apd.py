@@ -15,13 +15,15 @@ rescans of one tissue on another scanner are otherwise tested on after being tra
 import logging
 import warnings
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
+from sklearn import config_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import balanced_accuracy_score
-from threadpoolctl import threadpool_limits
 
+from raypath.evaluate.fm.accuracy import balanced_accuracy
+from raypath.evaluate.fm.parallel import run_tasks
 from raypath.evaluate.fm.splits import (
     SplitRows,
     balanced_slides,
@@ -74,19 +76,23 @@ def _accuracy(model: LogisticRegression, features: np.ndarray, classes: np.ndarr
               rows: np.ndarray) -> float:
     if rows.size == 0:
         return float("nan")
-    return float(balanced_accuracy_score(classes[rows], model.predict(features[rows])))
+    return balanced_accuracy(classes[rows], model.predict(features[rows]))
 
 
 def fit_probe(features: np.ndarray, classes: np.ndarray, *, train: np.ndarray,
               validation: np.ndarray) -> LogisticRegression:
     """Logistic regression on raw features with C from `C_GRID` by validation balanced accuracy
-    (the first best C wins, as in PathoROB; the model fitted with it is the one returned)."""
+    (the first best C wins, as in PathoROB; the model fitted with it is the one returned).
+    scikit-learn's argument and finiteness checks are skipped: inputs were checked once."""
     best, best_score = None, -np.inf
-    with warnings.catch_warnings():
+    train_x, train_y = features[train], classes[train]
+    validation_x, validation_y = features[validation], classes[validation]
+    with warnings.catch_warnings(), config_context(assume_finite=True, skip_parameter_validation=True):
         warnings.simplefilter("ignore", ConvergenceWarning)  # sklearn's default 100 iterations, as PathoROB
         for c in C_GRID:
-            model = LogisticRegression(C=c, random_state=0).fit(features[train], classes[train])
-            score = _accuracy(model, features, classes, validation)
+            model = LogisticRegression(C=c, random_state=0).fit(train_x, train_y)
+            score = (balanced_accuracy(validation_y, model.predict(validation_x)) if len(validation)
+                     else float("nan"))
             if score > best_score:
                 best, best_score = model, score
     return best
@@ -105,19 +111,32 @@ def _split_accuracies(features: np.ndarray, classes: np.ndarray, rows: SplitRows
     model = fit_probe(features, classes, train=rows.train, validation=rows.validation)
     tests = (rows.test, ood, unseen_rows(rows.test, specimens, rows.train),
              unseen_rows(ood, specimens, rows.train))
-    return tuple(_accuracy(model, features, classes, t) for t in tests)
+    with config_context(assume_finite=True, skip_parameter_validation=True):
+        return tuple(_accuracy(model, features, classes, t) for t in tests)
+
+
+def _iteration(features: np.ndarray, classes: np.ndarray, order: list, counts: np.ndarray, *,
+               slide_rows: dict[str, np.ndarray], m: int, ood: np.ndarray,
+               specimens: np.ndarray | None) -> np.ndarray:
+    """(splits, 4) accuracies of one reshuffle: every split's probe, in- and out-of-domain."""
+    splits = [split_rows(order, split_counts, slide_rows=slide_rows, m=m) for split_counts in counts]
+    return np.array([_split_accuracies(features, classes, rows, ood=ood, specimens=specimens)
+                     for rows in splits])
 
 
 def average_performance_drop(
     features: np.ndarray, *, classes: np.ndarray, centers: np.ndarray, slides: np.ndarray,
     specimens: np.ndarray | None = None, held_out: tuple[str, ...] = (), iterations: int = 20,
     min_test_slides: int = 2, max_balanced_slides: int | None = None, seed: int = PATHOROB_SEED,
+    workers: int = 1,
 ) -> DropResult:
     """APD in- and out-of-domain over ``iterations`` reshuffles of the slides of each cell.
 
     ``held_out`` centres are the out-of-domain test and never trained on. ``slides`` are the
     sampling units (a slide's tiles move together, in row order); ``specimens`` enables the
     rescan-safe variant. Raises ValueError when a cell has too few slides for the design.
+    Iterations are independent (their slide orders are drawn up front): they share `workers`
+    processes, each probe single-threaded (small BLAS calls: threads only spin).
     """
     design = layout(classes=classes, centers=centers, slides=slides, held_out=held_out)
     m = balanced_slides(design.smallest_cell, n_centers=len(design.centers), min_test_slides=min_test_slides,
@@ -128,13 +147,10 @@ def average_performance_drop(
     specimens = None if specimens is None else np.asarray(specimens).astype(str)
     # PathoROB's sklearn (< 1.8) fitted the probe in float64; sklearn ≥ 1.8 would keep float32
     features = np.asarray(features, dtype=np.float64)
-    results = np.full((len(counts), iterations, 4), np.nan)
-    with threadpool_limits(limits=1):  # small BLAS calls: threads only spin, worst on a busy machine
-        for iteration, order in enumerate(shuffled_orders(design.cells, iterations=iterations, seed=seed)):
-            for split, split_counts in enumerate(counts):
-                rows = split_rows(order, split_counts, slide_rows=design.slide_rows, m=m)
-                results[split, iteration] = _split_accuracies(features, np.asarray(classes), rows,
-                                                              ood=design.ood_rows, specimens=specimens)
+    tasks = [(features, np.asarray(classes), order, counts)
+             for order in shuffled_orders(design.cells, iterations=iterations, seed=seed)]
+    run = partial(_iteration, slide_rows=design.slide_rows, m=m, ood=design.ood_rows, specimens=specimens)
+    results = np.stack(run_tasks(run, tasks, workers=workers, desc="APD iterations"), axis=1)
     return DropResult(*np.moveaxis(results, 2, 0))
 
 

@@ -8,17 +8,25 @@ CS = ARI(clusters, class) − ARI(clusters, centre), averaged over runs, then ov
 [−1, 1]: positive when clusters track biology, negative when they track the scanner or site.
 Subsets take classes and centres in order of appearance and rows cell by cell, as PathoROB reads
 its metadata, so the same random inits see the same points.
+
+Cost: the k-means runs are independent (each seeded), so they run on `workers` processes; the
+cosine distances of a subset are computed once, in the same row chunks scikit-learn's silhouette
+would use, and shared by all K (bit-identical silhouettes).
 """
 
+import logging
 from dataclasses import dataclass
 from itertools import combinations, product
 
 import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans
-from sklearn.metrics import adjusted_rand_score, silhouette_score
+from sklearn.metrics import adjusted_rand_score, pairwise_distances_chunked, silhouette_score
 from threadpoolctl import threadpool_limits
 
+from raypath.evaluate.fm.parallel import run_tasks
+
+log = logging.getLogger(__name__)
 PATHOROB_SEED = 1337
 
 
@@ -65,54 +73,63 @@ def _subset_rows(classes: np.ndarray, centers: np.ndarray, pair: tuple, sites: t
     return np.concatenate(cells)
 
 
-def choose_k(unit: np.ndarray, *, k_min: int, k_max: int, restarts: int, seed: int) -> int:
-    """The K in [k_min, k_max] whose k-means (random init) has the best cosine silhouette."""
-    ks = range(k_min, min(k_max, len(unit) - 1) + 1)
-    scores = [silhouette_score(unit, KMeans(n_clusters=k, random_state=seed, init="random",
-                                            n_init=restarts).fit(unit).labels_, metric="cosine")
-              for k in ks]
-    return ks[int(np.argmax(scores))]
+def cosine_distances(unit: np.ndarray) -> np.ndarray:
+    """All pairwise cosine distances, in the row chunks `silhouette_score(metric="cosine")` uses, so
+    a silhouette on them equals one computed from the features to the last bit."""
+    with threadpool_limits(limits=1):
+        return np.vstack(list(pairwise_distances_chunked(unit, metric="cosine")))
 
 
-def _subset_aris(unit: np.ndarray, classes: np.ndarray, centers: np.ndarray, *, k: int, trials: int,
-                 restarts: int, seed: int) -> tuple[float, float]:
-    """Mean ARI with the classes and with the centres over ``trials`` k-means runs."""
-    aris = np.empty((trials, 2))
-    for trial in range(trials):
-        model = KMeans(n_clusters=k, random_state=seed + trial, n_init=restarts, init="random")
-        labels = model.fit(unit).labels_
-        aris[trial] = adjusted_rand_score(classes, labels), adjusted_rand_score(centers, labels)
-    return tuple(aris.mean(axis=0))
+def _silhouette(unit: np.ndarray, distances: np.ndarray, k: int, restarts: int, seed: int) -> float:
+    labels = KMeans(n_clusters=k, random_state=seed, init="random", n_init=restarts).fit(unit).labels_
+    return float(silhouette_score(distances, labels, metric="precomputed"))
+
+
+def _aris(unit: np.ndarray, classes: np.ndarray, centers: np.ndarray, k: int, restarts: int,
+          seed: int) -> tuple[float, float]:
+    labels = KMeans(n_clusters=k, random_state=seed, n_init=restarts, init="random").fit(unit).labels_
+    return adjusted_rand_score(classes, labels), adjusted_rand_score(centers, labels)
+
+
+def choose_ks(units: list[np.ndarray], *, k_min: int, k_max: int, restarts: int, seed: int,
+              workers: int) -> list[int]:
+    """Per subset, the K in [k_min, k_max] whose k-means (random init) has the best cosine
+    silhouette (the first best K wins); all (subset, K) runs share one pool."""
+    distances = [cosine_distances(unit) for unit in units]
+    grids = [list(range(k_min, min(k_max, len(unit) - 1) + 1)) for unit in units]
+    tasks = [(unit, d, k, restarts, seed) for unit, d, ks in zip(units, distances, grids, strict=True)
+             for k in ks]
+    scores = iter(run_tasks(_silhouette, tasks, workers=workers, desc="clustering: choose K"))
+    return [ks[int(np.argmax([next(scores) for _ in ks]))] for ks in grids]
 
 
 def clustering_score(
     features: np.ndarray, *, classes: np.ndarray, centers: np.ndarray, k_min: int = 2, k_max: int = 30,
     silhouette_restarts: int = 20, trials: int = 50, trial_restarts: int = 5, max_per_cell: int | None = None,
-    seed: int = PATHOROB_SEED,
+    seed: int = PATHOROB_SEED, workers: int = 1,
 ) -> ClusteringResult:
     """PathoROB's clustering score over every two-class × two-centre subset with all four cells.
 
-    k-means and silhouette run single-threaded: on a few thousand points threads gain little, and
-    on a busy machine their spinning workers made k-means ~15× slower.
+    Every k-means runs single-threaded (on a few thousand points threads gain little, and on a busy
+    machine their spinning made k-means ~15× slower); independent runs share `workers` processes.
     """
     classes, centers = np.asarray(classes), np.asarray(centers)
     rng = np.random.default_rng(seed)
-    names, ks, ari_classes, ari_centers = [], [], [], []
-    with threadpool_limits(limits=1):
-        for pair, sites in product(combinations(pd.unique(classes), 2), combinations(pd.unique(centers), 2)):
-            rows = _subset_rows(classes, centers, pair, sites, max_per_cell=max_per_cell, rng=rng)
-            if rows is None:
-                continue
-            z = np.asarray(features[rows])
-            unit = z / np.sqrt((z ** 2).sum(axis=1))[:, None]
-            k = choose_k(unit, k_min=k_min, k_max=k_max, restarts=silhouette_restarts, seed=seed)
-            ari_class, ari_center = _subset_aris(unit, classes[rows], centers[rows], k=k, trials=trials,
-                                                 restarts=trial_restarts, seed=seed)
-            names.append("-".join(map(str, (*pair, *sites))))
-            ks.append(k)
-            ari_classes.append(ari_class)
-            ari_centers.append(ari_center)
+    names, subsets = [], []
+    for pair, sites in product(combinations(pd.unique(classes), 2), combinations(pd.unique(centers), 2)):
+        rows = _subset_rows(classes, centers, pair, sites, max_per_cell=max_per_cell, rng=rng)
+        if rows is None:
+            continue
+        z = np.asarray(features[rows])
+        names.append("-".join(map(str, (*pair, *sites))))
+        subsets.append((z / np.sqrt((z ** 2).sum(axis=1))[:, None], classes[rows], centers[rows]))
     if not names:
         raise ValueError("no two classes share two centres: the clustering score needs such a subset")
-    return ClusteringResult(subsets=names, ks=np.array(ks), ari_classes=np.array(ari_classes),
-                            ari_centers=np.array(ari_centers))
+    ks = choose_ks([unit for unit, _, _ in subsets], k_min=k_min, k_max=k_max, restarts=silhouette_restarts,
+                   seed=seed, workers=workers)
+    tasks = [(unit, c, s, k, trial_restarts, seed + trial)
+             for (unit, c, s), k in zip(subsets, ks, strict=True) for trial in range(trials)]
+    aris = np.array(run_tasks(_aris, tasks, workers=workers, desc="clustering: ARIs")).reshape(len(names),
+                                                                                              trials, 2)
+    return ClusteringResult(subsets=names, ks=np.array(ks), ari_classes=aris[:, :, 0].mean(axis=1),
+                            ari_centers=aris[:, :, 1].mean(axis=1))

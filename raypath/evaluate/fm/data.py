@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow.fs as pafs
 from tqdm import tqdm
 
+from raypath.config import did_you_mean
 from raypath.paths import is_remote, join
 from raypath.store import FeatureStore, check_encoder, check_provenance
 
@@ -24,6 +25,7 @@ class FeatureSet:
     slide_ids: np.ndarray
     specimen_ids: np.ndarray
     patient_ids: np.ndarray
+    scanners: np.ndarray
 
     def __len__(self) -> int:
         return len(self.features)
@@ -75,9 +77,19 @@ def feature_sources(root: str, *, encoders: list[str], tiling_hash: str | None) 
                for hash_ in subdirectories(join(base, encoder)) if tiling_hash in (None, hash_)]
     missing = sorted(set(encoders) - {encoder for encoder, _ in sources})
     if missing:
-        raise FileNotFoundError(f"no features under {root} for {missing}"
+        hints = "".join(did_you_mean(name, subdirectories(base)) for name in missing)
+        raise FileNotFoundError(f"no features under {root} for {missing}{hints}"
                                 + (f" with tiling hash {tiling_hash}" if tiling_hash else ""))
     return sources
+
+
+def check_encoders(stores: list[FeatureStore]) -> None:
+    """Each store's features were written by the FM it is filed under: checked for every FM before any
+    is evaluated (one footer each), so a misfiled copy fails at once, not after the others' metrics."""
+    for store in stores:
+        slide_ids = store.slide_ids()
+        if slide_ids:
+            check_encoder(store.metadata(slide_ids[0]), store=store)
 
 
 def _sample_rows(count: int, *, limit: int | None, rng: np.random.Generator) -> np.ndarray:
@@ -123,4 +135,4 @@ def _feature_set(features: np.ndarray, slide_ids: np.ndarray, cohort: pd.DataFra
     rows = cohort.loc[slide_ids]
     return FeatureSet(features=features, classes=rows["label"].to_numpy(), centers=rows["center"].to_numpy(),
                       slide_ids=slide_ids.astype(str), specimen_ids=rows["specimen_id"].to_numpy(str),
-                      patient_ids=rows["patient_id"].to_numpy(str))
+                      patient_ids=rows["patient_id"].to_numpy(str), scanners=rows["scanner"].to_numpy(str))

@@ -2,6 +2,9 @@
 protocol, and raypath's variants computed beside them."""
 
 import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,7 +13,8 @@ from raypath.evaluate.fm.apd import DropResult, average_performance_drop, held_o
 from raypath.evaluate.fm.clustering import ClusteringResult, clustering_score
 from raypath.evaluate.fm.config import EvaluateFMConfig
 from raypath.evaluate.fm.data import FeatureSet
-from raypath.evaluate.fm.ri import RobustnessCurve, pathorob_k_grid, robustness_curve
+from raypath.evaluate.fm.parallel import usable_workers
+from raypath.evaluate.fm.ri import RobustnessCurve, Variant, pathorob_k_grid, robustness_curves
 from raypath.evaluate.fm.sampling import cell_labels, stratified_sample
 
 log = logging.getLogger(__name__)
@@ -49,44 +53,72 @@ def _drop_summary(drop: DropResult | None) -> dict[str, float]:
 
 
 def _curves(data: FeatureSet, config: EvaluateFMConfig) -> tuple[dict[str, RobustnessCurve], int]:
-    """PathoROB's RI (same-slide neighbours excluded) and each configured raypath variant."""
+    """PathoROB's RI (same-slide neighbours excluded) and each configured raypath variant, from one
+    neighbour search."""
     knn = config.knn
     keep = stratified_sample(cell_labels(data.classes, data.centers), max_samples=knn.max_samples,
                              seed=config.seed)
     sample = data.take(keep)
     if len(keep) < len(data):
         log.info("robustness index on a stratified sample of %d of %d samples", len(keep), len(data))
-    common = {"classes": sample.classes, "centers": sample.centers, "query_block": knn.query_block,
-              "key_block": knn.key_block}
-    curves = {"pathorob": robustness_curve(sample.features, groups=sample.slide_ids, k=knn.k,
-                                           grid=pathorob_k_grid(knn.k_cap), **common)}
+    variants = {"pathorob": Variant(groups=sample.slide_ids, grid=pathorob_k_grid(knn.k_cap), k=knn.k)}
     if "specimen" in knn.variants:
-        curves["specimen"] = robustness_curve(sample.features, groups=sample.specimen_ids, k=knn.k,
-                                              grid=pathorob_k_grid(knn.k_cap), **common)
+        variants["specimen"] = Variant(groups=sample.specimen_ids, grid=pathorob_k_grid(knn.k_cap), k=knn.k)
     if "raypath_k" in knn.variants:
-        curves["raypath_k"] = robustness_curve(sample.features, groups=sample.specimen_ids,
-                                               grid=tuple(knn.raypath_k_grid), tie_rule="nearest",
-                                               class_cap=True, **common)
+        variants["raypath_k"] = Variant(groups=sample.specimen_ids, grid=tuple(knn.raypath_k_grid),
+                                        tie_rule="nearest", class_cap=True)
+    curves = robustness_curves(sample.features, classes=sample.classes, centers=sample.centers,
+                               variants=variants, query_block=knn.query_block, key_block=knn.key_block)
     return curves, len(keep)
 
 
-def _drop(data: FeatureSet, config: EvaluateFMConfig) -> DropResult | None:
+def apd_design(data: FeatureSet, config: EvaluateFMConfig) -> tuple[FeatureSet, tuple[str, ...]]:
+    """(samples, out-of-domain centres) of the APD. Held-out scanners are never trained on: where
+    their slides make up whole centres (the confounder is the scanner) those centres are the
+    out-of-domain test, beside PathoROB's; otherwise their slides are left out of the APD."""
+    apd, held = config.apd, np.isin(data.scanners, config.apd.held_out_scanners)
+    if not held.any():
+        return data, held_out_centers(data.centers, apd.held_out_centers)
+    centres = sorted(set(data.centers[held]))
+    if not np.isin(data.centers[~held], centres).any():
+        return data, tuple(dict.fromkeys([*held_out_centers(data.centers, apd.held_out_centers), *centres]))
+    log.info("APD: %d samples of held-out scanners %s left out (they share centres with others)",
+             int(held.sum()), apd.held_out_scanners)
+    kept = data.take(np.flatnonzero(~held))
+    return kept, held_out_centers(kept.centers, apd.held_out_centers)
+
+
+def _drop(data: FeatureSet, config: EvaluateFMConfig, *, workers: int) -> DropResult | None:
     apd = config.apd
     try:
+        data, held_out = apd_design(data, config)
         return average_performance_drop(
             data.features, classes=data.classes, centers=data.centers, slides=data.slide_ids,
-            specimens=data.specimen_ids, held_out=held_out_centers(data.centers, apd.held_out_centers),
+            specimens=data.specimen_ids, held_out=held_out,
             iterations=apd.iterations, min_test_slides=apd.min_test_slides,
-            max_balanced_slides=apd.max_balanced_slides, seed=apd.seed)
+            max_balanced_slides=apd.max_balanced_slides, seed=apd.seed, workers=workers)
     except ValueError as exc:  # a cohort too small for the design: report NaN, go on
         log.warning("APD not computed: %s", exc)
         return None
 
 
-def evaluate_level(data: FeatureSet, *, config: EvaluateFMConfig) -> LevelResult:
-    """RI (PathoROB and variants), APD and clustering score of one feature set."""
-    curves, n_knn = _curves(data, config)
-    clusters = clustering_score(data.features, classes=data.classes, centers=data.centers,
-                                **config.clustering.model_dump())
-    return LevelResult(n_samples=len(data), n_knn=n_knn, curves=curves, drop=_drop(data, config),
-                       clusters=clusters)
+@contextmanager
+def _timed(what: str) -> Iterator[None]:
+    """One log line per metric: what ran and how long it took (progress on long evaluations)."""
+    started = time.perf_counter()
+    yield
+    log.info("%s done in %.1f s", what, time.perf_counter() - started)
+
+
+def evaluate_level(data: FeatureSet, *, config: EvaluateFMConfig, name: str = "") -> LevelResult:
+    """RI (PathoROB and variants), APD and clustering score of one feature set (`name` labels the
+    progress lines)."""
+    workers = usable_workers(config.workers)
+    with _timed(f"{name} robustness index ({len(data)} samples)"):
+        curves, n_knn = _curves(data, config)
+    with _timed(f"{name} clustering score"):
+        clusters = clustering_score(data.features, classes=data.classes, centers=data.centers,
+                                    **config.clustering.model_dump(), workers=workers)
+    with _timed(f"{name} APD ({config.apd.iterations} iterations)"):
+        drop = _drop(data, config, workers=workers)
+    return LevelResult(n_samples=len(data), n_knn=n_knn, curves=curves, drop=drop, clusters=clusters)

@@ -6,12 +6,13 @@ from pathlib import Path
 import pandas as pd
 
 from raypath.evaluate.fm.config import EvaluateFMConfig
-from raypath.evaluate.fm.data import FeatureSet, cohort_frame, feature_sources, load_features
+from raypath.evaluate.fm.data import FeatureSet, check_encoders, cohort_frame, feature_sources, load_features
 from raypath.evaluate.fm.evaluate import LevelResult, evaluate_level
 from raypath.evaluate.fm.report import row_name, write_report
 from raypath.evaluate.fm.tracking import default_uri, log_to_mlflow
 from raypath.mil.correction import Method, fit_correction
 from raypath.store import FeatureStore
+from raypath.train.split_policy import held_out_scanners
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,9 @@ def evaluate_source(store: FeatureStore, *, fm: str, cohort: pd.DataFrame, confi
     for method in config.corrections:
         fixed_tiles, fixed_slides = corrected(tiles, slides, method=method)
         for level in config.levels:
-            result = evaluate_level(fixed_tiles if level == "tile" else fixed_slides, config=config)
             keys = {"fm": fm, "correction": method, "row": row_name(fm, method), "level": level}
+            result = evaluate_level(fixed_tiles if level == "tile" else fixed_slides, config=config,
+                                    name=f"{keys['row']} {level}:")
             table.append({**keys, **result.summary()})
             curves += _curve_rows(result, keys)
             log.info("%s %s: %s", keys["row"], level,
@@ -60,15 +62,19 @@ def evaluate_source(store: FeatureStore, *, fm: str, cohort: pd.DataFrame, confi
 def run_evaluation(config: EvaluateFMConfig, *, manifest: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     """Evaluate every (encoder, tiling hash) found; write the report and log it; return the table."""
     config.require_paths()
+    held_out = held_out_scanners(config.apd.held_out_scanners, labels=config.labels)
+    config = config.model_copy(update={"apd": config.apd.model_copy(update={"held_out_scanners": held_out})})
     out = Path(config.out)
     cohort = cohort_frame(manifest, labels, center=config.center,
                           sources=(str(config.manifest), str(config.labels)))
     sources = feature_sources(config.features, encoders=config.encoders, tiling_hash=config.tiling_hash)
     several_hashes = len({h for _, h in sources}) > 1
+    stores = [FeatureStore(config.features, encoder=encoder, tiling_hash=tiling_hash)
+              for encoder, tiling_hash in sources]
+    check_encoders(stores)
     table, curves = [], []
-    for encoder, tiling_hash in sources:
-        fm = f"{encoder}@{tiling_hash}" if several_hashes else encoder
-        store = FeatureStore(config.features, encoder=encoder, tiling_hash=tiling_hash)
+    for store in stores:
+        fm = f"{store.encoder}@{store.tiling_hash}" if several_hashes else store.encoder
         rows, curve_rows = evaluate_source(store, fm=fm, cohort=cohort, config=config)
         table += rows
         curves += curve_rows
@@ -76,7 +82,8 @@ def run_evaluation(config: EvaluateFMConfig, *, manifest: pd.DataFrame, labels: 
     artifacts = write_report(frame, pd.DataFrame(curves), out)
     if config.tracking:
         params = {"features": str(config.features), "tiles_per_slide": str(config.tiles_per_slide),
-                  "center": config.center, "seed": str(config.seed)}
+                  "center": config.center, "seed": str(config.seed),
+                  "held_out_scanners": ",".join(held_out) or "none"}
         log_to_mlflow(frame, artifacts=artifacts, uri=config.tracking_uri or default_uri(out),
                       experiment=config.experiment, params=params)
     return frame

@@ -14,15 +14,18 @@ nearer neighbours) are the same function with other arguments, reported beside i
 
 The neighbour search is `raypath.metrics.robustness.nearest_neighbours`: exact cosine kNN, blocked
 (query block × key block matmul with a running top-k), so memory is O(block²) however many tiles;
-it runs once at the largest k and every k is read off that one table.
+it runs once at the largest k and every k is read off that one table. Variants that exclude
+coarser groups (specimens, which hold whole slides) are read off the same search: it looks far
+enough to still hold k neighbours once a sample's other same-specimen slides are dropped.
 """
 
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from sklearn.metrics import balanced_accuracy_score
+import pandas as pd
 
+from raypath.evaluate.fm.accuracy import balanced_accuracy
 from raypath.metrics.robustness import nearest_neighbours
 
 PATHOROB_K_CAP = 600
@@ -116,9 +119,21 @@ def curve_from_neighbours(neighbours: np.ndarray, *, classes: np.ndarray, center
         so, os_ = so + block_so, os_ + block_os
     total = so + os_
     ri = np.divide(so, total, out=np.full(len(ks), np.nan), where=total > 0)
-    accuracy = np.array([balanced_accuracy_score(class_codes, predicted[:, j]) for j in range(len(ks))])
+    accuracy = np.array([balanced_accuracy(class_codes, predicted[:, j]) for j in range(len(ks))])
     best = int(ks[int(np.argmax(accuracy))])  # argmax takes the smallest k among ties
     return RobustnessCurve(ks=ks, robustness_index=ri, balanced_accuracy=accuracy, best_k=best)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One RI protocol: which neighbours are excluded (`groups`; None = the sample itself), the k
+    grid (or a fixed `k`), the vote's tie rule and whether k is capped at the smallest class."""
+
+    groups: np.ndarray | None
+    grid: tuple[int, ...] | None = None
+    k: int | None = None
+    tie_rule: TieRule = "smallest"
+    class_cap: bool = False
 
 
 def robustness_curve(features: np.ndarray, *, classes: np.ndarray, centers: np.ndarray,
@@ -131,8 +146,58 @@ def robustness_curve(features: np.ndarray, *, classes: np.ndarray, centers: np.n
     one tissue out; None excludes only the sample itself. ``grid`` defaults to PathoROB's (cap 600);
     a fixed ``k`` reports RI there instead of choosing it (PathoROB's ``k_opt_param``).
     """
-    ks = usable_ks((k,) if k is not None else grid or pathorob_k_grid(), classes=classes, groups=groups,
-                   class_cap=class_cap)
-    neighbours = nearest_neighbours(features, k=int(ks.max()), groups=groups, query_block=query_block,
-                                    key_block=key_block)
-    return curve_from_neighbours(neighbours, classes=classes, centers=centers, ks=ks, tie_rule=tie_rule)
+    variant = Variant(groups=groups, grid=grid, k=k, tie_rule=tie_rule, class_cap=class_cap)
+    return robustness_curves(features, classes=classes, centers=centers, variants={"curve": variant},
+                             query_block=query_block, key_block=key_block)["curve"]
+
+
+def robustness_curves(features: np.ndarray, *, classes: np.ndarray, centers: np.ndarray,
+                      variants: dict[str, Variant], query_block: int = 1024,
+                      key_block: int = 65536) -> dict[str, RobustnessCurve]:
+    """Every variant's curve from one neighbour search. The search excludes the first variant's
+    groups (the finest: slides) and reaches far enough for the others, whose groups must each be
+    unions of those (specimens); a variant that is not gets a search of its own."""
+    ks = {name: usable_ks((v.k,) if v.k is not None else v.grid or pathorob_k_grid(), classes=classes,
+                          groups=v.groups, class_cap=v.class_cap) for name, v in variants.items()}
+    fine = next(iter(variants.values())).groups
+    shared = {name for name, v in variants.items() if v.groups is fine
+              or (fine is not None and v.groups is not None and nested(fine, v.groups))}
+    reach = max(int(ks[name].max()) + (0 if variants[name].groups is fine
+                                       else extra_reach(fine, variants[name].groups)) for name in shared)
+    table = nearest_neighbours(features, k=reach, groups=fine, query_block=query_block, key_block=key_block)
+    curves = {}
+    for name, variant in variants.items():
+        kmax = int(ks[name].max())
+        if name not in shared:
+            neighbours = nearest_neighbours(features, k=kmax, groups=variant.groups, query_block=query_block,
+                                            key_block=key_block)
+        elif variant.groups is fine:
+            neighbours = table[:, :kmax]
+        else:
+            neighbours = exclude_coarser(table, coarse=np.asarray(variant.groups), k=kmax)
+        curves[name] = curve_from_neighbours(neighbours, classes=classes, centers=centers, ks=ks[name],
+                                             tie_rule=variant.tie_rule)
+    return curves
+
+
+def extra_reach(fine: np.ndarray, coarse: np.ndarray) -> int:
+    """How many more neighbours a search excluding `fine` groups must return so that dropping each
+    sample's other `coarse`-group members still leaves as many: the most samples any one sample
+    shares a coarse group with but not a fine one."""
+    fine_size = pd.Series(fine).map(pd.Series(fine).value_counts()).to_numpy()
+    coarse_size = pd.Series(coarse).map(pd.Series(coarse).value_counts()).to_numpy()
+    return int((coarse_size - fine_size).max(initial=0))
+
+
+def nested(fine: np.ndarray, coarse: np.ndarray) -> bool:
+    """Whether every `fine` group lies inside one `coarse` group (a slide in one specimen)."""
+    return bool((pd.DataFrame({"f": fine, "c": coarse}).groupby("f")["c"].nunique() == 1).all())
+
+
+def exclude_coarser(neighbours: np.ndarray, *, coarse: np.ndarray, k: int) -> np.ndarray:
+    """The first `k` neighbours outside each sample's `coarse` group, in similarity order (−1 = none)."""
+    valid = neighbours >= 0
+    drop = ~valid | (coarse[np.where(valid, neighbours, 0)] == coarse[:, None])
+    order = np.argsort(drop, axis=1, kind="stable")[:, :k]
+    kept = np.take_along_axis(neighbours, order, axis=1)
+    return np.where(np.take_along_axis(drop, order, axis=1), -1, kept)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from raypath.registry.sqlite_store import ready_store
+
 log = logging.getLogger(__name__)
 
 
@@ -39,7 +41,7 @@ def log_to_mlflow(table: pd.DataFrame, *, artifacts: list[Path], uri: str, exper
     from mlflow import MlflowClient  # imported here: loading MLflow costs seconds and tracking is optional
     from mlflow.entities import Metric, Param
 
-    client = MlflowClient(tracking_uri=uri)
+    client = MlflowClient(tracking_uri=ready_store(uri))
     experiment_id = _experiment_id(client, experiment, artifact_root=artifacts[0].parent / "mlartifacts")
     for fm, fm_rows in table.groupby("fm", sort=True):
         parent = client.create_run(experiment_id, run_name=str(fm),

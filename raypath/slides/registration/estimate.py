@@ -16,7 +16,9 @@ level-0 pixels) of the truth across the tissue, and the angle within 0.5 degrees
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import fft as sfft
 from scipy import ndimage
+from scipy.fft import next_fast_len
 
 from raypath.slides.registration.transform import Transform
 
@@ -32,9 +34,16 @@ class ScanImage:
     level0_mpp: float
 
 
+_DENSITY = (-np.log10(np.maximum(np.arange(256, dtype=np.float32), 1.0) / 255.0)).astype(np.float32)
+"""Optical density of each 8-bit intensity: a table lookup instead of a logarithm per pixel."""
+
+
 def optical_density(image: np.ndarray) -> np.ndarray:
     """Summed RGB optical density minus the glass level: ~0 on glass, positive on tissue."""
-    od = -np.log10(np.maximum(np.asarray(image, dtype=np.float32)[..., :3], 1.0) / 255.0).sum(axis=-1)
+    rgb = np.asarray(image)[..., :3]
+    if rgb.dtype != np.uint8:
+        rgb = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    od = _DENSITY[rgb[..., 0]] + _DENSITY[rgb[..., 1]] + _DENSITY[rgb[..., 2]]
     return np.clip(od - np.percentile(od, 5), 0.0, 1.5)
 
 
@@ -77,11 +86,21 @@ def _parabolic(left: float, centre: float, right: float) -> float:
     return 0.0 if denominator == 0 else 0.5 * (left - right) / denominator
 
 
-def phase_correlation(fixed: np.ndarray, moving: np.ndarray) -> tuple[np.ndarray, float]:
-    """Shift s (x, y) with fixed(q) ~ moving(q - s), and the peak height (sharpness) of the match."""
-    shape = [2 * n for n in fixed.shape]  # zero padding: no wrap-around aliasing of large shifts
-    cross = np.fft.rfft2(fixed, shape) * np.conj(np.fft.rfft2(moving, shape))
-    surface = np.fft.irfft2(cross / (np.abs(cross) + 1e-9), shape)
+def _padded_shape(shape: tuple[int, ...]) -> tuple[int, int]:
+    """Zero padding to at least twice the size (no wrap-around aliasing of large shifts), rounded up
+    to a length the FFT handles fast."""
+    return next_fast_len(2 * shape[0], real=True), next_fast_len(2 * shape[1], real=True)
+
+
+def _spectrum(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    return sfft.rfft2(np.asarray(image, dtype=np.float32), shape)
+
+
+def _correlate(
+    fixed_spectrum: np.ndarray, moving: np.ndarray, shape: tuple[int, int]
+) -> tuple[np.ndarray, float]:
+    cross = fixed_spectrum * np.conj(_spectrum(moving, shape))
+    surface = sfft.irfft2(cross / (np.abs(cross) + 1e-9), shape)
     row, col = np.unravel_index(int(np.argmax(surface)), surface.shape)
     dy = row + _parabolic(surface[row - 1, col], surface[row, col], surface[(row + 1) % shape[0], col])
     dx = col + _parabolic(surface[row, col - 1], surface[row, col], surface[row, (col + 1) % shape[1]])
@@ -89,10 +108,19 @@ def phase_correlation(fixed: np.ndarray, moving: np.ndarray) -> tuple[np.ndarray
     return np.array([dx, dy]), float(surface[row, col])
 
 
+def phase_correlation(fixed: np.ndarray, moving: np.ndarray) -> tuple[np.ndarray, float]:
+    """Shift s (x, y) with fixed(q) ~ moving(q - s), and the peak height (sharpness) of the match."""
+    shape = _padded_shape(fixed.shape)
+    return _correlate(_spectrum(fixed, shape), moving, shape)
+
+
 def _search(fixed: np.ndarray, moving: np.ndarray, angles: np.ndarray) -> tuple[float, np.ndarray, float]:
+    """The angle whose rotated moving image correlates most sharply with `fixed` (its spectrum once)."""
+    shape = _padded_shape(fixed.shape)
+    spectrum = _spectrum(fixed, shape)
     best = (0.0, np.zeros(2), -np.inf)
     for angle in angles:
-        shift, peak = phase_correlation(fixed, _rotate(moving, float(angle)))
+        shift, peak = _correlate(spectrum, _rotate(moving, float(angle)), shape)
         if peak > best[2]:
             best = (float(angle), shift, peak)
     return best
@@ -105,20 +133,23 @@ def _score(fixed: np.ndarray, moving: np.ndarray, angle: float, shift: np.ndarra
 
 
 def estimate_rigid(
-    fixed: np.ndarray, moving: np.ndarray, *, max_rotation_deg: float = 15.0, coarse_step_deg: float = 2.0
+    fixed: np.ndarray, moving: np.ndarray, *, max_rotation_deg: float = 15.0, coarse_step_deg: float = 2.0,
+    finest_step_deg: float = 0.1,
 ) -> tuple[float, np.ndarray, float]:
     """(θ, u, score) with fixed index coords k_f = R(θ) k_m + u, for two same-mpp 2-D images.
 
     Angles: a full sweep of +-max_rotation_deg in `coarse_step_deg` steps on a <=128 px copy,
-    then +-coarse_step_deg in 0.5 degree steps and +-0.5 in 0.1 steps at full resolution around
-    the best so far.
+    then +-coarse_step_deg in 0.5 degree steps and (when `finest_step_deg` < 0.5) +-0.5 in
+    `finest_step_deg` steps at full resolution around the best so far. A fine stage that corrects
+    the angle anyway (`refine`) needs only the 0.5 degree steps.
     """
     f, m, offset_f, offset_m = _canvas(fixed, moving)
     factor = min(1.0, _COARSE_SIDE / f.shape[0])
     steps = max(1, int(np.ceil(max_rotation_deg / coarse_step_deg)))
     coarse = np.linspace(-max_rotation_deg, max_rotation_deg, 2 * steps + 1)
     angle, shift, _ = _search(_resample(f, factor), _resample(m, factor), coarse)
-    for step, span in ((0.5, coarse_step_deg), (0.1, 0.5)):
+    stages = [(0.5, coarse_step_deg)] + ([(finest_step_deg, 0.5)] if finest_step_deg < 0.5 else [])
+    for step, span in stages:
         reach = int(np.ceil(span / step))
         angle, shift, _ = _search(f, m, angle + step * np.arange(-reach, reach + 1))
     rotation = Transform(rotation_deg=angle).matrix
@@ -135,7 +166,8 @@ def working_mpp(reference: ScanImage, moving: ScanImage, *, max_side: int) -> fl
 
 
 def estimate_transform(
-    *, reference: ScanImage, moving: ScanImage, max_rotation_deg: float = 15.0, max_side: int = 1024
+    *, reference: ScanImage, moving: ScanImage, max_rotation_deg: float = 15.0, max_side: int = 1024,
+    finest_step_deg: float = 0.1,
 ) -> tuple[Transform, float]:
     """Level-0 transform moving -> reference and a match score (Pearson r, 1 = identical tissue).
 
@@ -145,7 +177,8 @@ def estimate_transform(
     work_mpp = working_mpp(reference, moving, max_side=max_side)
     fixed = _resample(optical_density(reference.image), reference.image_mpp / work_mpp)
     other = _resample(optical_density(moving.image), moving.image_mpp / work_mpp)
-    angle, u, score = estimate_rigid(fixed, other, max_rotation_deg=max_rotation_deg)
+    angle, u, score = estimate_rigid(fixed, other, max_rotation_deg=max_rotation_deg,
+                                     finest_step_deg=finest_step_deg)
     rotation = Transform(rotation_deg=angle).matrix
     offset = (work_mpp / reference.level0_mpp) * (u + 0.5 - rotation @ np.full(2, 0.5))
     transform = Transform(

@@ -3,19 +3,18 @@
 import logging
 import os
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
-from raypath.slides.registration.estimate import ScanImage, estimate_transform
 from raypath.slides.registration.transform import Transform
 
 log = logging.getLogger(__name__)
-COLUMNS = ("slide_id", "specimen_id", "reference_slide_id", "rotation_deg", "tx", "ty", "scale", "score")
-ThumbnailLoader = Callable[[pd.Series], ScanImage]
-"""Manifest row -> its thumbnail at the registration mpp."""
+REQUIRED = ("slide_id", "specimen_id", "reference_slide_id", "rotation_deg", "tx", "ty", "score")
+COLUMNS = (*REQUIRED[:6], "scale", "score", "residual_um", "regions", "weak")
+"""residual_um: RMS distance (microns) of the fine stage's agreeing patches from its fit; regions: how
+many agreed; weak: flagged (poor thumbnail match, too few agreeing patches or a large residual).
+Tables written before the fine stage existed lack scale and these three, and are still read."""
 
 
 class RegistrationError(ValueError):
@@ -39,45 +38,6 @@ def choose_references(manifest: pd.DataFrame, *, reference_scanner: str | None =
     return references
 
 
-def register_manifest(
-    manifest: pd.DataFrame,
-    load: ThumbnailLoader,
-    *,
-    reference_scanner: str | None = None,
-    max_rotation_deg: float = 15.0,
-) -> pd.DataFrame:
-    """Register every slide onto its specimen's reference; the reference itself gets the identity."""
-    references = choose_references(manifest, reference_scanner=reference_scanner)
-    by_id = manifest.set_index("slide_id", drop=False)
-    rows = []
-    for specimen, group in tqdm(
-        list(manifest.groupby("specimen_id", sort=True)), desc="register", unit="specimen"
-    ):
-        reference_id = references[str(specimen)]
-        reference = load(by_id.loc[reference_id])
-        for slide_id in sorted(group["slide_id"]):
-            if slide_id == reference_id:
-                transform, score = Transform(), 1.0
-            else:
-                transform, score = estimate_transform(
-                    reference=reference, moving=load(by_id.loc[slide_id]), max_rotation_deg=max_rotation_deg
-                )
-            log.debug("%s -> %s: %s (score %.3f)", slide_id, reference_id, transform, score)
-            rows.append(
-                {
-                    "slide_id": slide_id,
-                    "specimen_id": str(specimen),
-                    "reference_slide_id": reference_id,
-                    "rotation_deg": transform.rotation_deg,
-                    "tx": transform.tx,
-                    "ty": transform.ty,
-                    "scale": transform.scale,
-                    "score": score,
-                }
-            )
-    return pd.DataFrame(rows, columns=list(COLUMNS))
-
-
 def write_registration(table: pd.DataFrame, path: str | Path) -> None:
     """Write atomically (temporary name, then rename) so readers never see a partial file."""
     path = Path(path)
@@ -95,7 +55,7 @@ def load_registration(path: str | Path) -> dict[str, tuple[str, Transform]]:
 def read_registration(path: str | Path) -> pd.DataFrame:
     """The registration table, its columns checked (so a bad file fails before any training)."""
     table = pd.read_parquet(path)
-    missing = [name for name in COLUMNS if name not in table.columns and name != "scale"]
+    missing = [name for name in REQUIRED if name not in table.columns]
     if missing:
         raise RegistrationError(f"{path}: missing column(s) {missing}")
     return table

@@ -3,8 +3,9 @@
 Layout under ``out``: ``features/sim-<dim>/<hash>/<slide>.parquet`` (the feature store),
 ``manifest.csv`` (``path`` points at the slide's feature file: there are no images),
 ``labels.csv``, ``splits.csv`` (patient_id, split: the intended confounded design; training
-uses it with ``split.source=column``), ``registration.parquet`` (identity transforms: all scans
-share tissue coordinates, while tile order differs per scan) and ``truth.csv``.
+uses it when given with ``--splits``), ``cohort.yaml`` (the held-out scanners every command
+honours), ``registration.parquet`` (identity transforms: all scans share tissue coordinates, while
+tile order differs per scan) and ``truth.csv``.
 Scans stream from the simulator to the store one slide at a time: memory does not grow with the
 cohort, so stores larger than RAM can be written for the cohort-scale benchmarks.
 """
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from raypath.cohort.declaration import CohortDeclaration, write_declaration
 from raypath.slides.registration import write_registration
 from raypath.slides.synth.feature_config import SimulateConfig
 from raypath.slides.synth.features import CohortTables, simulate_scans
@@ -63,6 +65,7 @@ def _write_tables(slides: pd.DataFrame, tables: CohortTables, *, store: FeatureS
     tables.labels.to_csv(out / "labels.csv", index=False)
     tables.splits.to_csv(out / "splits.csv", index=False)
     tables.truth.to_csv(out / "truth.csv", index=False)
+    write_declaration(CohortDeclaration(held_out_scanners=config.held_out_scanners), out)
     reference = slides.groupby("specimen_id")["slide_id"].transform("first")
     write_registration(pd.DataFrame({
         "slide_id": slides["slide_id"], "specimen_id": slides["specimen_id"], "reference_slide_id": reference,

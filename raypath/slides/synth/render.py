@@ -58,6 +58,8 @@ def _sample_stains(
     sigma = profile.blur_um / geometry.mpp
     kx0, ky0, xs, ys = _canonical_grid(geometry, tx, ty, margin=int(np.ceil(3 * sigma)) + 2)
     grid = render_stains(tissue, xs, ys)
+    if not grid.any():  # glass: blurring and resampling zeros gives zeros, so skip both
+        return np.zeros((*tx.shape, 2), dtype=np.float32)
     coords = np.stack([ty / geometry.mpp - 0.5 - ky0, tx / geometry.mpp - 0.5 - kx0])
     out = np.empty((*tx.shape, 2), dtype=np.float32)
     for channel in range(2):

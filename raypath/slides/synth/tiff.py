@@ -43,15 +43,21 @@ def level_dimensions(dimensions: tuple[int, int]) -> list[tuple[int, int]]:
     return levels
 
 
+DOWNSAMPLE_COLUMNS = 4096
+"""Target columns averaged at once: the float copy stays ~50 MB however wide the slide."""
+
+
 def _downsample_into(stripe: np.ndarray, target: np.ndarray, row: int) -> None:
-    """Area-mean 4x of a stripe (rows multiple of 4 except the last) into `target` from `row`."""
+    """Area-mean 4x of a stripe (rows multiple of 4 except the last) into `target` from `row`,
+    a band of columns at a time."""
     rows = min(stripe.shape[0] // LEVEL_FACTOR, target.shape[0] - row)
-    cols = target.shape[1]
     if rows <= 0:
         return
-    block = stripe[: rows * LEVEL_FACTOR, : cols * LEVEL_FACTOR].astype(np.float32)
-    block = block.reshape(rows, LEVEL_FACTOR, cols, LEVEL_FACTOR, 3).mean(axis=(1, 3))
-    target[row : row + rows] = np.rint(block).astype(np.uint8)
+    for col in range(0, target.shape[1], DOWNSAMPLE_COLUMNS):
+        cols = min(DOWNSAMPLE_COLUMNS, target.shape[1] - col)
+        band = stripe[: rows * LEVEL_FACTOR, col * LEVEL_FACTOR : (col + cols) * LEVEL_FACTOR]
+        band = band.astype(np.float32).reshape(rows, LEVEL_FACTOR, cols, LEVEL_FACTOR, 3).mean(axis=(1, 3))
+        target[row : row + rows, col : col + cols] = np.rint(band).astype(np.uint8)
 
 
 def _stripe_tiles(stripe: np.ndarray) -> Iterator[np.ndarray]:
@@ -66,9 +72,9 @@ def _level0_tiles(
     width, height = dimensions
     for y0 in range(0, height, stripe_px):
         rows = min(stripe_px, height - y0)
-        stripe = np.concatenate(
-            [render(x0, y0, min(stripe_px, width - x0), rows) for x0 in range(0, width, stripe_px)], axis=1
-        )
+        stripe = np.empty((rows, width, 3), dtype=np.uint8)  # filled block by block: no second copy
+        for x0 in range(0, width, stripe_px):
+            stripe[:, x0 : x0 + stripe_px] = render(x0, y0, min(stripe_px, width - x0), rows)
         if below is not None:
             _downsample_into(stripe, below, y0 // LEVEL_FACTOR)
         yield from _stripe_tiles(stripe)

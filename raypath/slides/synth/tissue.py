@@ -69,6 +69,8 @@ def tumour_field(tissue: SpecimenTissue, xs: np.ndarray, ys: np.ndarray) -> np.n
 def render_stains(tissue: SpecimenTissue, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     """Haematoxylin and eosin concentrations (len(ys), len(xs), 2) on a uniform grid (microns)."""
     present = smooth_field(lambda x, y: tissue_field(tissue, x, y), xs, ys, spacing=_SMOOTH_UM)
+    if not present.any():  # bare glass (most of a full-size slide): every stain is exactly zero
+        return np.zeros((len(ys), len(xs), 2), dtype=np.float32)
     level = smooth_field(lambda x, y: tumour_field(tissue, x, y), xs, ys, spacing=_SMOOTH_UM)
     tumour = np.clip((level - tissue.tumour_threshold) / 0.02, 0.0, 1.0) * tissue.contrast
     fibres = smooth_field(

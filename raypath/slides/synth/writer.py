@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from raypath.cohort.declaration import CohortDeclaration, write_declaration
 from raypath.slides.synth.config import SynthConfig
 from raypath.slides.synth.plan import ScanPlan, plan_cohort, true_transform
 from raypath.slides.synth.render import render_block
@@ -170,7 +171,8 @@ def _tables(scans: list[ScanPlan]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
 
 
 def write_cohort(config: SynthConfig, out: Path) -> list[ScanPlan]:
-    """Write DIR/slides/*.svs, manifest.csv, labels.csv, truth.csv and synth.json; returns the plan."""
+    """Write DIR/slides/*.svs, manifest.csv, labels.csv (with each patient's split), truth.csv,
+    cohort.yaml (the held-out scanners every command honours) and synth.json; returns the plan."""
     out = Path(out)
     slides_dir = out / "slides"
     slides_dir.mkdir(parents=True, exist_ok=True)
@@ -181,5 +183,6 @@ def write_cohort(config: SynthConfig, out: Path) -> list[ScanPlan]:
     _atomic_csv(manifest, out / "manifest.csv")
     _atomic_csv(labels, out / "labels.csv")
     _atomic_csv(truth, out / "truth.csv")
+    write_declaration(CohortDeclaration(held_out_scanners=config.held_out_scanners), out)
     log.info("cohort of %d slides (%d specimens) in %s", len(scans), labels.shape[0], out)
     return scans

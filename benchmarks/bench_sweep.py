@@ -17,6 +17,7 @@ time before the first trainable runs (Ray workers, imports). A second table comp
 
 import argparse
 import datetime
+import json
 import logging
 import os
 import platform
@@ -73,7 +74,7 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {mem / 2**20:.0f} GiB RAM, load avg {os.getloadavg()[0]:.1f}"
 
 
-def sweep_config(s: dict, *, cohort: Path, out: Path) -> SweepConfig:
+def sweep_config(s: dict, *, cohort: Path, out: Path, batch: int | None = None) -> SweepConfig:
     return SweepConfig.model_validate(
         {
             "sweep_id": "bench",
@@ -98,6 +99,7 @@ def sweep_config(s: dict, *, cohort: Path, out: Path) -> SweepConfig:
                 {"metric": "val/score_spread", "mode": "min"},
             ],
             "asha": {"grace_period": s["grace"], "reduction_factor": 3},
+            "search_batch": batch,
             "resources": {"cpus_per_trial": 1, "max_concurrent_trials": 2},
             "replicates": {"seeds": 0},
         }
@@ -123,11 +125,31 @@ def fused_speed(data, *, epochs: int, pack: int) -> list[tuple[int, float]]:
     return rows
 
 
-def report(s: dict, outcome, fused: list[tuple[int, float]], *, command: str, machine_text: str) -> str:
+def batch_idle_share(experiment: Path) -> tuple[float, int]:
+    """Share of the batches' slot time left idle waiting for a batch's slowest pack (Σ over batches of
+    Σ_packs (slowest - own) / Σ (packs x slowest)), from Tune's result.json of each pack; and how many
+    epochs the packs trained in all (a load-independent measure of the work early stopping left)."""
+    durations: dict[int, list[float]] = {}
+    epochs = 0
+    for result in experiment.glob("pack_*/result.json"):
+        lines = result.read_text().splitlines()
+        if not lines:
+            continue
+        last = json.loads(lines[-1])
+        durations.setdefault(int(last["config"].get("batch", 0)), []).append(float(last["time_total_s"]))
+        epochs += int(last["epoch"])
+    idle = sum(max(t) * len(t) - sum(t) for t in durations.values())
+    slots = sum(max(t) * len(t) for t in durations.values())
+    return (idle / slots if slots else 0.0), epochs
+
+
+def report(s: dict, outcome, fused: list[tuple[int, float]], *, command: str, machine_text: str,
+           batch: int, batches: tuple[float, int]) -> str:
     parallel = 2
     overhead = 1 - outcome.trainable_s / (outcome.wall_s * parallel)
     steady = 1 - outcome.trainable_s / ((outcome.wall_s - outcome.startup_s) * parallel)
     per_hour = outcome.trials / outcome.wall_s * 3600
+    idle, epochs = batches
     lines = [
         "## Sweep throughput (`bench_sweep.py`)",
         "",
@@ -136,8 +158,9 @@ def report(s: dict, outcome, fused: list[tuple[int, float]], *, command: str, ma
         f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
         "",
         f"Cohort: {s['specimens']} specimens x 3 scanners, {s['tiles']} tiles x {s['dim']} dims; up to "
-        f"{s['epochs']} epochs; Optuna TPE (2 objectives) + ASHA (grace {s['grace']}, rf 3); packs of "
-        f"{s['pack']}; 2 concurrent trials x 1 CPU; MLflow on embedded SQLite (driver-only writes).",
+        f"{s['epochs']} epochs; Optuna TPE (2 objectives) asked in batches of {batch} packs, told in pack "
+        f"order + successive halving by batch (grace {s['grace']}, rf 3); packs of {s['pack']}; 2 concurrent "
+        "trials x 1 CPU; MLflow on embedded SQLite (driver-only writes).",
         "",
         "| configurations | packs | failed packs | wall s | configs / hour | Σ in-trainable s "
         "| overhead share | start-up s | overhead after start-up |",
@@ -145,6 +168,9 @@ def report(s: dict, outcome, fused: list[tuple[int, float]], *, command: str, ma
         f"| {outcome.trials} | {outcome.packs} | {outcome.errored_packs} | {outcome.wall_s:.0f} | "
         f"{per_hour:.0f} | {outcome.trainable_s:.0f} | {overhead:.1%} | {outcome.startup_s:.0f} | "
         f"{steady:.1%} |",
+        "",
+        f"Waiting for each batch's slowest pack left {idle:.1%} of the batches' slot time idle; the packs "
+        f"trained {epochs} pack-epochs in all (early stopping included).",
         "",
         "Fused training, seconds per epoch per configuration (1 thread, same batches):",
         "",
@@ -160,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small cohort and few configurations")
     parser.add_argument("--configs", type=int, help="override the number of configurations")
+    parser.add_argument("--search-batch", type=int, help="packs per search batch (default: the config's)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     setup_logging()
@@ -170,12 +197,16 @@ def main(argv: list[str] | None = None) -> int:
         sim = SimulateConfig(n_specimens=s["specimens"], tiles=s["tiles"], dim=s["dim"], seed=0)
         write_feature_cohort(sim, out=Path(tmp) / "cohort")
         connect(None, num_cpus=2, log_to_driver=False)
-        (outcome,) = run_sweep(sweep_config(s, cohort=Path(tmp) / "cohort", out=Path(tmp) / "sweep"))
+        config = sweep_config(s, cohort=Path(tmp) / "cohort", out=Path(tmp) / "sweep",
+                              batch=args.search_batch)
+        (outcome,) = run_sweep(config)
+        batches = batch_idle_share(Path(outcome.path))
         ray.shutdown()
         data = simulated_bagset(simulate_cohort(sim))
         fused = fused_speed(data, epochs=2, pack=s["pack"])
     command = " ".join([".venv/bin/python", "benchmarks/bench_sweep.py", *(argv or sys.argv[1:])])
-    text = report(s, outcome, fused, command=command, machine_text=machine_text)
+    text = report(s, outcome, fused, command=command, machine_text=machine_text, batch=config.batch_packs(),
+                  batches=batches)
     write_section(args.out, text)
     return 0
 

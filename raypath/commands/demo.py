@@ -1,10 +1,12 @@
 """`raypath demo`: the whole pipeline on a synthetic multi-scanner cohort on this machine."""
 
 import argparse
+import logging
 
 from raypath.commands.flags import Flag, add_config_flags, config_from_args
 from raypath.demo.config import DemoConfig
 
+log = logging.getLogger(__name__)
 FLAGS = (Flag("out", "out", help="output directory (default: demo/)"),)
 
 
@@ -14,8 +16,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Validate every stage's config before any work, then run the stages in order."""
+    """Validate every stage's config before any work, then run the stages in order; a sweep stopped
+    early (e.g. SIGINT) ends the demo with the sweep's exit status, and rerunning continues it."""
     from raypath.demo.pipeline import plan_demo, run_demo
+    from raypath.sweep.phases import SweepStoppedError
 
     config = config_from_args(DemoConfig, args, FLAGS)
-    return run_demo(plan_demo(config, source=str(args.config or "<defaults>")))
+    try:
+        return run_demo(plan_demo(config, source=str(args.config or "<defaults>")))
+    except SweepStoppedError as exc:
+        log.error("%s", exc)
+        return exc.exit_code

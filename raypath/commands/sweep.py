@@ -25,13 +25,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Exit 0 when every trial finished, 1 when some failed after their retries, 2 on bad input."""
+    """Exit 0 when every trial finished, 1 when some failed after their retries (or none reported),
+    2 on bad input (untrusted or mismatched state included), 128 + N when signal N stopped a phase
+    (130 for SIGINT): the same command then continues it."""
     from raypath.registry.sqlite_store import ready_store
     from raypath.sweep.driver import run_sweep  # imports Ray and torch only once chosen
+    from raypath.sweep.phases import SweepStoppedError
 
     config = config_from_args(SweepConfig, args, FLAGS)
     ready_store(config.tracking_uri())  # made or upgraded whole before Ray starts (a full disk: seconds)
-    outcomes = run_sweep(config)
+    try:
+        outcomes = run_sweep(config)
+    except SweepStoppedError as exc:
+        log.error("%s", exc)
+        return exc.exit_code
     sys.stdout.write("| fm | phase | configurations | packs | failed packs | wall s | in trainables s |\n"
                      "|---|---|---|---|---|---|---|\n")
     for o in outcomes:

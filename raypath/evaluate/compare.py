@@ -2,10 +2,12 @@
 
 Models are chosen on validation metrics only (`raypath.evaluate.groups`); the table is on the test
 split, over replicates (seeds or folds) when the replicate phase ran, else single search runs.
-Failed or unfinished runs never enter a group. When no robust configuration reaches the accuracy
-floor the most robust one is still shown, marked, and the report and console say so. Outputs per
-FM: table.csv, pareto.png, roc_scanners.png, heatmap_<specimen>.png, report.md/.html (also logged
-to MLflow as a 'report' run), and the champion registered as `raypath-<sweep>-<fm>@champion`.
+Failed or unfinished runs never enter a group, and a sweep whose phases did not all complete is
+refused (naming them). When no robust configuration reaches the accuracy floor the most robust one
+is still shown, marked, and the report and console say so. Outputs per FM: table.csv,
+stability.csv (the picks and their runner-ups), pareto.png, roc_scanners.png,
+heatmap_<specimen>.png, report.md/.html (also logged to MLflow as a 'report' run), and the champion
+registered as `raypath-<sweep>-<fm>@champion`.
 """
 
 import logging
@@ -39,9 +41,11 @@ from raypath.evaluate.specimen_views import (
     pick_specimens,
     specimen_views,
 )
+from raypath.evaluate.stability import stability_note, stability_table
 from raypath.registry.sqlite_store import ready_store
 from raypath.store import FeatureStore
-from raypath.sweep.selection import robustness_metric, runs_frame
+from raypath.sweep.phases import IncompleteSweepError, incomplete_phases
+from raypath.sweep.selection import Selection, rank_robust, robustness_metric, runs_frame
 from raypath.sweep.tracking import RunLedger
 
 log = logging.getLogger(__name__)
@@ -58,6 +62,14 @@ class FmComparison:
     images: list[str] = field(default_factory=list)
     registered: str | None = None
     section: FmSection | None = None
+
+
+def search_candidates(runs: pd.DataFrame, config: CompareConfig) -> Selection:
+    """The search's ranking under the selection rule: the configurations that were (or would have
+    been) replicated, with the runner-ups behind them, for the report's stability section."""
+    search = runs[runs["phase"] == "search"] if "phase" in runs else runs
+    return rank_robust(search, objectives=config.objectives, top_k=config.top_k,
+                       tolerance=config.accuracy_tolerance, tie=config.tie_tolerance)
 
 
 def _pareto(runs: pd.DataFrame, chosen: ModelGroups, config: CompareConfig, *, fm: str, out: Path) -> str:
@@ -125,6 +137,9 @@ def compare_fm(client: MlflowClient, config: CompareConfig, *, fm: str, experime
     table = comparison_table(chosen.groups, metrics=present_metrics(frame), level=config.ci_level,
                              min_replicates=config.min_replicates)
     table.to_csv(out / "table.csv", index=False)
+    candidates = search_candidates(runs, config)
+    stability = stability_table(candidates, top_k=config.top_k)
+    stability.to_csv(out / "stability.csv")
     tags = client.get_experiment(experiment_id).tags
     models = _replicate_models(client, chosen)
     images = [_pareto(runs, chosen, config, fm=fm, out=out), *_roc(models, tags=tags, out=out),
@@ -134,10 +149,11 @@ def compare_fm(client: MlflowClient, config: CompareConfig, *, fm: str, experime
     result = FmComparison(fm=fm, table=table, wide=wide_table(table, labels=labels), chosen=chosen,
                           images=images, registered=registered)
     section = FmSection(fm=fm, wide=result.wide,
-                        notes=[*notes(chosen, config, registered=result.registered), *split_notes(tags)],
+                        notes=[*notes(chosen, config, registered=result.registered), *split_notes(tags),
+                               stability_note(candidates)],
                         models=model_lines(chosen, tracking_uri=config.tracking_uri(),
                                            experiment_id=experiment_id),
-                        metrics=list(dict.fromkeys(table["metric"])), images=images,
+                        metrics=list(dict.fromkeys(table["metric"])), images=images, stability=stability,
                         caveats=caveat_notes(table, labels=labels))
     _write_reports(out, title=f"raypath sweep {config.sweep_id}: {fm}", sections=[section], config=config)
     experiment = client.get_experiment(experiment_id).name
@@ -157,11 +173,16 @@ def compare_sweep(config: CompareConfig) -> list[FmComparison]:
     """Every FM of the sweep, plus one combined report.md/.html at the top of the report directory."""
     uri = ready_store(config.tracking_uri())
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    results = [compare_fm(client, config, fm=fm, experiment_id=eid)
-               for fm, eid in sweep_experiments(client, config).items()]
+    experiments = sweep_experiments(client, config)
+    incomplete = [p for fm, eid in experiments.items() for p in incomplete_phases(client, eid, fm=fm)]
+    if incomplete:
+        raise IncompleteSweepError(
+            f"sweep '{config.sweep_id}' has phases that did not complete: {'; '.join(incomplete)}. Nothing "
+            "was compared or registered: run `raypath sweep` again with the same config to finish them")
+    results = [compare_fm(client, config, fm=fm, experiment_id=eid) for fm, eid in experiments.items()]
     sections = [FmSection(fm=r.fm, wide=r.wide, notes=r.section.notes, models=r.section.models,
                           metrics=r.section.metrics, images=[f"{r.fm}/{i}" for i in r.images],
-                          caveats=r.section.caveats)
+                          stability=r.section.stability, caveats=r.section.caveats)
                 for r in results]
     _write_reports(config.report_dir(), title=f"raypath sweep {config.sweep_id}", sections=sections,
                    config=config)

@@ -36,6 +36,9 @@ class CompareConfig(StrictModel):
     )
     top_k: int = Field(1, ge=1, description="robust configurations shown next to the baseline")
     accuracy_tolerance: float = Field(0.02, ge=0, description="robust configs may lose this much accuracy")
+    tie_tolerance: float = Field(
+        1e-3, ge=0, description="selection metrics closer than this are ties (float noise, not evidence); "
+                                "ties go to the lower loss-weight sum, then the config key")
     ci_level: float = Field(0.95, gt=0, lt=1)
     min_replicates: int = Field(
         3, ge=2, description="finite values a cell needs for an interval; fewer: the mean alone, with a note")

@@ -10,7 +10,7 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from raypath.evaluate.config import CompareConfig
-from raypath.sweep.selection import COMPLETED, Selection, config_means, rank_robust
+from raypath.sweep.selection import COMPLETED, Selection, config_means, rank_baselines, rank_robust
 
 
 def sweep_experiments(client: MlflowClient, config: CompareConfig) -> dict[str, str]:
@@ -45,19 +45,20 @@ def model_groups(runs: pd.DataFrame, config: CompareConfig) -> ModelGroups:
 
     Chosen on validation metrics (means over replicates where they ran); never on test metrics.
     """
-    done = runs[(runs["status"] == "FINISHED") & runs.get(COMPLETED, pd.Series(dtype=float)).notna()]
+    if runs.empty or COMPLETED not in runs:
+        selection = rank_robust(runs, objectives=config.objectives, top_k=config.top_k,
+                                tolerance=config.accuracy_tolerance, tie=config.tie_tolerance)
+        return ModelGroups(groups={}, selection=selection, phase="search")
+    done = runs[(runs["status"] == "FINISHED") & runs[COMPLETED].notna()]
     replicates = done[done["phase"] == "replicates"]
     source = replicates if len(replicates) else done[done["phase"] == "search"]
     means = config_means(source)
-    accuracy = config.objectives[0].metric
     groups = {}
-    baselines = means[means["baseline"]] if len(means) else means
+    baselines = rank_baselines(means, accuracy=config.objectives[0].metric, tie=config.tie_tolerance)
     if len(baselines):
-        ranked = baselines.sort_values(accuracy, ascending=False) if accuracy in baselines else baselines
-        best = ranked.iloc[0]
-        groups["baseline"] = source[source["config_key"] == best["config_key"]]
+        groups["baseline"] = source[source["config_key"] == baselines["config_key"].iloc[0]]
     selection = rank_robust(means, objectives=config.objectives, top_k=config.top_k,
-                            tolerance=config.accuracy_tolerance)
+                            tolerance=config.accuracy_tolerance, tie=config.tie_tolerance)
     for rank, key in enumerate(selection.rows.get("config_key", []), start=1):
         groups[f"robust {rank}"] = source[source["config_key"] == key]
     phase = "replicates" if len(replicates) else "search"

@@ -152,6 +152,7 @@ class FmSection:
     models: list[str] = field(default_factory=list)  # per model: loss weights and MLflow runs
     metrics: list[str] = field(default_factory=list)  # the table's metric keys
     images: list[str] = field(default_factory=list)
+    stability: pd.DataFrame | None = None  # the picks and their runner-ups (raypath.evaluate.stability)
     caveats: list[str] = field(default_factory=list)  # the table's numbered notes
 
 
@@ -171,6 +172,9 @@ def markdown_report(*, title: str, sections: Sequence[FmSection], level: float) 
                   "| metric | definition | chance / ideal |", "|---|---|---|",
                   *[f"| {a} | {b} | {c} |" for a, b, c in metric_guide(s.metrics)], "",
                   *[f"- {line}" for line in s.models], ""]
+        if s.stability is not None and len(s.stability):
+            parts += ["Stability of the choice (search runs, validation split; gaps to the pick):", "",
+                      to_markdown(s.stability), ""]
         parts += [f"![{image}]({image})" for image in s.images] + [""]
     return "\n".join(parts)
 
@@ -188,6 +192,9 @@ def html_report(*, title: str, sections: Sequence[FmSection], level: float) -> s
                  "<ul>" + "".join(f"<li>{e(n)}</li>" for n in s.caveats) + "</ul>" if s.caveats else "",
                  f"<table><tr><th>metric</th><th>definition</th><th>chance / ideal</th></tr>{guide}</table>",
                  "<ul>" + "".join(f"<li>{e(m)}</li>" for m in s.models) + "</ul>"]
+        if s.stability is not None and len(s.stability):
+            body += ["<p>Stability of the choice (search runs, validation split; gaps to the pick):</p>",
+                     s.stability.to_html(escape=True)]
         body += [f'<img src="{e(i)}" alt="{e(i)}" style="max-width:100%">' for i in s.images]
     return ("<!doctype html><html><head><meta charset='utf-8'><title>" + e(title) + "</title></head><body>"
             + "\n".join(body) + "</body></html>")

@@ -3,11 +3,12 @@
 A Tune trial trains a *pack* of configurations (see `raypath.train.engine`); each member becomes its
 own MLflow run, nested under one parent run per FM and phase, named `<fm>/<phase>/<index>`, with
 every hyperparameter it trained with as a param (the flattened train config, FM, seed, baseline
-flag, pack), the feature store as a dataset input and the code version as tags. Search trials log
-validation (and training) metrics only: test metrics are logged where nothing is selected on them
-(replicates). Trials report `{"epoch": e, "members": [{"key": ..., "metrics": {...}}, ...]}`;
-replicate checkpoints hold one folder per member key with its weights, spec and predictions, logged
-as an MLflow pyfunc model (`model/`) and a predictions table (`predictions/`).
+flag, pack), the feature store as a dataset input, the code and package versions as tags, and the
+recipe to train it again (`raypath.sweep.rerun`). Search trials log validation (and training)
+metrics only: test metrics are logged where nothing is selected on them (replicates). Trials report
+`{"epoch": e, "members": [{"key": ..., "metrics": {...}}, ...]}`; replicate checkpoints hold one
+folder per member key with its weights, spec and predictions, logged as an MLflow pyfunc model
+(`model/`) and a predictions table (`predictions/`). The driver closes each phase's parent run.
 """
 
 import json
@@ -23,6 +24,7 @@ from ray.tune import Callback
 from raypath.registry.package import save_model
 from raypath.registry.spec import ModelSpec
 from raypath.sweep.packing import member_settings
+from raypath.sweep.rerun import TAG_RERUN, member_record
 from raypath.sweep.space import apply_params
 from raypath.sweep.tracking import (
     TAG_BASELINE,
@@ -37,7 +39,7 @@ from raypath.sweep.tracking import (
     TAG_UNDEFINED,
     RunLedger,
     flatten,
-    stable_hash,
+    phase_key,
 )
 from raypath.train.config import TrainConfig
 
@@ -48,9 +50,9 @@ class MlflowSweepCallback(Callback):
     """Open, fill and close one MLflow run per pack member under the phase's parent run."""
 
     def __init__(self, *, ledger: RunLedger, sweep_id: str, fm: str, phase: str, train: Mapping[str, Any],
-                 dataset: Dataset, tags: Mapping[str, str]) -> None:
+                 dataset: Dataset, tags: Mapping[str, str], data: Mapping[str, Any]) -> None:
         self.ledger, self.sweep_id, self.fm, self.phase = ledger, sweep_id, fm, phase
-        self.train, self.dataset, self.tags = dict(train), dataset, dict(tags)
+        self.train, self.dataset, self.tags, self.data = dict(train), dataset, dict(tags), dict(data)
         self._parent: str | None = None
         self._runs: dict[str, dict[str, str]] = {}
         self._final: set[str] = set()
@@ -58,7 +60,7 @@ class MlflowSweepCallback(Callback):
     def setup(self, **info: Any) -> None:
         """No trial of this sweep is alive before the driver starts: anything RUNNING was killed."""
         self.ledger.close_stale()
-        key = stable_hash({"sweep_id": self.sweep_id, "fm": self.fm, "phase": self.phase})
+        key = phase_key(sweep_id=self.sweep_id, fm=self.fm, phase=self.phase)
         self._parent = self.ledger.open_parent(key=key, name=f"{self.fm}/{self.phase}", tags=self._common())
         self.ledger.log_params(self._parent, {**flatten(self.train), "fm": self.fm, "phase": self.phase})
         self.ledger.log_dataset(self._parent, self.dataset)
@@ -76,10 +78,13 @@ class MlflowSweepCallback(Callback):
     def _open(self, trial: Any) -> dict[str, str]:
         if trial.trial_id not in self._runs:
             runs = {}
-            for member in trial.config["pack"]:
+            pack = trial.config["pack"]
+            for position, member in enumerate(pack):
                 tags = {**self._common(), TAG_KIND: "trial", TAG_CONFIG: member["config_key"],
                         TAG_BASELINE: str(bool(member["baseline"])).lower(), TAG_SEED: str(member["seed"]),
                         TAG_PARAMS: json.dumps(member["params"], sort_keys=True),
+                        TAG_RERUN: member_record(train=self.train, pack=pack, position=position,
+                                                 data=self.data),
                         "raypath.tune_trial": trial.trial_id}
                 if "split.fold" in member.get("overrides", {}):
                     tags["raypath.fold"] = str(member["overrides"]["split.fold"])
@@ -149,10 +154,6 @@ class MlflowSweepCallback(Callback):
                 self.ledger.client.log_artifacts(run_id, str(model_dir), artifact_path="model")
                 self.ledger.client.log_artifact(run_id, str(member_dir / "predictions.parquet"),
                                                 artifact_path="predictions")
-
-    def on_experiment_end(self, trials: list, **info: Any) -> None:
-        if self._parent is not None:
-            self.ledger.end(self._parent, status="FINISHED")
 
     def __getstate__(self) -> dict[str, Any]:
         """Open-run bookkeeping is per driver process; a restored driver rebuilds it."""

@@ -13,7 +13,8 @@ from raypath.train.config import CacheConfig, TrainConfig
 class ObjectiveConfig(StrictModel):
     """A validation metric the search optimises (reported each epoch by every trial)."""
 
-    metric: str = Field(description="e.g. val_auc, val_c_index, val_spread, val_flip_rate")
+    metric: str = Field(description="a metric trials report, e.g. val/auc, val/c_index, val/score_spread, "
+                                    "val/flip_rate")
     mode: Literal["max", "min"]
 
 
@@ -60,6 +61,9 @@ class ReplicatesConfig(StrictModel):
     accuracy_tolerance: float = Field(
         0.02, ge=0, description="robust configs may lose at most this much validation accuracy"
     )
+    tie_tolerance: float = Field(
+        1e-3, ge=0, description="selection metrics closer than this are ties (float noise, not evidence); "
+                                "ties go to the lower loss-weight sum, then the config key")
 
 
 class TrackingConfig(StrictModel):
@@ -80,7 +84,9 @@ class SweepConfig(StrictModel):
     train: TrainConfig = TrainConfig()
     space: dict[str, ParamSpec] = Field(default_factory=dict)
     objectives: list[ObjectiveConfig] = Field(
-        default_factory=lambda: [ObjectiveConfig(metric="val_auc", mode="max")], min_length=1, max_length=3
+        default_factory=lambda: [ObjectiveConfig(metric="val/auc", mode="max"),
+                                 ObjectiveConfig(metric="val/score_spread", mode="min")],
+        min_length=1, max_length=3
     )
     sampler: Literal["tpe", "nsga2", "random"] = "tpe"
     num_samples: int = Field(64, ge=1, description="trained configurations per FM (baseline included)")
@@ -89,6 +95,12 @@ class SweepConfig(StrictModel):
                                       "the other searched hyperparameters (lr, weight decay, dropout, hidden "
                                       "size, ...) searched like the robust configurations'")
     pack_size: int = Field(8, ge=1, description="configurations trained together in one Tune trial")
+    search_batch: int | None = Field(
+        None, ge=1, description="packs asked of Optuna together, two batches in flight: batch b is asked "
+                                "once batch b-2 ended, from the results of batches up to b-2 (told in pack "
+                                "order), and early stopping compares with those batches only, so the search "
+                                "does not depend on trial timing. At most twice this many packs run at once. "
+                                "None = resources.max_concurrent_trials, else 4")
     asha: AshaConfig = AshaConfig()
     resources: ResourcesConfig = ResourcesConfig()
     max_failures: int = Field(2, ge=0, description="retries of a failed trial before it counts as failed")
@@ -112,6 +124,10 @@ class SweepConfig(StrictModel):
     def _space_paths(self) -> "SweepConfig":
         check_space(self.space, self.train)
         return self
+
+    def batch_packs(self) -> int:
+        """Packs per search batch (`search_batch`)."""
+        return self.search_batch or self.resources.max_concurrent_trials or 4
 
     def tracking_uri(self) -> str:
         """The MLflow URI; the embedded default is one SQLite file the Tune driver alone writes."""

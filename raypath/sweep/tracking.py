@@ -10,9 +10,11 @@ RUNNING by a killed driver are closed as KILLED. Only finite metrics are logged.
 """
 
 import hashlib
+import importlib.metadata
 import json
 import logging
 import math
+import platform
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -36,8 +38,21 @@ TAG_UNDEFINED = "raypath.undefined."  # + metric name: why that metric is NaN (n
 TAG_CAVEAT = "raypath.caveat."  # + metric name: what a logged value stands on (a subset, few samples)
 TAG_KIND = "raypath.kind"  # "trial" (a trained configuration), "phase" (its parent) or "report"
 TAG_PARENT = "mlflow.parentRunId"
+TAG_PACKAGES = "raypath.packages"  # Python and package versions (JSON)
+PACKAGES = ("torch", "numpy", "pandas", "scipy", "scikit-learn", "pyarrow", "ray", "optuna", "mlflow")
 _MAX_PARAM_CHARS = 6000
 _BATCH = 100  # MLflow's per-request limit on params
+
+
+def package_versions() -> dict[str, str]:
+    """Python and the versions of the packages the numbers depend on."""
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
 
 
 def flatten(data: Mapping[str, Any], *, prefix: str = "") -> dict[str, str]:
@@ -85,6 +100,11 @@ def trial_key(*, sweep_id: str, fm: str, params: Mapping[str, Any], seed: int, p
     )
 
 
+def phase_key(*, sweep_id: str, fm: str, phase: str) -> str:
+    """Key of a phase's parent run (one per sweep, FM and phase)."""
+    return stable_hash({"sweep_id": sweep_id, "fm": fm, "phase": phase})
+
+
 def experiment_name(*, sweep_id: str, fm: str) -> str:
     """One MLflow experiment per sweep and FM, so FMs are compared side by side, never mixed."""
     return f"raypath/{sweep_id}/{fm}"
@@ -99,6 +119,7 @@ class RunLedger:
         self.artifact_location = artifact_location
         self._client: MlflowClient | None = None
         self._experiment_id: str | None = None
+        self._stamps: dict[str, int] = {}  # last metric timestamp per run
 
     @property
     def client(self) -> MlflowClient:
@@ -165,8 +186,14 @@ class RunLedger:
             self.client.log_batch(run_id, params=items[start:start + _BATCH])
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], *, step: int) -> None:
-        """One batched write per run and epoch (SQLite-friendly: one transaction); finite values only."""
-        stamp = int(time.time() * 1000)
+        """One batched write per run and epoch (SQLite-friendly: one transaction); finite values only.
+
+        Timestamps rise strictly per run: the final evaluation shares the last epoch's step, and
+        MLflow's latest value is the one with the highest (step, timestamp), so two writes in one
+        millisecond must not leave the choice to the values.
+        """
+        stamp = max(int(time.time() * 1000), self._stamps.get(run_id, 0) + 1)
+        self._stamps[run_id] = stamp
         batch = [Metric(k, v, stamp, step) for k, v in finite(metrics).items()]
         if batch:
             self.client.log_batch(run_id, metrics=batch)
@@ -183,6 +210,21 @@ class RunLedger:
         """Close a run as FINISHED, FAILED or KILLED."""
         RunStatus.from_string(status)
         self.client.set_terminated(run_id, status=status)
+
+    def close_phase(self, key: str, *, tags: Mapping[str, str], complete: bool) -> None:
+        """End a phase's parent run: FINISHED when complete, else KILLED; `tags` say how far it got."""
+        run = self.find(key)
+        if run is not None:
+            self.set_tags(run.info.run_id, tags)
+            self.end(run.info.run_id, status="FINISHED" if complete else "KILLED")
+
+    def delete_phase(self, phase: str) -> int:
+        """Delete every run of a phase (its parent and trials): results that must not be used."""
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{TAG_PHASE}` = '{phase}'",
+                                       run_view_type=ViewType.ACTIVE_ONLY, max_results=50000)
+        for run in runs:
+            self.client.delete_run(run.info.run_id)
+        return len(runs)
 
     def close_stale(self) -> int:
         """Mark RUNNING runs as KILLED: called by the driver before (re)starting, when none can be live."""
@@ -201,4 +243,4 @@ class RunLedger:
 
     def __getstate__(self) -> dict[str, Any]:
         """Tune pickles callbacks into the experiment state; the client is rebuilt on restore."""
-        return {**self.__dict__, "_client": None, "_experiment_id": None}
+        return {**self.__dict__, "_client": None, "_experiment_id": None, "_stamps": {}}

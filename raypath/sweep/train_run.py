@@ -23,12 +23,14 @@ from raypath.sweep.tracking import (
     TAG_CONFIG,
     TAG_FM,
     TAG_KIND,
+    TAG_PACKAGES,
     TAG_SEED,
     TAG_SWEEP,
     TAG_UNDEFINED,
     RunLedger,
     experiment_name,
     flatten,
+    package_versions,
     stable_hash,
 )
 from raypath.train.config import TrainConfig
@@ -110,6 +112,8 @@ def open_train_run(*, tracking_uri: str, name: str, config: TrainConfig, source:
     run_id = ledger.start(key=key, name=f"{source.encoder}/train", params=params, tags=tags)
     ledger.log_dataset(run_id, feature_dataset(source))
     ledger.set_tags(run_id, {"raypath.train": json.dumps(config.model_dump(mode="json"), sort_keys=True),
+                             "raypath.features_fingerprint": source.fingerprint,
+                             TAG_PACKAGES: json.dumps(package_versions()),
                              **(split.tags() if split else {}), **(audit_tags(audit) if audit else {})})
     if audit_file is not None:
         ledger.client.log_artifact(run_id, str(audit_file))

@@ -1,7 +1,8 @@
-"""A real sweep (Ray Tune + Optuna + ASHA + MLflow on SQLite), rerun (restored, nothing retrained),
-compared, and its champion model loaded and applied in a fresh process: the MLflow layout a power
-user expects, nothing written outside the output directory, and predictions that reproduce the
-scores the sweep logged."""
+"""A real sweep (Ray Tune + Optuna + early stopping + MLflow on SQLite), rerun (restored, nothing
+retrained), compared, and its champion model loaded and applied in a fresh process: the MLflow
+layout a power user expects, nothing written outside the output directory, predictions that
+reproduce the scores the sweep logged, the same sweep at another concurrency choosing the same
+configurations and writing the same table, and a replicate trained again from its MLflow record."""
 
 import json
 import math
@@ -30,14 +31,7 @@ def swept(tmp_path_factory, write_simulated, tiny_sweep_data, local_ray):
 
     cohort = write_simulated(tmp_path_factory.mktemp("cohort"), n_specimens=30, label_strength=3.0)
     out, elsewhere = tmp_path_factory.mktemp("sweep"), tmp_path_factory.mktemp("cwd")
-    config = SweepConfig.model_validate(tiny_sweep_data(
-        cohort, out, sweep_id="e2e", train={"epochs": 4, "early_stopping": {"patience": 3}},
-        space={"optimizer.lr": {"type": "loguniform", "low": 3e-4, "high": 3e-3},
-               "losses.infonce": {"type": "uniform", "low": 0.0, "high": 1.0},
-               "losses.score_consistency": {"type": "uniform", "low": 0.0, "high": 2.0}},
-        objectives=[{"metric": "val/auc", "mode": "max"}, {"metric": "val/score_spread", "mode": "min"}],
-        num_samples=10, pack_size=4, asha={"grace_period": 2},
-        replicates={"seeds": 2, "top_k": 1, "accuracy_tolerance": 1.0}))
+    config = SweepConfig.model_validate(_sweep_data(tiny_sweep_data, cohort, out))
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(elsewhere)
         first = {o.phase: o for o in run_sweep(config)}
@@ -51,9 +45,22 @@ def swept(tmp_path_factory, write_simulated, tiny_sweep_data, local_ray):
             "first": first, "again": again, "result": result, "cwd": elsewhere, "cohort": cohort, "out": out}
 
 
+def _sweep_data(tiny_sweep_data, cohort, out, **changes) -> dict:
+    """Five packs of two (one control, four robust), one per batch: packs 3 and 4 reach their rung
+    with earlier robust packs to compare with, so early stopping takes part."""
+    return tiny_sweep_data(
+        cohort, out, sweep_id="e2e", train={"epochs": 4, "early_stopping": {"patience": 3}},
+        space={"optimizer.lr": {"type": "loguniform", "low": 3e-4, "high": 3e-3},
+               "losses.infonce": {"type": "uniform", "low": 0.0, "high": 1.0},
+               "losses.score_consistency": {"type": "uniform", "low": 0.0, "high": 2.0}},
+        objectives=[{"metric": "val/auc", "mode": "max"}, {"metric": "val/score_spread", "mode": "min"}],
+        num_samples=10, pack_size=2, search_batch=1, asha={"grace_period": 2},
+        replicates={"seeds": 2, "top_k": 1, "accuracy_tolerance": 1.0}, **changes)
+
+
 def test_counts_and_a_rerun_restores_without_duplicates(swept):
     first, again, runs = swept["first"], swept["again"], swept["runs"]
-    assert first["search"].trials == 10 and first["search"].packs == 3 and first["search"].errored_packs == 0
+    assert first["search"].trials == 10 and first["search"].packs == 5 and first["search"].errored_packs == 0
     assert first["replicates"].trials == 4
     assert again["search"].trials == 10 and again["replicates"].trials == 4
     search, replicates = runs[runs["phase"] == "search"], runs[runs["phase"] == "replicates"]
@@ -113,6 +120,9 @@ def test_compare_reports_and_registers_a_champion(swept):
     assert (report / "sim-16" / "pareto.png").read_bytes()[:4] == b"\x89PNG"
     assert len(list((report / "sim-16").glob("heatmap_*.png"))) == 1
     assert "| baseline |" in (report / "report.md").read_text()
+    stability = pd.read_csv(report / "sim-16" / "stability.csv", index_col="choice")
+    assert {"baseline chosen", "robust chosen", "robust runner-up 1"} <= set(stability.index)  # search ranks
+    assert "Stability of the choice" in (report / "report.md").read_text()
     champion = client.get_model_version_by_alias("raypath-e2e-sim-16", "champion")
     assert champion.run_id in set(swept["runs"]["run_id"]) and result.registered == str(champion.version)
     assert {"fm", "weights_hash", "tiling_hash", "loss_weights", "metric.test/auc"} <= champion.tags.keys()
@@ -223,3 +233,55 @@ def test_predict_refuses_features_of_other_weights_naming_the_difference(swept, 
     err = capsys.readouterr().err
     assert code == 2 and "weights_hash is 'other-weights'" in err
     assert not (tmp_path / "out" / "predictions.parquet").exists()
+
+
+def test_phases_are_recorded_complete_and_every_run_carries_its_recipe(swept):
+    client, experiment = swept["client"], swept["experiment"]
+    assert client.get_experiment(experiment).tags["raypath.phases"] == "search,replicates"
+    parents = client.search_runs([experiment], filter_string="tags.`raypath.kind` = 'phase'")
+    assert {p.data.tags["raypath.complete"] for p in parents} == {"true"}
+    run = client.get_run(swept["runs"]["run_id"].iloc[0])
+    assert {"torch", "ray", "optuna", "python"} <= json.loads(run.data.tags["raypath.packages"]).keys()
+    recipe = json.loads(run.data.tags["raypath.rerun"])
+    assert recipe["features"]["fingerprint"] and set(recipe["tables"]) == {"labels", "splits"}
+
+
+def test_another_concurrency_chooses_the_same_configurations_and_writes_the_same_table(
+        swept, tiny_sweep_data, tmp_path_factory):
+    """Same config and seed, one trial at a time instead of two: trials finish in another order, the
+    search suggests, stops and selects the same, and compare writes the same table.csv."""
+    from raypath.evaluate.compare import compare_sweep
+    from raypath.evaluate.config import CompareConfig
+    from raypath.sweep.driver import run_sweep
+
+    out = tmp_path_factory.mktemp("serial")
+    config = SweepConfig.model_validate(_sweep_data(tiny_sweep_data, swept["cohort"], out,
+                                                    resources={"max_concurrent_trials": 1}))
+    run_sweep(config)
+    client = MlflowClient(config.tracking_uri())
+    runs = runs_frame(client, client.get_experiment_by_name(EXPERIMENT).experiment_id)
+    columns = ["key", "config_key", "phase", "status", "val/auc", "val/score_spread"]
+    pd.testing.assert_frame_equal(runs[columns].reset_index(drop=True),
+                                  swept["runs"][columns].reset_index(drop=True))
+    compare_sweep(CompareConfig(sweep_id="e2e", output_dir=out, accuracy_tolerance=1.0,
+                                heatmaps={"specimens": 0}))
+    table = "e2e-report/sim-16/table.csv"
+    assert (out / table).read_bytes() == (swept["out"] / table).read_bytes()
+
+
+def test_a_replicate_trains_again_from_its_mlflow_record_alone_to_the_same_metrics(swept, tmp_path):
+    import torch
+
+    from raypath.sweep.rerun import Rerun
+
+    client = swept["client"]
+    run_id = swept["runs"].query("phase == 'replicates' and not baseline")["run_id"].iloc[0]
+    logged = client.get_run(run_id).data.metrics
+    threads = torch.get_num_threads()
+    try:
+        result = Rerun.from_run(client, run_id).retrain(cache_dir=tmp_path / "cache")
+    finally:
+        torch.set_num_threads(threads)
+    final = {k: v for k, v in logged.items() if k.startswith("test/")}  # logged by the final evaluation only
+    assert len(final) >= 5
+    assert {k: result.metrics[k] for k in final} == final

@@ -1,6 +1,7 @@
 """`raypath sweep`: one Ray Tune + Optuna + ASHA experiment per FM, tracked in MLflow; resumable."""
 
 import argparse
+import errno
 import logging
 import sys
 
@@ -28,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     """Exit 0 when every trial finished, 1 when some failed after their retries (or none reported),
     2 on bad input (untrusted or mismatched state included), 128 + N when signal N stopped a phase
     (130 for SIGINT): the same command then continues it."""
+    from raypath.errors import is_disk_full
     from raypath.registry.sqlite_store import ready_store
     from raypath.sweep.driver import run_sweep  # imports Ray and torch only once chosen
     from raypath.sweep.phases import SweepStoppedError
@@ -39,6 +41,12 @@ def run(args: argparse.Namespace) -> int:
     except SweepStoppedError as exc:
         log.error("%s", exc)
         return exc.exit_code
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        raise OSError(errno.ENOSPC, "no space left on device during the sweep (MLflow store or Tune state); "
+                      "finished trials are kept: free space and run the same command again to continue",
+                      str(config.output_dir)) from None
     sys.stdout.write("| fm | phase | configurations | packs | failed packs | wall s | in trainables s |\n"
                      "|---|---|---|---|---|---|---|\n")
     for o in outcomes:

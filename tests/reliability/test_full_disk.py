@@ -217,3 +217,27 @@ def test_training_on_a_full_disk_keeps_its_checkpoints_and_resumes(shim, cohort,
     assert run_job(command, stderr=freed) == 0, freed.read_text()[-3000:]
     assert "continuing after epoch 0" in freed.read_text()  # the first epoch (0) is not trained again
     assert "best_epoch" in json.loads((tmp_path / "out" / "metrics.json").read_text())
+
+
+def test_a_sweep_whose_disk_fills_midway_ends_with_one_line_naming_its_output(cohort, tmp_path, monkeypatch,
+                                                                            capfd):
+    """Before: `sqlite3.OperationalError: database or disk is full` as a traceback when MLflow's store
+    filled after Ray had started (the store's creation is the case above)."""
+    import sqlalchemy.exc
+
+    from raypath import cli
+    from raypath.sweep import driver
+
+    def disk_fills(config):
+        full = Exception("database or disk is full")
+        raise sqlalchemy.exc.OperationalError("INSERT INTO metrics", {}, full)
+
+    monkeypatch.setattr(driver, "run_sweep", disk_fills)
+    out = tmp_path / "sweep"
+    code = cli.main(["sweep", "--set", f"output_dir={out}", "--set", f"features.root={cohort / 'features'}",
+                     "--set", "features.fms=[sim-16]", "--set", f"features.labels={cohort / 'labels.csv'}",
+                     "--set", f"features.splits={cohort / 'splits.csv'}"])
+    stderr = capfd.readouterr().err
+    errors = [line for line in stderr.splitlines() if " ERROR " in line]
+    assert code == 1 and len(errors) == 1 and "Traceback" not in stderr, stderr[-3000:]
+    assert "no space left on device during the sweep" in errors[0] and str(out) in errors[0]

@@ -1,4 +1,4 @@
-"""The one way raypath connects to Ray, and token authentication for the processes it starts.
+"""The one way raypath connects to Ray.
 
 `connect` joins a named cluster, the cluster a submitted job runs on, or starts a private local
 instance: never some other user's `ray start` cluster that happens to run on this host, and never
@@ -6,9 +6,8 @@ by writing a token into the user's home. Every command and job (extract, sweep, 
 finetune) and the test suite go through it.
 
 Ray 2.60 turns token auth on with RAY_AUTH_MODE=token and reads the token from RAY_AUTH_TOKEN, else
-the file named by RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token. The helpers below build that
-environment for a child process explicitly, so a token file can live anywhere (a temp dir in
-tests) and nothing writes to the user's real ~/.ray.
+the file named by RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token; raypath never writes that file:
+a cluster's operator provides the token (the tests build that environment in `authkit.py`).
 """
 
 import contextlib
@@ -16,7 +15,6 @@ import logging
 import os
 import secrets
 import shutil
-import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -30,62 +28,6 @@ from raypath.config import RaySettings
 from raypath.errors import RayStartError
 
 log = logging.getLogger(__name__)
-
-AUTH_MODE_VAR = "RAY_AUTH_MODE"
-TOKEN_VAR = "RAY_AUTH_TOKEN"
-TOKEN_PATH_VAR = "RAY_AUTH_TOKEN_PATH"
-DEFAULT_TOKEN_PATH = Path("~/.ray/auth_token")
-
-
-def write_token_file(path: str | Path, token: str | None = None) -> Path:
-    """Write a token (a new random 256-bit one by default) readable by its owner only."""
-    path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(token or secrets.token_hex(32))
-    path.chmod(0o600)
-    return path
-
-
-def read_token(path: str | Path = DEFAULT_TOKEN_PATH) -> str:
-    """The token in a token file, without surrounding whitespace."""
-    path = Path(path).expanduser()
-    token = path.read_text().strip()
-    if not token:
-        raise ValueError(f"Ray auth token file {path} is empty")
-    return token
-
-
-def token_auth_env(
-    token_path: str | Path, base: dict[str, str] | None = None
-) -> dict[str, str]:
-    """Environment for a Ray child process with token auth on, reading the token from `token_path`.
-
-    Other auth variables in `base` are dropped so that a stray RAY_AUTH_TOKEN cannot win over the file.
-    """
-    env = {k: v for k, v in (os.environ if base is None else base).items() if k != TOKEN_VAR}
-    env[AUTH_MODE_VAR] = "token"
-    env[TOKEN_PATH_VAR] = str(Path(token_path).expanduser())
-    return env
-
-
-def without_auth_env(base: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment with every Ray auth variable removed (a client that holds no token)."""
-    source = os.environ if base is None else base
-    return {k: v for k, v in source.items() if k not in (AUTH_MODE_VAR, TOKEN_VAR, TOKEN_PATH_VAR)}
-
-
-def auth_headers(token: str) -> dict[str, str]:
-    """HTTP headers the Ray dashboard and job API accept (`JobSubmissionClient(headers=...)`)."""
-    return {"Authorization": f"Bearer {token}"}
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (for Ray processes started next to others)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def _token_available() -> bool:

@@ -23,7 +23,8 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 import raypath
-from raypath.paths import is_remote, join, temporary_name, temporary_owner
+from raypath.paths import is_remote, join, temporary_owner
+from raypath.publish import publish_stream
 
 log = logging.getLogger(__name__)
 
@@ -230,17 +231,9 @@ class FeatureStore:
         The temporary name carries the writer's `owner` token (`raypath.extract.owners`), so another
         run removes it only once its writer is gone.
         """
-        self._fs.create_dir(self._dir, recursive=True)
         final = self.slide_path(slide_id)
-        temporary = f"{self._dir}/{temporary_name(f'{slide_id}.parquet', owner=owner)}"
-        try:
-            with self._fs.open_output_stream(temporary) as sink:
-                pq.write_table(table, sink, compression="zstd", row_group_size=1 << 20)
-            self._fs.move(temporary, final)
-        except BaseException:
-            if self._exists(temporary):
-                self._fs.delete_file(temporary)
-            raise
+        publish_stream(self._fs, final, lambda sink: pq.write_table(table, sink, compression="zstd",
+                                                                    row_group_size=1 << 20), owner=owner)
         return final
 
     def _exists(self, path: str) -> bool:

@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "raypath"
 # Lowest first. Modules directly under raypath/ are named by their stem.
 LAYERS = [
     {"__init__", "paths", "logs", "units", "errors"},
+    {"publish"},
     {"config"},
     {"cluster"},
     {"cohort"},

@@ -14,6 +14,7 @@ import yaml
 from pydantic import Field
 
 from raypath.config import StrictModel, load_config
+from raypath.publish import write_text
 
 log = logging.getLogger(__name__)
 DECLARATION = "cohort.yaml"
@@ -47,7 +48,5 @@ def write_declaration(declaration: CohortDeclaration, directory: Path) -> Path:
     path = Path(directory) / DECLARATION
     text = ("# What every raypath command honours for this cohort (see raypath/cohort/declaration.py).\n"
             + yaml.safe_dump(declaration.model_dump(), sort_keys=True))
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text)
-    partial.replace(path)
+    write_text(path, text)
     return path

@@ -14,6 +14,21 @@ from raypath.config.base import (
     validate_section,
 )
 from raypath.config.ray_settings import RaySettings
+from raypath.config.registry import Registry, UnknownNameError
 
-__all__ = ["ConfigError", "LocalPath", "Location", "RaySettings", "StrictModel", "TrackingUri", "absolute",
-           "absolute_sqlite", "apply_overrides", "did_you_mean", "load_config", "validate_section"]
+__all__ = [
+    "ConfigError",
+    "LocalPath",
+    "Location",
+    "RaySettings",
+    "Registry",
+    "StrictModel",
+    "TrackingUri",
+    "UnknownNameError",
+    "absolute",
+    "absolute_sqlite",
+    "apply_overrides",
+    "did_you_mean",
+    "load_config",
+    "validate_section",
+]

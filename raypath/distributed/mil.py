@@ -11,6 +11,7 @@ single-process `raypath train`.
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -56,7 +57,9 @@ class MilJob:
     checkpoint_every: int = 1
     tracker: Tracker | None = None  # rank 0 logs every epoch and the end
     use_gpu: bool = False
-    fail_at_epoch: int | None = None  # tests: rank 1 raises once at this epoch (marker file in `out`)
+    epoch_hooks: tuple[Callable[..., None], ...] = ()
+    """Called on every rank after each epoch, before its checkpoint, as `hook(epoch=, rank=)`
+    (monitoring; the tests inject worker failures with one)."""
 
 
 @dataclass
@@ -87,7 +90,8 @@ def mil_loop(loop_config: dict) -> None:
     checkpoints = RayCheckpoints(every=job.checkpoint_every, last_epoch=job.config.epochs - 1)
 
     def on_epoch(epoch: int, reported: dict[str, dict[str, float]]) -> None:
-        _maybe_fail(job, epoch=epoch, rank=parallel.rank)
+        for hook in job.epoch_hooks:
+            hook(epoch=epoch, rank=parallel.rank)
         if job.tracker is not None and KEY in reported:
             job.tracker(epoch, reported[KEY])
 
@@ -117,14 +121,3 @@ def train_on_workers(*, job: MilJob, settings: DistributedConfig, storage: Path,
     fit(loop=mil_loop, loop_config={"job": job}, settings=settings, storage=storage, name=name, resume=resume)
     return json.loads((job.out / "metrics.json").read_text())
 
-
-def _maybe_fail(job: MilJob, *, epoch: int, rank: int) -> None:
-    """Failure injection for the restart tests: rank 1 dies once, before epoch `fail_at_epoch`'s
-    checkpoint (a marker file in `out` makes it once)."""
-    if job.fail_at_epoch is None or epoch != job.fail_at_epoch or rank != 1 or job.out is None:
-        return
-    marker = job.out / "injected-failure"
-    if not marker.exists():
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.touch()
-        raise RuntimeError(f"injected failure in rank {rank} at epoch {epoch}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from raypath.config import did_you_mean
+from raypath.config import Registry, UnknownNameError
 from raypath.encoders.backbone import create_pool, create_trunk, meta_device
 from raypath.encoders.card import ModelCard
 from raypath.encoders.encoder import Encoder
@@ -20,23 +20,20 @@ from raypath.encoders.loading import WeightsError, load_state_dict_file, resolve
 from raypath.encoders.tiny import tiny_card
 
 log = logging.getLogger(__name__)
-_CARDS: dict[str, ModelCard] = {}
 
 
-class UnknownEncoderError(KeyError, ValueError):
-    """A name no model card has: bad input (a ValueError, exit 2), still a KeyError for lookups."""
+class UnknownEncoderError(UnknownNameError):
+    """A name no model card has."""
 
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
+
+_CARDS: Registry[ModelCard] = Registry("encoder", error=UnknownEncoderError)
 
 
 def register(factory: Callable[[], ModelCard]) -> Callable[[], ModelCard]:
     """Decorator: register the card the function returns, and its `tiny-` stand-in."""
     card = factory()
     for entry in (card,) if card.tiny else (card, tiny_card(card)):
-        if entry.name in _CARDS:
-            raise ValueError(f"model card {entry.name!r} is registered twice")
-        _CARDS[entry.name] = entry
+        _CARDS.add(entry.name, entry)
     return factory
 
 
@@ -47,11 +44,7 @@ def list_cards(*, tiny: bool | None = None) -> list[ModelCard]:
 
 def get_card(name: str) -> ModelCard:
     """Look a card up by name (case-insensitive)."""
-    card = _CARDS.get(name.lower())
-    if card is None:
-        raise UnknownEncoderError(f"unknown encoder {name!r}{did_you_mean(name.lower(), _CARDS)}; "
-                                  f"known: {', '.join(_CARDS)}")
-    return card
+    return _CARDS.lookup(name.lower())
 
 
 def _assemble(card: ModelCard) -> Encoder:

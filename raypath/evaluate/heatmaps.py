@@ -25,7 +25,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 
-from raypath.extract.atomic import write_bytes
+from raypath.publish import write_bytes
 
 log = logging.getLogger(__name__)
 CMAP = "coolwarm"

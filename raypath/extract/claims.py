@@ -10,13 +10,13 @@ server), so a claim is either free, ours, or another owner's, and a claim whose 
 import contextlib
 import fcntl
 import logging
-import os
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from raypath.extract.owners import OwnerRegistry
-from raypath.paths import temporary_name, temporary_owner
+from raypath.paths import temporary_owner
+from raypath.publish import write_text
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +74,7 @@ class ClaimBook:
         return others
 
     def _write(self, store: StoreKey, slide_id: str) -> None:
-        path = self.path(store, slide_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(temporary_name(path.name, owner=self.token))
-        temporary.write_text(self.token)
-        os.replace(temporary, path)
+        write_text(self.path(store, slide_id), self.token, owner=self.token)
 
     def release(self, pairs: Iterable[tuple[StoreKey, str]]) -> None:
         """Drop our claims on `pairs` (claims another owner took over are left to it)."""

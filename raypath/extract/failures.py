@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from raypath.extract.atomic import write_text
 from raypath.paths import join
+from raypath.publish import write_text
 
 RUNS_DIR = "_runs"
 FAILURE_COLUMNS = ("slide_id", "path", "stage", "status", "reason", "attempts")

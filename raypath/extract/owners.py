@@ -17,7 +17,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from raypath.paths import temporary_name
+from raypath.publish import write_text
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +69,7 @@ class OwnerRegistry:
 
     def register(self, owner: Owner) -> None:
         """Write the owner file atomically: a reader never sees half of it."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        temporary = self.directory / temporary_name(self.path(owner.token).name, owner=owner.token)
-        temporary.write_text(json.dumps(asdict(owner)))
-        os.replace(temporary, self.path(owner.token))
+        write_text(self.path(owner.token), json.dumps(asdict(owner)), owner=owner.token)
 
     def unregister(self, token: str) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -19,10 +19,10 @@ import ray
 from shapely.errors import ShapelyError
 
 from raypath.extract import rows
-from raypath.extract.atomic import write_bytes
 from raypath.extract.isolation import ReaderProcessError, stream_in_child
 from raypath.extract.references import UNREGISTERED
 from raypath.paths import join
+from raypath.publish import write_bytes
 from raypath.slides import SlideError, SlideReader, detect_tissue, open_slide, plan_tiles, read_tiles
 from raypath.slides.config import TilingConfig
 from raypath.slides.geojson import feature_collection, tile_features, tissue_features

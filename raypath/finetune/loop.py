@@ -8,12 +8,11 @@ optimizer state, the best weights, the stopping record and the history are check
 run continues after the last checkpoint with the same best epoch (and does nothing more once
 stopped).
 
-`loop_config`: `config` (the FinetuneConfig as JSON data) and `plan` (the plan directory). Two keys
-exist for tests only: `trace` (a directory where each rank appends, per epoch, a hash of its
-trainable and of its frozen parameters) and `fail_at_epoch` (rank 1 raises once at that epoch).
+`loop_config`: `config` (the FinetuneConfig as JSON data), `plan` (the plan directory) and,
+optionally, `epoch_hooks`: callables every rank calls as `hook(epoch=, rank=, model=)` once an epoch is
+checkpointed or reported (monitoring; the tests trace parameters and inject failures with them).
 """
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -28,11 +27,10 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from raypath.distributed import worker
-from raypath.encoders.loading import state_dict_hash
 from raypath.finetune.config import FinetuneConfig
 from raypath.finetune.data import FinetuneData, open_data, step_batches, step_inputs
 from raypath.finetune.evaluate import restore, validate
-from raypath.finetune.model import FinetuneModel, build_model, frozen_state, step, trainable_state
+from raypath.finetune.model import FinetuneModel, build_model, step
 from raypath.train.stopping import EarlyStopping
 
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -60,23 +58,6 @@ def trained_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Adapters and head, whole (FSDP shards gathered: every rank must call this), CPU copies."""
     return {name.removeprefix("module."): (p.full_tensor() if hasattr(p, "full_tensor") else p)
             .detach().to("cpu", copy=True) for name, p in model.named_parameters() if p.requires_grad}
-
-
-def _trace(directory: str | None, model: torch.nn.Module, *, epoch: int) -> None:
-    if directory is None:
-        return
-    line = {"epoch": epoch, "trained": state_dict_hash(trainable_state(model)),
-            "frozen": state_dict_hash(frozen_state(model))}
-    with (Path(directory) / f"rank-{worker.rank()}.jsonl").open("a") as handle:
-        handle.write(json.dumps(line) + "\n")
-
-
-def _maybe_fail(loop_config: dict, *, epoch: int) -> None:
-    if epoch == loop_config.get("fail_at_epoch") and worker.rank() == 1:
-        marker = Path(loop_config["trace"]) / "failed-once"
-        if not marker.exists():
-            marker.touch()
-            raise RuntimeError("injected worker failure (test)")
 
 
 def _train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: FinetuneData, *,
@@ -154,19 +135,19 @@ def train_loop(loop_config: dict) -> None:
     for epoch in range(progress.next_epoch, config.epochs):
         if progress.stopper.should_stop:  # resumed after the run had stopped early
             break
-        _maybe_fail(loop_config, epoch=epoch)
         metrics = _train_epoch(model, optimizer, data, encoder=base.encoder, config=config, epoch=epoch)
         trained = trained_tensors(model)
         stop = _validate_epoch(progress, validator, trained, data=data, config=config, epoch=epoch,
                                metrics=metrics)
-        _trace(loop_config.get("trace"), base, epoch=epoch)
         if (epoch + 1) % config.distributed.checkpoint_every and epoch + 1 < config.epochs and not stop:
             worker.report(metrics, epoch=epoch)
-            continue
-        state = {"trained": trained, "optimizer": get_optimizer_state_dict(model, optimizer, options=FULL),
-                 "epoch": epoch, "history": progress.history, "best": progress.best,
-                 "stopper": progress.stopper.state_dict()}
-        worker.save_checkpoint(state, metrics=metrics, epoch=epoch)
+        else:
+            state = {"trained": trained, "epoch": epoch, "history": progress.history, "best": progress.best,
+                     "optimizer": get_optimizer_state_dict(model, optimizer, options=FULL),
+                     "stopper": progress.stopper.state_dict()}
+            worker.save_checkpoint(state, metrics=metrics, epoch=epoch)
+        for hook in loop_config.get("epoch_hooks", ()):
+            hook(epoch=epoch, rank=worker.rank(), model=base)
         if stop:
             break
     data.source.close()

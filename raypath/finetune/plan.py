@@ -9,9 +9,6 @@ are drawn by the same `Collator` that trains on frozen features, registered tile
 
 import hashlib
 import logging
-import os
-import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +16,7 @@ import pandas as pd
 
 from raypath.cohort import load_manifest
 from raypath.mil.bags import BagSet
+from raypath.publish import publish_directory
 from raypath.slides import open_slide
 from raypath.slides.config import TilingConfig
 from raypath.slides.registration import read_registration
@@ -87,19 +85,13 @@ def plan_directory(
 
 
 def write_plan(plan: BagSet, directory: Path) -> None:
-    """slides.parquet, offsets.npy, coords.npy, written to a temporary sibling and renamed."""
-    temporary = directory.with_name(f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}")
-    temporary.mkdir(parents=True)
-    try:
+    """slides.parquet, offsets.npy, coords.npy, published whole (`raypath.publish`)."""
+    def write(temporary: Path) -> None:
         plan.slides.to_parquet(temporary / "slides.parquet", index=False)
         np.save(temporary / "offsets.npy", plan.offsets)
         np.save(temporary / "coords.npy", plan.coords)
-        os.rename(temporary, directory)
-    except OSError:
-        if not directory.is_dir():
-            raise  # else another driver wrote the same plan first
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
+
+    publish_directory(directory, write, replace=False)  # another driver's plan of the same inputs is equal
 
 
 def read_plan(directory: Path) -> BagSet:

@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import shutil
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -48,6 +47,8 @@ from raypath.mil.layout import (
     tile_order,
     write_npy_header,
 )
+from raypath.paths import TEMPORARY_MARK
+from raypath.publish import publish_directory, publish_file
 from raypath.store import (
     PROVENANCE_KEYS,
     FeatureStore,
@@ -131,15 +132,10 @@ def load_cache(directory: Path, *, store: FeatureStore) -> BagSet:
 def build_cache(store: FeatureStore, *, directory: Path, storage: Storage) -> CacheInfo:
     """Write the cache into a temporary sibling of `directory`, then rename it into place."""
     entries = _slide_entries(store)
-    temporary = directory.with_name(f"{directory.name}.tmp-{uuid.uuid4().hex[:8]}")
-    temporary.mkdir(parents=True)
-    try:
-        info = _write(store, entries, temporary, storage=storage)
-        _fsync_directory(temporary)
-        os.rename(temporary, directory)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
+    written: list[CacheInfo] = []
+    publish_directory(directory, lambda temporary: written.append(_write(store, entries, temporary,
+                                                                        storage=storage)), replace=False)
+    info = written[0]
     _remove_stale(directory)
     log.info("cached %d slides (%d tiles x %d, %s) of %s in %s", len(entries), info.n_tiles, info.dim,
              storage, store.directory, directory)
@@ -232,27 +228,18 @@ def cached_array(path: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
     if not path.exists():
         with FileLock(str(path) + ".lock"):
             if not path.exists():
-                temporary = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-                try:
-                    with open(temporary, "wb") as sink:
-                        np.save(sink, compute())
-                        sink.flush()
-                        os.fsync(sink.fileno())
-                    os.rename(temporary, path)
-                finally:
-                    temporary.unlink(missing_ok=True)
+                publish_file(path, lambda temporary: _save_array(temporary, compute()))
     return np.load(path, mmap_mode="r")
 
 
-def _fsync_directory(directory: Path) -> None:
-    for path in directory.iterdir():
-        with open(path, "rb") as handle:
-            os.fsync(handle.fileno())
+def _save_array(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as sink:  # np.save(path) would add `.npy` to a temporary name
+        np.save(sink, array)
 
 
 def _remove_leftovers(directory: Path) -> None:
     """Temporary directories of builders that died (only a lock holder runs this: none is live)."""
-    for stale in directory.parent.glob(f"{directory.name}.tmp-*"):
+    for stale in directory.parent.glob(f".{directory.name}{TEMPORARY_MARK}*"):
         shutil.rmtree(stale, ignore_errors=True)
 
 

@@ -1,4 +1,4 @@
-"""Task losses and the pure tensor math of the robustness losses (see DESIGN.md for formulas).
+"""Task losses and the pure tensor math of the robustness losses (formulas in the README, "Losses").
 
 Group structure comes in as integer ids (specimen per bag, tissue location per tile); group sums
 are ``index_add`` over at most B groups, so nothing calls ``.item()`` and every function runs

@@ -14,6 +14,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from raypath.config import Registry
+
 
 class MILOutput(NamedTuple):
     """What every MIL model returns; a NamedTuple so ``torch.func`` treats it as a pytree."""
@@ -88,7 +90,7 @@ class BackboneSpec:
     settings: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
 
 
-BACKBONES: dict[str, BackboneSpec] = {}
+BACKBONES: Registry[BackboneSpec] = Registry("MIL backbone")
 
 
 def register_backbone(name: str, *, settings: Mapping[str, tuple[Any, Any]] | None = None
@@ -98,9 +100,7 @@ def register_backbone(name: str, *, settings: Mapping[str, tuple[Any, Any]] | No
     The factory is called as `factory(in_dim, n_outputs=..., hidden=..., dropout=..., **settings)`.
     """
     def add(factory: BackboneFactory) -> BackboneFactory:
-        if name in BACKBONES:
-            raise ValueError(f"MIL backbone {name!r} is already registered")
-        BACKBONES[name] = BackboneSpec(name=name, factory=factory, settings=dict(settings or {}))
+        BACKBONES.add(name, BackboneSpec(name=name, factory=factory, settings=dict(settings or {})))
         return factory
     return add
 
@@ -122,9 +122,7 @@ def build_mil(kind: str, *, in_dim: int, n_outputs: int, hidden: int, dropout: f
               **settings: Any) -> nn.Module:
     """The registered MIL backbone `kind`; `settings` are the model config's declared fields (their
     declared defaults where not given)."""
-    if kind not in BACKBONES:
-        raise ValueError(f"unknown MIL model kind {kind!r}; registered: {sorted(BACKBONES)}")
-    spec = BACKBONES[kind]
+    spec = BACKBONES.lookup(kind)
     declared = {name: field_info.default for name, (_, field_info) in spec.settings.items()}
     settings = {**declared, **settings}
     return spec.factory(in_dim, n_outputs=n_outputs, hidden=hidden, dropout=dropout, **settings)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from raypath.config import Registry
 from raypath.mil.batch import Batch
 from raypath.mil.losses import (
     attention_agreement,
@@ -56,7 +57,7 @@ class LossSpec:
     settings: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
 
 
-LOSSES: dict[str, LossSpec] = {}
+LOSSES: Registry[LossSpec] = Registry("robustness loss")
 
 
 def register_loss(name: str, *, description: str, head: HeadFactory | None = None,
@@ -64,10 +65,8 @@ def register_loss(name: str, *, description: str, head: HeadFactory | None = Non
                   ) -> Callable[[LossFn], LossFn]:
     """Decorator adding a robustness loss (and its weight field `losses.<name>`) to the registry."""
     def add(fn: LossFn) -> LossFn:
-        if name in LOSSES:
-            raise ValueError(f"robustness loss {name!r} is already registered")
-        LOSSES[name] = LossSpec(name=name, fn=fn, description=description, head=head,
-                                needs_tile_pairs=needs_tile_pairs, settings=dict(settings or {}))
+        LOSSES.add(name, LossSpec(name=name, fn=fn, description=description, head=head,
+                                  needs_tile_pairs=needs_tile_pairs, settings=dict(settings or {})))
         return fn
     return add
 

@@ -14,8 +14,8 @@ import pandas as pd
 
 from raypath.evaluate.backdrop import tissue_backdrop
 from raypath.evaluate.heatmaps import ScanView, heatmap_figure, panel_box
-from raypath.extract.atomic import write_bytes
 from raypath.predict.config import PredictConfig
+from raypath.publish import write_bytes
 from raypath.slides.geojson import feature, feature_collection, geometry_json, tile_features, tiles_outline
 from raypath.store import FeatureStore
 

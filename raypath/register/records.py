@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from raypath.extract.atomic import write_text
 from raypath.extract.failures import RUNS_DIR, RecordsError, to_csv
+from raypath.publish import write_text
 
 FAILURE_COLUMNS = ("specimen_id", "slide_id", "stage", "reason", "attempts")
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raypath.extract.atomic import write_bytes
+from raypath.publish import write_bytes
 from raypath.register.plan import SpecimenTask
 from raypath.slides.registration.store import COLUMNS
 

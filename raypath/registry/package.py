@@ -1,7 +1,5 @@
 """Write a trained model as an MLflow pyfunc model directory, and read one back from any model URI."""
 
-import os
-import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -15,6 +13,7 @@ from mlflow.models import infer_signature
 
 import raypath
 from raypath.config import did_you_mean
+from raypath.publish import publish_directory
 from raypath.registry import model_code
 from raypath.registry.adapted import embed_frame, load_encoder
 from raypath.registry.network import load_backbone
@@ -66,15 +65,9 @@ def package_outputs(out: Path) -> Path:
     model.json), so `raypath predict --model <out>/model` works without a tracking store. Built
     beside and renamed into place: a reader never sees half a package."""
     final = out / "model"
-    staging = Path(tempfile.mkdtemp(prefix=".model-", dir=out))
-    try:
-        spec = ModelSpec.read(out / "model.json")
-        save_model(staging / "model", weights=out / "model.safetensors", spec=spec)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging / "model", final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    spec = ModelSpec.read(out / "model.json")
+    weights = out / "model.safetensors"
+    publish_directory(final, lambda staging: save_model(staging, weights=weights, spec=spec))
     return final
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from raypath.errors import MachineError, is_disk_full
-from raypath.paths import temporary_name
+from raypath.publish import move_aside, publish_file
 
 log = logging.getLogger(__name__)
 SQLITE = "sqlite:///"
@@ -90,8 +90,7 @@ def _upgrade(path: Path, schema: Schema) -> None:
                              f"`mv {path} {path}.broken`") from None
         aside = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
         for suffix in (*SIDE_FILES, ""):  # SQLite's side files go with it, the database last
-            with contextlib.suppress(FileNotFoundError):
-                os.replace(f"{path}{suffix}", f"{aside}{suffix}")
+            move_aside(Path(f"{path}{suffix}"), Path(f"{aside}{suffix}"))
         log.warning("%s was left half-migrated (%s) and holds no runs: set aside as %s, a new store "
                     "takes its place", path, reason, aside.name)
         _build(path, source=None)
@@ -102,17 +101,20 @@ def _upgrade(path: Path, schema: Schema) -> None:
 
 def _build(path: Path, *, source: Path | None) -> None:
     """Create (or copy `source` and upgrade) the database under a temporary name, then rename it."""
-    temporary = path.with_name(temporary_name(path.name))
-    try:
+    built: list[Path] = []
+
+    def build(temporary: Path) -> None:
+        built.append(temporary)
         if source is not None:
             shutil.copyfile(source, temporary)
             _drop_leftovers(temporary)
         _migrate(temporary, artifact_root=path.parent / "mlartifacts")
-        if source is None:
-            _place_new(temporary, path)
-        else:
+        if source is not None:
             _keep_backup(path)
-            os.replace(temporary, path)
+
+    try:
+        if not publish_file(path, build, replace=source is not None):
+            log.info("%s was created by another process meanwhile; using it", path)
     except Exception as exc:
         if is_disk_full(exc):
             raise OSError(errno.ENOSPC, "no space left on device to create or upgrade the MLflow store; "
@@ -120,9 +122,10 @@ def _build(path: Path, *, source: Path | None) -> None:
                           str(path)) from None
         raise
     finally:
-        for suffix in ("", *SIDE_FILES):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(f"{temporary}{suffix}")
+        for suffix in SIDE_FILES:  # SQLite's journal of the temporary database, if it outlived it
+            for temporary in built:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{temporary}{suffix}")
 
 
 def _migrate(database: Path, *, artifact_root: Path) -> None:
@@ -139,18 +142,6 @@ def _migrate(database: Path, *, artifact_root: Path) -> None:
     finally:
         engine.dispose()
     SqlAlchemyStore(f"{SQLITE}{database}", artifact_root.as_uri()).engine.dispose()
-
-
-def _place_new(temporary: Path, path: Path) -> None:
-    """Rename a new store into place unless another process made one meanwhile (then theirs stays)."""
-    try:
-        os.link(temporary, path)
-    except FileExistsError:
-        log.info("%s was created by another process meanwhile; using it", path)
-    except OSError as exc:  # a file system without hard links: rename (raypath's own writers hold the lock)
-        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
-            raise
-        os.replace(temporary, path)
 
 
 def _keep_backup(path: Path) -> None:

@@ -30,6 +30,7 @@ import pyarrow.fs as pafs
 from ray.tune import Callback
 
 from raypath.paths import is_remote, join
+from raypath.publish import publish_file
 
 log = logging.getLogger(__name__)
 SEALS_DIR = ".tune-seals"
@@ -103,11 +104,7 @@ class StateSeal:
         return json.loads(self.ledger_path.read_text())
 
     def _write(self, ledger: dict[str, Any]) -> None:
-        temporary = self.ledger_path.with_name(f".{self.ledger_path.name}.{secrets.token_hex(4)}")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump(ledger, handle)
-        os.replace(temporary, self.ledger_path)
+        publish_file(self.ledger_path, lambda temporary: temporary.write_text(json.dumps(ledger)), mode=0o600)
 
     def plan(self) -> str | None:
         """The plan digest the experiment was started for (None: no ledger)."""

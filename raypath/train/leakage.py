@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from raypath.publish import write_text
+
 SHOWN = 5
 CHECKS = {"patients_in_several_splits": "patients in two splits",
           "specimens_in_several_splits": "specimens in two splits",
@@ -90,9 +92,6 @@ def audit_tags(audit: LeakageAudit) -> dict[str, str]:
 
 def write_audit(audit: LeakageAudit | dict, path: Path) -> Path:
     """`leakage.json` (written under a temporary name and renamed: never half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = audit.to_dict() if isinstance(audit, LeakageAudit) else audit
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(data, indent=2, sort_keys=True))
-    partial.replace(path)
+    write_text(path, json.dumps(data, indent=2, sort_keys=True))
     return path

@@ -4,8 +4,6 @@ or a data-parallel group): metrics.json, predictions.csv, model.safetensors, mod
 temporary name and renamed, so a crash never leaves a half-written file under a final name."""
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ from typing import Any
 from safetensors.torch import save_file
 
 import raypath
+from raypath.publish import publish_file
 from raypath.registry.spec import ModelSpec
 from raypath.store import code_hash
 from raypath.train.config import TrainConfig
@@ -48,16 +47,5 @@ def write_outputs(result: TrainResult, *, config: TrainConfig, out: Path, proven
         "config.json": lambda p: p.write_text(config.model_dump_json(indent=2)),
     }
     for name, write in writers.items():
-        _write_atomically(out / name, write)
+        publish_file(out / name, write)
     return [out / name for name in OUTPUT_FILES]
-
-
-def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(descriptor)
-    try:
-        write(Path(temporary))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

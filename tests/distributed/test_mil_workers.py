@@ -79,6 +79,20 @@ class EpochLog:
         return self.path.read_text().split()
 
 
+class FailOnce:
+    """An epoch hook: rank 1 raises once at `epoch`, before that epoch's checkpoint (a marker file
+    makes it once)."""
+
+    def __init__(self, marker: Path, *, epoch: int) -> None:
+        self.marker, self.epoch = marker, epoch
+
+    def __call__(self, *, epoch: int, rank: int) -> None:
+        if epoch == self.epoch and rank == 1 and not self.marker.exists():
+            self.marker.parent.mkdir(parents=True, exist_ok=True)
+            self.marker.touch()
+            raise RuntimeError(f"injected failure in rank {rank} at epoch {epoch}")
+
+
 def _same_outputs(a: Path, b: Path, *, atol: float) -> None:
     left, right = json.loads((a / "metrics.json").read_text()), json.loads((b / "metrics.json").read_text())
     assert left.keys() == right.keys()
@@ -171,7 +185,7 @@ def test_two_workers_equal_one_process_with_the_same_global_batch(local_ray, sou
 def test_a_failed_worker_restarts_from_the_last_checkpoint(source, two_workers, tmp_path):
     log = EpochLog(tmp_path / "epochs.txt")
     job = MilJob(source=source, config=_config(BATCH), seed=1, out=tmp_path / "out", tracker=log,
-                 fail_at_epoch=2)
+                 epoch_hooks=(FailOnce(tmp_path / "out" / "injected-failure", epoch=2),))
     train_on_workers(job=job, settings=DistributedConfig(workers=2, max_failures=1),
                      storage=tmp_path / "runs", name="fail")
     assert (tmp_path / "out" / "injected-failure").exists()
@@ -184,7 +198,7 @@ def test_a_killed_driver_resumes_from_the_last_checkpoint(source, two_workers, t
     log = EpochLog(tmp_path / "epochs.txt")
     settings, runs = DistributedConfig(workers=2), tmp_path / "runs"
     dying = MilJob(source=source, config=_config(BATCH), seed=1, out=tmp_path / "out", tracker=log,
-                   fail_at_epoch=3)
+                   epoch_hooks=(FailOnce(tmp_path / "out" / "injected-failure", epoch=3),))
     with pytest.raises(TrainingFailedError):  # no restarts allowed: the run ends like a killed driver
         train_on_workers(job=dying, settings=settings, storage=runs, name="driver")
     assert not (tmp_path / "out" / "metrics.json").exists()

@@ -10,10 +10,36 @@ import torch
 from finetunekit import finetune_config
 
 from raypath.encoders.loading import state_dict_hash
-from raypath.finetune.model import build_model, frozen_state
+from raypath.finetune.model import build_model, frozen_state, trainable_state
 from raypath.finetune.run import absolute, prepare_run, train
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]  # Ray Train groups, validated every epoch
+
+
+class TraceHashes:
+    """An epoch hook: each rank appends, per epoch, a hash of its trained and of its frozen parameters
+    to `rank-<rank>.jsonl` under `directory`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def __call__(self, *, epoch: int, rank: int, model: torch.nn.Module) -> None:
+        line = {"epoch": epoch, "trained": state_dict_hash(trainable_state(model)),
+                "frozen": state_dict_hash(frozen_state(model))}
+        with (self.directory / f"rank-{rank}.jsonl").open("a") as handle:
+            handle.write(json.dumps(line) + "\n")
+
+
+class FailOnce:
+    """An epoch hook: rank 1 raises once, after `epoch` was checkpointed (a marker file makes it once)."""
+
+    def __init__(self, marker: Path, *, epoch: int) -> None:
+        self.marker, self.epoch = marker, epoch
+
+    def __call__(self, *, epoch: int, rank: int, model: torch.nn.Module) -> None:
+        if epoch == self.epoch and rank == 1 and not self.marker.exists():
+            self.marker.touch()
+            raise RuntimeError("injected worker failure (test)")
 
 
 def _trace(directory: Path, rank: int) -> list[dict]:
@@ -32,7 +58,7 @@ def test_two_workers_keep_identical_adapters_and_head(local_ray, ft_cohort, tmp_
     config = finetune_config(ft_cohort, tmp_path / "out", epochs=2, distributed={"workers": 2})
     loop_config = prepare_run(config)
     (trace := tmp_path / "trace").mkdir()
-    result = train(config, {**loop_config, "trace": str(trace)})
+    result = train(config, {**loop_config, "epoch_hooks": [TraceHashes(trace)]})
     zero, one = _trace(trace, 0), _trace(trace, 1)
     assert [r["epoch"] for r in zero] == [0, 1] and zero == one, "ranks identical after every epoch"
     assert zero[0]["trained"] != zero[1]["trained"], "it trained"
@@ -66,7 +92,8 @@ def test_a_killed_worker_resumes_from_the_checkpoint(local_ray, ft_cohort, tmp_p
                              early_stopping={"metric": "loss", "patience": 5, "min_delta": 1e6})
     loop_config = prepare_run(config)
     (trace := tmp_path / "trace").mkdir()
-    result = train(config, {**loop_config, "trace": str(trace), "fail_at_epoch": 1})
+    hooks = [TraceHashes(trace), FailOnce(trace / "failed-once", epoch=0)]  # dies before epoch 1
+    result = train(config, {**loop_config, "epoch_hooks": hooks})
     assert (trace / "failed-once").exists(), "the failure was injected"
     zero, one = _trace(trace, 0), _trace(trace, 1)
     assert [r["epoch"] for r in zero] == [0, 1, 2], "epoch 0 was not trained again after the restart"

@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
-from raypath.cluster import (
+from authkit import (
     auth_headers,
     free_port,
     read_token,
@@ -30,6 +29,7 @@ from raypath.cluster import (
     without_auth_env,
     write_token_file,
 )
+
 from raypath.encoders.loading import UnsafeCheckpointError, load_state_dict_file
 
 REPO = Path(__file__).resolve().parents[2]

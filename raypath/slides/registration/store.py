@@ -1,12 +1,11 @@
 """registration.parquet: one row per slide with its transform onto its specimen's reference scan."""
 
 import logging
-import os
-import uuid
 from pathlib import Path
 
 import pandas as pd
 
+from raypath.publish import publish_file
 from raypath.slides.registration.transform import Transform
 
 log = logging.getLogger(__name__)
@@ -42,9 +41,7 @@ def write_registration(table: pd.DataFrame, path: str | Path) -> None:
     """Write atomically (temporary name, then rename) so readers never see a partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    table.to_parquet(temporary, index=False)
-    os.replace(temporary, path)
+    publish_file(path, lambda temporary: table.to_parquet(temporary, index=False))
 
 
 def load_registration(path: str | Path) -> dict[str, tuple[str, Transform]]:

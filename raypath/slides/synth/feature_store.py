@@ -20,6 +20,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from raypath.cohort.declaration import CohortDeclaration, write_declaration
+from raypath.publish import write_text
 from raypath.slides.registration import write_registration
 from raypath.slides.synth.feature_config import SimulateConfig
 from raypath.slides.synth.features import CohortTables, simulate_scans
@@ -61,10 +62,9 @@ def _write_tables(slides: pd.DataFrame, tables: CohortTables, *, store: FeatureS
     manifest.insert(1, "path", [str(Path(store.slide_path(s)).relative_to(out)) for s in slides["slide_id"]])
     manifest["center"] = pd.NA
     manifest["mpp"] = config.mpp
-    manifest.to_csv(out / "manifest.csv", index=False)
-    tables.labels.to_csv(out / "labels.csv", index=False)
-    tables.splits.to_csv(out / "splits.csv", index=False)
-    tables.truth.to_csv(out / "truth.csv", index=False)
+    for name, table in {"manifest.csv": manifest, "labels.csv": tables.labels, "splits.csv": tables.splits,
+                        "truth.csv": tables.truth}.items():
+        write_text(out / name, table.to_csv(index=False))
     write_declaration(CohortDeclaration(held_out_scanners=config.held_out_scanners), out)
     reference = slides.groupby("specimen_id")["slide_id"].transform("first")
     write_registration(pd.DataFrame({

@@ -8,7 +8,6 @@ import json
 import logging
 import multiprocessing
 import os
-import uuid
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -17,6 +16,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from raypath.cohort.declaration import CohortDeclaration, write_declaration
+from raypath.publish import publish_file, write_text
 from raypath.slides.synth.config import SynthConfig
 from raypath.slides.synth.plan import ScanPlan, plan_cohort, true_transform
 from raypath.slides.synth.render import render_block
@@ -35,7 +35,6 @@ class SynthError(RuntimeError):
 def write_slide(scan: ScanPlan, slides_dir: Path, *, stripe_px: int) -> Path:
     """Render and write one slide to `slides_dir/<slide_id>.svs` atomically; returns its path."""
     target = slides_dir / f"{scan.slide_id}.svs"
-    temporary = slides_dir / f".{scan.slide_id}.{uuid.uuid4().hex}.tmp"
 
     def render(x0: int, y0: int, width: int, height: int):
         return render_block(
@@ -49,25 +48,16 @@ def write_slide(scan: ScanPlan, slides_dir: Path, *, stripe_px: int) -> Path:
             noise_seed=scan.noise_seed,
         )
 
-    try:
-        write_svs(
-            temporary,
-            render=render,
-            dimensions=scan.geometry.dimensions,
-            mpp=scan.geometry.mpp,
-            quality=scan.jpeg_quality,
-            stripe_px=stripe_px,
-        )
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
+    def write(temporary: Path) -> None:
+        write_svs(temporary, render=render, dimensions=scan.geometry.dimensions, mpp=scan.geometry.mpp,
+                  quality=scan.jpeg_quality, stripe_px=stripe_px)
+
+    publish_file(target, write)
     return target
 
 
 def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    frame.to_csv(temporary, index=False)
-    os.replace(temporary, path)
+    publish_file(path, lambda temporary: frame.to_csv(temporary, index=False))
 
 
 def _check_config(config: SynthConfig, out: Path) -> None:
@@ -83,9 +73,7 @@ def _check_config(config: SynthConfig, out: Path) -> None:
                 "use a new --out directory"
             )
         return
-    temporary = recorded.with_name(f".{CONFIG_FILE}.{uuid.uuid4().hex}.tmp")
-    temporary.write_text(json.dumps(wanted, indent=2, sort_keys=True))
-    os.replace(temporary, recorded)
+    write_text(recorded, json.dumps(wanted, indent=2, sort_keys=True))
 
 
 def _write_slides(scans: list[ScanPlan], slides_dir: Path, config: SynthConfig) -> None:

@@ -28,7 +28,7 @@ from raypath.train.outputs import write_outputs
 from raypath.train.parallel import DataParallel
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # Ray Train worker groups
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # Ray Train worker groups (set-up trains too)
 BATCH = 2  # specimens per worker and step; one process takes 2 x BATCH
 EPOCHS = 4
 

@@ -3,9 +3,11 @@ head, the FM's base weights never change, FSDP trains what DDP trains, and a wor
 resumes from the last checkpoint with its best epoch."""
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
+import ray.cloudpickle
 import torch
 from finetunekit import finetune_config
 
@@ -14,6 +16,8 @@ from raypath.finetune.model import build_model, frozen_state, trainable_state
 from raypath.finetune.run import absolute, prepare_run, train
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]  # Ray Train groups, validated every epoch
+# The epoch hooks below travel to Ray Train's processes by value: those cannot import a test module.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 class TraceHashes:

@@ -69,28 +69,25 @@ def raypath_metrics(tiles, config) -> dict:
     """raypath's PathoROB RI, clustering score and APD on the tiles, each timed."""
     from raypath.evaluate.fm import average_performance_drop, clustering_score, robustness_curve
     from raypath.evaluate.fm.apd import held_out_centers
-    from raypath.evaluate.fm.parallel import usable_workers
     from raypath.evaluate.fm.ri import pathorob_k_grid
 
-    workers = usable_workers(config.workers)
     started = time.perf_counter()
     curve = robustness_curve(tiles.features, classes=tiles.classes, centers=tiles.centers,
                              groups=tiles.slide_ids, grid=pathorob_k_grid(config.knn.k_cap))
     ri_s = time.perf_counter() - started
     started = time.perf_counter()
-    clusters = clustering_score(tiles.features, classes=tiles.classes, centers=tiles.centers, workers=workers)
+    clusters = clustering_score(tiles.features, classes=tiles.classes, centers=tiles.centers)
     cs_s = time.perf_counter() - started
     started = time.perf_counter()
     try:
         average_performance_drop(tiles.features, classes=tiles.classes, centers=tiles.centers,
-                                 slides=tiles.slide_ids, held_out=held_out_centers(tiles.centers, []),
-                                 workers=workers)
+                                 slides=tiles.slide_ids, held_out=held_out_centers(tiles.centers, []))
         apd_s = time.perf_counter() - started
     except ValueError as exc:
         log.warning("APD not computed: %s", exc)
         apd_s = float("nan")
     return {"ri_s": ri_s, "cs_s": cs_s, "apd_s": apd_s, "ri": curve.at_best[0], "best_k": curve.best_k,
-            "cs": clusters.score, "k_median": clusters.k, "workers": workers}
+            "cs": clusters.score, "k_median": clusters.k}
 
 
 def pathorob_metrics(args: argparse.Namespace, tiles, work: Path) -> dict:
@@ -134,8 +131,8 @@ def main() -> int:
              f"`raypath evaluate-fm` end to end (default settings, no MLflow): **{command_s:.1f} s**.\n",
              f"Same features for both: the uncorrected tile sample of `{encoder}` ({len(tiles)} tiles, "
              f"{tiles.features.shape[1]} dims, {len(set(tiles.slide_ids))} slides, "
-             f"{len(set(tiles.classes))} classes, {len(set(tiles.centers))} centres); raypath with "
-             f"{ours['workers']} worker processes, PathoROB with its defaults (its kNN on "
+             f"{len(set(tiles.classes))} classes, {len(set(tiles.centers))} centres); raypath in one "
+             f"single-threaded process, PathoROB with its defaults (its kNN on "
              f"{os.cpu_count()} jobs, BLAS threads 1 as in the reference test).\n",
              "| metric | raypath s | PathoROB s | raypath value | PathoROB value |", "|---|---|---|---|---|"]
     pr = theirs or {}

@@ -4,7 +4,8 @@ Executed by `bench_evaluate_fm.py` with PathoROB's environment (its pinned numpy
 scikit-learn) and a PathoROB checkout on PYTHONPATH; nothing of PathoROB is part of raypath. The
 features are stored as a 'camelyon' feature set through PathoROB's FeatureDataManager (every row in
 its ID subset), then its `compute` entry points run with their defaults (RI: k chosen by kNN
-balanced accuracy, `k_opt_param=-1`). Prints one JSON line: seconds and values.
+balanced accuracy, `k_opt_param=-1`). Prints one JSON line: wall and CPU seconds (this process's,
+threads included) and values.
 
     python pathorob_driver.py FEATURES.npz WORKDIR
 """
@@ -38,14 +39,15 @@ def main() -> int:
         meta.to_csv(metadata_dir / f"{name}.csv", index=False)
     common = {"model": "fm", "dataset": "camelyon", "features_dir": str(features_dir),
               "metadata_dir": str(metadata_dir)}
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     robustness_index.compute(**common, results_dir=str(work / "ri"), figures_subdir=str(work / "ri" / "fig"),
                              k_opt_param=-1, num_workers=int(sys.argv[3]) if len(sys.argv) > 3 else 2)
-    ri_s = time.perf_counter() - started
-    started = time.perf_counter()
+    ri_s, ri_cpu = time.perf_counter() - started, time.process_time() - cpu
+    started, cpu = time.perf_counter(), time.process_time()
     summary = clustering_score.compute(**common, results_dir=str(work / "cs"), overwrite_results=True)
-    cs_s = time.perf_counter() - started
-    print(json.dumps({"ri_s": ri_s, "cs_s": cs_s, "cs": summary["clustering_score_mean"],
+    cs_s, cs_cpu = time.perf_counter() - started, time.process_time() - cpu
+    print(json.dumps({"ri_s": ri_s, "cs_s": cs_s, "ri_cpu": ri_cpu, "cs_cpu": cs_cpu,
+                      "cs": summary["clustering_score_mean"],
                       "k_median": summary["Ks"]["median"]}))
     return 0
 

@@ -3,7 +3,9 @@
 Padding is handled by masks only: padded tiles get exactly zero attention (their logits are set
 to the dtype's minimum, so ``exp`` underflows to 0), hence padding never changes a prediction.
 Models are plain ``nn.Module`` s without Python control flow over bags, so their parameters can
-be stacked with ``torch.func.stack_module_state`` and trained under ``vmap``.
+be stacked with ``torch.func.stack_module_state`` and trained under ``vmap``. The built-in ones
+start with a `TileProjection` and pool its output (`pool`), so a pack of G models can compute the
+first, largest matmul of all G as one (`raypath.train.fused_model`).
 """
 
 from collections.abc import Callable, Mapping
@@ -32,11 +34,19 @@ def masked_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.softmax(filled, dim=-1) * mask
 
 
-class _Projection(nn.Sequential):
-    """Linear + ReLU + dropout: the per-tile feature projection shared by both poolings."""
+class TileProjection(nn.Sequential):
+    """Linear + ReLU + dropout: the per-tile feature projection shared by both poolings.
+
+    Its Linear on the raw features is most of a step's work; `activate` is the rest, so a caller
+    holding the Linear's output (a pack's one matmul for all members) can finish the projection.
+    """
 
     def __init__(self, in_dim: int, hidden: int, dropout: float) -> None:
         super().__init__(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout))
+
+    def activate(self, linear_output: torch.Tensor) -> torch.Tensor:
+        """ReLU and dropout of the Linear's output: `self(x) == self.activate(self[0](x))`."""
+        return self[2](self[1](linear_output))
 
 
 class GatedAttentionMIL(nn.Module):
@@ -47,14 +57,17 @@ class GatedAttentionMIL(nn.Module):
         n_outputs: int = 1,
     ) -> None:
         super().__init__()
-        self.project = _Projection(in_dim, hidden, dropout)
+        self.project = TileProjection(in_dim, hidden, dropout)
         # V and U in one matmul: one GEMM instead of two on the largest tensor of the step.
         self.gate = nn.Linear(hidden, 2 * attention_dim)
         self.score = nn.Linear(attention_dim, 1)
         self.head = nn.Linear(hidden, n_outputs)
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> MILOutput:
-        tiles = self.project(features)
+        return self.pool(self.project(features), mask)
+
+    def pool(self, tiles: torch.Tensor, mask: torch.Tensor) -> MILOutput:
+        """Attention pooling of projected tiles (B, N, hidden)."""
         tanh_part, sigmoid_part = self.gate(tiles).chunk(2, dim=-1)
         logits = self.score(torch.tanh(tanh_part) * torch.sigmoid(sigmoid_part)).squeeze(-1)
         attention = masked_softmax(logits, mask)
@@ -67,11 +80,14 @@ class MeanPoolMIL(nn.Module):
 
     def __init__(self, in_dim: int, *, hidden: int = 128, dropout: float = 0.1, n_outputs: int = 1) -> None:
         super().__init__()
-        self.project = _Projection(in_dim, hidden, dropout)
+        self.project = TileProjection(in_dim, hidden, dropout)
         self.head = nn.Linear(hidden, n_outputs)
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> MILOutput:
-        tiles = self.project(features)
+        return self.pool(self.project(features), mask)
+
+    def pool(self, tiles: torch.Tensor, mask: torch.Tensor) -> MILOutput:
+        """Mean of projected tiles (B, N, hidden) over real tiles."""
         weights = mask.to(tiles.dtype)
         attention = weights / weights.sum(dim=-1, keepdim=True).clamp_min(1.0)
         embedding = torch.einsum("bn,bnh->bh", attention, tiles)

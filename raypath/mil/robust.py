@@ -39,16 +39,23 @@ class RobustMIL(nn.Module):
         self.heads = nn.ModuleDict({name: LOSSES[name].head(context) for name in self.active
                                     if LOSSES[name].head is not None})
 
-    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> MILOutput:
-        return self.backbone(features, mask)
+    def forward(self, features: torch.Tensor, mask: torch.Tensor, *,
+                projected: torch.Tensor | None = None) -> MILOutput:
+        """The backbone's output; with `projected` (its `TileProjection`'s Linear already applied to
+        `features`, e.g. by a pack for all members at once) the backbone continues from there."""
+        if projected is None:
+            return self.backbone(features, mask)
+        return self.backbone.pool(self.backbone.project.activate(projected), mask)
 
     def head(self, loss: str) -> nn.Module:
         """The head loss `loss` declared (present only while that loss is active)."""
         return self.heads[loss]
 
-    def compute_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """(prediction, {"task": ..., <active robustness loss>: ...}), torchmil style."""
-        output = self(batch.features, batch.mask)
+    def compute_loss(self, batch: Batch, *, projected: torch.Tensor | None = None,
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(prediction, {"task": ..., <active robustness loss>: ...}), torchmil style (`projected`: see
+        `forward`)."""
+        output = self(batch.features, batch.mask, projected=projected)
         losses = {"task": task_loss(self.task, output.prediction, label=batch.label, time=batch.time,
                                     event=batch.event)}
         for name in self.active:
@@ -63,8 +70,9 @@ class Objective(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return self.model.compute_loss(batch)
+    def forward(self, batch: Batch, projected: torch.Tensor | None = None,
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.model.compute_loss(batch, projected=projected)
 
 
 def total_loss(losses: Mapping[str, torch.Tensor], weights: Mapping[str, float]) -> torch.Tensor:

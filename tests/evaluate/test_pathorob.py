@@ -252,7 +252,7 @@ def test_cli_end_to_end_writes_table_plot_curves_and_mlflow_runs(simulated_store
                  "--labels", str(simulated_store / "labels.csv"), "--out", str(report),
                  "--set", "tiles_per_slide=6", "--set", "knn.k_cap=12", "--set", "apd.iterations=1",
                  "--set", "clustering.k_max=3", "--set", "clustering.trials=2",
-                 "--set", "clustering.silhouette_restarts=2"])
+                 "--set", "clustering.silhouette_restarts=2", "--set", "workers=1"])
     assert code == 0
     table = pd.read_csv(report / "table.csv")
     assert table["row"].unique().tolist() == ["sim-16", "sim-16 + centering", "sim-16 + ComBat"]

@@ -13,17 +13,13 @@ rescans of one tissue on another scanner are otherwise tested on after being tra
 """
 
 import logging
-import warnings
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
-from sklearn import config_context
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
 
 from raypath.evaluate.fm.accuracy import balanced_accuracy
-from raypath.evaluate.fm.parallel import run_tasks
+from raypath.evaluate.fm.parallel import single_threaded
+from raypath.evaluate.fm.probe import Probe, fit_logistic
 from raypath.evaluate.fm.splits import (
     SplitRows,
     balanced_slides,
@@ -72,29 +68,26 @@ def drop(accuracies: np.ndarray) -> float:
     return float(np.mean((accuracies[1:] / accuracies[0]).mean(axis=0) - 1.0))
 
 
-def _accuracy(model: LogisticRegression, features: np.ndarray, classes: np.ndarray,
-              rows: np.ndarray) -> float:
+def _accuracy(model: Probe, features: np.ndarray, classes: np.ndarray, rows: np.ndarray) -> float:
     if rows.size == 0:
         return float("nan")
     return balanced_accuracy(classes[rows], model.predict(features[rows]))
 
 
 def fit_probe(features: np.ndarray, classes: np.ndarray, *, train: np.ndarray,
-              validation: np.ndarray) -> LogisticRegression:
-    """Logistic regression on raw features with C from `C_GRID` by validation balanced accuracy
-    (the first best C wins, as in PathoROB; the model fitted with it is the one returned).
-    scikit-learn's argument and finiteness checks are skipped: inputs were checked once."""
+              validation: np.ndarray) -> Probe:
+    """PathoROB's probe: `LogisticRegression(C=c)` (scikit-learn's defaults, 100 L-BFGS iterations
+    whether or not converged) for each C of `C_GRID`, the first C with the best validation balanced
+    accuracy wins and its model is returned (PathoROB refits it: the same numbers)."""
     best, best_score = None, -np.inf
     train_x, train_y = features[train], classes[train]
     validation_x, validation_y = features[validation], classes[validation]
-    with warnings.catch_warnings(), config_context(assume_finite=True, skip_parameter_validation=True):
-        warnings.simplefilter("ignore", ConvergenceWarning)  # sklearn's default 100 iterations, as PathoROB
-        for c in C_GRID:
-            model = LogisticRegression(C=c, random_state=0).fit(train_x, train_y)
-            score = (balanced_accuracy(validation_y, model.predict(validation_x)) if len(validation)
-                     else float("nan"))
-            if score > best_score:
-                best, best_score = model, score
+    for c in C_GRID:
+        model = fit_logistic(train_x, train_y, c=c)
+        score = (balanced_accuracy(validation_y, model.predict(validation_x)) if len(validation)
+                 else float("nan"))
+        if score > best_score:
+            best, best_score = model, score
     return best
 
 
@@ -111,8 +104,7 @@ def _split_accuracies(features: np.ndarray, classes: np.ndarray, rows: SplitRows
     model = fit_probe(features, classes, train=rows.train, validation=rows.validation)
     tests = (rows.test, ood, unseen_rows(rows.test, specimens, rows.train),
              unseen_rows(ood, specimens, rows.train))
-    with config_context(assume_finite=True, skip_parameter_validation=True):
-        return tuple(_accuracy(model, features, classes, t) for t in tests)
+    return tuple(_accuracy(model, features, classes, t) for t in tests)
 
 
 def _iteration(features: np.ndarray, classes: np.ndarray, order: list, counts: np.ndarray, *,
@@ -128,15 +120,12 @@ def average_performance_drop(
     features: np.ndarray, *, classes: np.ndarray, centers: np.ndarray, slides: np.ndarray,
     specimens: np.ndarray | None = None, held_out: tuple[str, ...] = (), iterations: int = 20,
     min_test_slides: int = 2, max_balanced_slides: int | None = None, seed: int = PATHOROB_SEED,
-    workers: int = 1,
 ) -> DropResult:
     """APD in- and out-of-domain over ``iterations`` reshuffles of the slides of each cell.
 
     ``held_out`` centres are the out-of-domain test and never trained on. ``slides`` are the
     sampling units (a slide's tiles move together, in row order); ``specimens`` enables the
     rescan-safe variant. Raises ValueError when a cell has too few slides for the design.
-    Iterations are independent (their slide orders are drawn up front): they share `workers`
-    processes, each probe single-threaded (small BLAS calls: threads only spin).
     """
     design = layout(classes=classes, centers=centers, slides=slides, held_out=held_out)
     m = balanced_slides(design.smallest_cell, n_centers=len(design.centers), min_test_slides=min_test_slides,
@@ -147,10 +136,12 @@ def average_performance_drop(
     specimens = None if specimens is None else np.asarray(specimens).astype(str)
     # PathoROB's sklearn (< 1.8) fitted the probe in float64; sklearn ≥ 1.8 would keep float32
     features = np.asarray(features, dtype=np.float64)
-    tasks = [(features, np.asarray(classes), order, counts)
-             for order in shuffled_orders(design.cells, iterations=iterations, seed=seed)]
-    run = partial(_iteration, slide_rows=design.slide_rows, m=m, ood=design.ood_rows, specimens=specimens)
-    results = np.stack(run_tasks(run, tasks, workers=workers, desc="APD iterations"), axis=1)
+    with single_threaded():  # small BLAS calls: threads only spin
+        results = np.stack([_iteration(features, np.asarray(classes), order, counts,
+                                       slide_rows=design.slide_rows, m=m, ood=design.ood_rows,
+                                       specimens=specimens)
+                            for order in shuffled_orders(design.cells, iterations=iterations, seed=seed)],
+                           axis=1)
     return DropResult(*np.moveaxis(results, 2, 0))
 
 

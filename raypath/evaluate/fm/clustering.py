@@ -9,9 +9,11 @@ CS = ARI(clusters, class) − ARI(clusters, centre), averaged over runs, then ov
 Subsets take classes and centres in order of appearance and rows cell by cell, as PathoROB reads
 its metadata, so the same random inits see the same points.
 
-Cost: the k-means runs are independent (each seeded), so they run on `workers` processes; the
-cosine distances of a subset are computed once, in the same row chunks scikit-learn's silhouette
-would use, and shared by all K (bit-identical silhouettes).
+Cost: the k-means runs are scikit-learn's own (so their labels are PathoROB's); around them, the
+cosine distances of a subset are computed once, in the row chunks scikit-learn's silhouette would
+use, and every K's silhouette and every run's ARIs are read off them without scikit-learn's per-call
+overhead (`cluster_scores`, equal to scikit-learn's). Everything runs single-threaded: on a few
+thousand points threads gain little, and on a busy machine their spinning made k-means ~15x slower.
 """
 
 import logging
@@ -21,10 +23,10 @@ from itertools import combinations, product
 import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans
-from sklearn.metrics import adjusted_rand_score, pairwise_distances_chunked, silhouette_score
-from threadpoolctl import threadpool_limits
+from sklearn.metrics import pairwise_distances_chunked
 
-from raypath.evaluate.fm.parallel import run_tasks
+from raypath.evaluate.fm.cluster_scores import adjusted_rand_index, silhouette
+from raypath.evaluate.fm.parallel import single_threaded
 
 log = logging.getLogger(__name__)
 PATHOROB_SEED = 1337
@@ -75,44 +77,40 @@ def _subset_rows(classes: np.ndarray, centers: np.ndarray, pair: tuple, sites: t
 
 def cosine_distances(unit: np.ndarray) -> np.ndarray:
     """All pairwise cosine distances, in the row chunks `silhouette_score(metric="cosine")` uses, so
-    a silhouette on them equals one computed from the features to the last bit."""
-    with threadpool_limits(limits=1):
-        return np.vstack(list(pairwise_distances_chunked(unit, metric="cosine")))
+    a silhouette on them equals one computed from the features."""
+    return np.vstack(list(pairwise_distances_chunked(unit, metric="cosine")))
 
 
-def _silhouette(unit: np.ndarray, distances: np.ndarray, k: int, restarts: int, seed: int) -> float:
-    labels = KMeans(n_clusters=k, random_state=seed, init="random", n_init=restarts).fit(unit).labels_
-    return float(silhouette_score(distances, labels, metric="precomputed"))
+def _labels(unit: np.ndarray, *, k: int, restarts: int, seed: int) -> np.ndarray:
+    return KMeans(n_clusters=k, random_state=seed, init="random", n_init=restarts).fit(unit).labels_
 
 
-def _aris(unit: np.ndarray, classes: np.ndarray, centers: np.ndarray, k: int, restarts: int,
-          seed: int) -> tuple[float, float]:
-    labels = KMeans(n_clusters=k, random_state=seed, n_init=restarts, init="random").fit(unit).labels_
-    return adjusted_rand_score(classes, labels), adjusted_rand_score(centers, labels)
+def choose_k(unit: np.ndarray, *, k_min: int, k_max: int, restarts: int, seed: int) -> int:
+    """The K in [k_min, k_max] whose k-means (random init) has the best cosine silhouette (the first
+    best K wins)."""
+    distances = cosine_distances(unit).astype(np.float64)  # one cast shared by every K
+    ks = list(range(k_min, min(k_max, len(unit) - 1) + 1))
+    scores = [silhouette(distances, _labels(unit, k=k, restarts=restarts, seed=seed)) for k in ks]
+    return ks[int(np.argmax(scores))]
 
 
-def choose_ks(units: list[np.ndarray], *, k_min: int, k_max: int, restarts: int, seed: int,
-              workers: int) -> list[int]:
-    """Per subset, the K in [k_min, k_max] whose k-means (random init) has the best cosine
-    silhouette (the first best K wins); all (subset, K) runs share one pool."""
-    distances = [cosine_distances(unit) for unit in units]
-    grids = [list(range(k_min, min(k_max, len(unit) - 1) + 1)) for unit in units]
-    tasks = [(unit, d, k, restarts, seed) for unit, d, ks in zip(units, distances, grids, strict=True)
-             for k in ks]
-    scores = iter(run_tasks(_silhouette, tasks, workers=workers, desc="clustering: choose K"))
-    return [ks[int(np.argmax([next(scores) for _ in ks]))] for ks in grids]
+def _mean_aris(unit: np.ndarray, classes: np.ndarray, centers: np.ndarray, *, k: int, restarts: int,
+               seed: int, trials: int) -> tuple[float, float]:
+    """ARI(clusters, class) and ARI(clusters, centre), each averaged over `trials` seeded runs."""
+    aris = []
+    for trial in range(trials):
+        labels = _labels(unit, k=k, restarts=restarts, seed=seed + trial)
+        aris.append((adjusted_rand_index(classes, labels), adjusted_rand_index(centers, labels)))
+    aris = np.array(aris)
+    return float(aris[:, 0].mean()), float(aris[:, 1].mean())
 
 
 def clustering_score(
     features: np.ndarray, *, classes: np.ndarray, centers: np.ndarray, k_min: int = 2, k_max: int = 30,
     silhouette_restarts: int = 20, trials: int = 50, trial_restarts: int = 5, max_per_cell: int | None = None,
-    seed: int = PATHOROB_SEED, workers: int = 1,
+    seed: int = PATHOROB_SEED,
 ) -> ClusteringResult:
-    """PathoROB's clustering score over every two-class × two-centre subset with all four cells.
-
-    Every k-means runs single-threaded (on a few thousand points threads gain little, and on a busy
-    machine their spinning made k-means ~15× slower); independent runs share `workers` processes.
-    """
+    """PathoROB's clustering score over every two-class × two-centre subset with all four cells."""
     classes, centers = np.asarray(classes), np.asarray(centers)
     rng = np.random.default_rng(seed)
     names, subsets = [], []
@@ -125,11 +123,11 @@ def clustering_score(
         subsets.append((z / np.sqrt((z ** 2).sum(axis=1))[:, None], classes[rows], centers[rows]))
     if not names:
         raise ValueError("no two classes share two centres: the clustering score needs such a subset")
-    ks = choose_ks([unit for unit, _, _ in subsets], k_min=k_min, k_max=k_max, restarts=silhouette_restarts,
-                   seed=seed, workers=workers)
-    tasks = [(unit, c, s, k, trial_restarts, seed + trial)
-             for (unit, c, s), k in zip(subsets, ks, strict=True) for trial in range(trials)]
-    aris = np.array(run_tasks(_aris, tasks, workers=workers, desc="clustering: ARIs")).reshape(len(names),
-                                                                                              trials, 2)
-    return ClusteringResult(subsets=names, ks=np.array(ks), ari_classes=aris[:, :, 0].mean(axis=1),
-                            ari_centers=aris[:, :, 1].mean(axis=1))
+    ks, aris = [], []
+    with single_threaded():
+        for unit, subset_classes, subset_centers in subsets:
+            ks.append(choose_k(unit, k_min=k_min, k_max=k_max, restarts=silhouette_restarts, seed=seed))
+            aris.append(_mean_aris(unit, subset_classes, subset_centers, k=ks[-1], restarts=trial_restarts,
+                                   seed=seed, trials=trials))
+    aris = np.array(aris)
+    return ClusteringResult(subsets=names, ks=np.array(ks), ari_classes=aris[:, 0], ari_centers=aris[:, 1])

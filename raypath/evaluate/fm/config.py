@@ -92,11 +92,9 @@ class EvaluateFMConfig(StrictModel):
     levels: list[Level] = Field(default_factory=lambda: ["tile", "slide"], min_length=1)
     corrections: list[Correction] = Field(default_factory=lambda: ["none", "center", "combat"], min_length=1)
     seed: int = 0
-    workers: int | None = Field(1, ge=1, description="processes for k-means runs and APD iterations "
-                                                    "(None = the cores this process may use); 1 by default: "
-                                                    "measured on 2 busy cores with 32-dim features, 2 "
-                                                    "processes took twice as long as 1 (start-up and "
-                                                    "transfers outweigh millisecond k-means runs)")
+    workers: int | None = Field(None, ge=1, description="processes sharing the (FM, correction, level) "
+                                                       "evaluations (None = the cores this process may "
+                                                       "use); results do not depend on it")
     knn: KnnConfig = KnnConfig()
     apd: APDConfig = APDConfig()
     clustering: ClusteringConfig = ClusteringConfig()

@@ -3,9 +3,9 @@ protocol, and raypath's variants computed beside them."""
 
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -13,12 +13,12 @@ from raypath.evaluate.fm.apd import DropResult, average_performance_drop, held_o
 from raypath.evaluate.fm.clustering import ClusteringResult, clustering_score
 from raypath.evaluate.fm.config import EvaluateFMConfig
 from raypath.evaluate.fm.data import FeatureSet
-from raypath.evaluate.fm.parallel import usable_workers
 from raypath.evaluate.fm.ri import RobustnessCurve, Variant, pathorob_k_grid, robustness_curves
 from raypath.evaluate.fm.sampling import cell_labels, stratified_sample
 
 log = logging.getLogger(__name__)
 NAN = float("nan")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,8 @@ class LevelResult:
     curves: dict[str, RobustnessCurve]  # "pathorob" first, then the configured raypath variants
     drop: DropResult | None  # None when the cohort is too small for PathoROB's APD design
     clusters: ClusteringResult
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per metric (progress lines)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # this process's CPU time per metric
 
     def summary(self) -> dict[str, float]:
         """Flat scalar metrics for the table and MLflow: PathoROB's names, variants suffixed."""
@@ -88,7 +90,7 @@ def apd_design(data: FeatureSet, config: EvaluateFMConfig) -> tuple[FeatureSet, 
     return kept, held_out_centers(kept.centers, apd.held_out_centers)
 
 
-def _drop(data: FeatureSet, config: EvaluateFMConfig, *, workers: int) -> DropResult | None:
+def _drop(data: FeatureSet, config: EvaluateFMConfig) -> DropResult | None:
     apd = config.apd
     try:
         data, held_out = apd_design(data, config)
@@ -96,29 +98,28 @@ def _drop(data: FeatureSet, config: EvaluateFMConfig, *, workers: int) -> DropRe
             data.features, classes=data.classes, centers=data.centers, slides=data.slide_ids,
             specimens=data.specimen_ids, held_out=held_out,
             iterations=apd.iterations, min_test_slides=apd.min_test_slides,
-            max_balanced_slides=apd.max_balanced_slides, seed=apd.seed, workers=workers)
+            max_balanced_slides=apd.max_balanced_slides, seed=apd.seed)
     except ValueError as exc:  # a cohort too small for the design: report NaN, go on
         log.warning("APD not computed: %s", exc)
         return None
 
 
-@contextmanager
-def _timed(what: str) -> Iterator[None]:
-    """One log line per metric: what ran and how long it took (progress on long evaluations)."""
-    started = time.perf_counter()
-    yield
-    log.info("%s done in %.1f s", what, time.perf_counter() - started)
+def _timed(seconds: dict[str, tuple[float, float]], name: str, compute: Callable[[], T]) -> T:
+    """`compute()`, its (wall, CPU) seconds recorded under `name`: the progress line of its evaluation;
+    CPU time, unlike wall time, does not grow when other work shares the cores."""
+    started = time.perf_counter(), time.process_time()
+    result = compute()
+    seconds[name] = time.perf_counter() - started[0], time.process_time() - started[1]
+    return result
 
 
-def evaluate_level(data: FeatureSet, *, config: EvaluateFMConfig, name: str = "") -> LevelResult:
-    """RI (PathoROB and variants), APD and clustering score of one feature set (`name` labels the
-    progress lines)."""
-    workers = usable_workers(config.workers)
-    with _timed(f"{name} robustness index ({len(data)} samples)"):
-        curves, n_knn = _curves(data, config)
-    with _timed(f"{name} clustering score"):
-        clusters = clustering_score(data.features, classes=data.classes, centers=data.centers,
-                                    **config.clustering.model_dump(), workers=workers)
-    with _timed(f"{name} APD ({config.apd.iterations} iterations)"):
-        drop = _drop(data, config, workers=workers)
-    return LevelResult(n_samples=len(data), n_knn=n_knn, curves=curves, drop=drop, clusters=clusters)
+def evaluate_level(data: FeatureSet, *, config: EvaluateFMConfig) -> LevelResult:
+    """RI (PathoROB and variants), clustering score and APD of one feature set, each timed."""
+    seconds: dict[str, tuple[float, float]] = {}
+    curves, n_knn = _timed(seconds, "RI", lambda: _curves(data, config))
+    clusters = _timed(seconds, "clustering score", lambda: clustering_score(
+        data.features, classes=data.classes, centers=data.centers, **config.clustering.model_dump()))
+    drop = _timed(seconds, "APD", lambda: _drop(data, config))
+    return LevelResult(n_samples=len(data), n_knn=n_knn, curves=curves, drop=drop, clusters=clusters,
+                       seconds={k: wall for k, (wall, _) in seconds.items()},
+                       cpu_seconds={k: cpu for k, (_, cpu) in seconds.items()})

@@ -1,22 +1,23 @@
-"""Independent pieces of a metric (k-means runs, APD iterations) on a few local processes.
+"""The (FM, correction, level) evaluations of `evaluate-fm` on a few local processes.
 
-Why processes and not Ray: the pieces are milliseconds to seconds of single-threaded scikit-learn
-each, so starting Ray would cost more than the whole metric; a pool of worker processes (joblib's,
-already there through scikit-learn) pays only where pieces are heavy (wide features) and cores are
-idle, hence one process unless `workers` says otherwise. Results come back in task order and every
-task is seeded on its own, so the numbers do not depend on the worker count.
+Why whole evaluations and not the k-means runs or probes inside them: those pieces are milliseconds
+each, so shipping them to workers cost more than they saved (measured: two processes took twice as
+long as one); an evaluation is seconds of independent work on a small array, so a pool of
+`workers` processes (joblib's, already there through scikit-learn) divides the command's time
+among the cores. Why not Ray: starting it would cost more than the whole command. Inside every
+task BLAS and OpenMP run single-threaded: the arrays are small, and threads that only spin made
+k-means and the probes up to ~25x slower on a busy machine. Results are deterministic, so they do
+not depend on the worker count.
 """
 
-import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from joblib import Parallel, delayed
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
-
-log = logging.getLogger(__name__)
 
 
 def usable_workers(workers: int | None) -> int:
@@ -26,28 +27,33 @@ def usable_workers(workers: int | None) -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _single_threaded(function: Callable[..., Any], *args: Any) -> Any:
-    """Small BLAS/OpenMP calls: threads only spin, worst on a busy machine."""
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """BLAS and OpenMP on one thread for a metric of many small calls (once per metric: entering
+    costs milliseconds, so never per k-means run or probe)."""
     with threadpool_limits(limits=1):
-        return function(*args)
+        yield
 
 
-def run_tasks(function: Callable[..., Any], tasks: Sequence[tuple], *, workers: int, desc: str) -> list:
-    """`[function(*task) for task in tasks]`, on up to `workers` processes, with a progress bar on a
-    terminal (none in logs)."""
+def _single_threaded(function: Callable[..., Any], index: int, task: tuple) -> tuple[int, Any]:
+    with single_threaded():
+        return index, function(*task)
+
+
+def run_unordered(function: Callable[..., Any], tasks: Sequence[tuple], *, workers: int,
+                  desc: str) -> Iterator[tuple[int, Any]]:
+    """(task index, `function(*task)`) as tasks finish, on up to `workers` processes, with a
+    progress bar on a terminal (none in logs)."""
     bar = tqdm(total=len(tasks), desc=desc, leave=False, disable=None)
     try:
         if workers <= 1 or len(tasks) <= 1:
-            results = []
-            for task in tasks:
-                results.append(_single_threaded(function, *task))
-                bar.update()
-            return results
-        pool = Parallel(n_jobs=min(workers, len(tasks)), return_as="generator")
-        results = []
-        for result in pool(delayed(_single_threaded)(function, *task) for task in tasks):
-            results.append(result)
+            results = (_single_threaded(function, index, task) for index, task in enumerate(tasks))
+        else:
+            pool = Parallel(n_jobs=min(workers, len(tasks)), return_as="generator_unordered")
+            results = pool(delayed(_single_threaded)(function, index, task)
+                           for index, task in enumerate(tasks))
+        for result in results:
             bar.update()
-        return results
+            yield result
     finally:
         bar.close()

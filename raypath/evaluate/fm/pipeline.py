@@ -1,6 +1,12 @@
-"""`raypath evaluate-fm` end to end: every FM × correction × level, then table, plot and MLflow."""
+"""`raypath evaluate-fm` end to end: every FM × correction × level, then table, plot and MLflow.
+
+Every (FM, correction, level) is an independent evaluation of a small array: they run on
+`config.workers` processes (`parallel`), each logged with its metrics' times as it finishes, and
+are reported in a fixed order whatever order they finish in.
+"""
 
 import logging
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -8,6 +14,7 @@ import pandas as pd
 from raypath.evaluate.fm.config import EvaluateFMConfig
 from raypath.evaluate.fm.data import FeatureSet, check_encoders, cohort_frame, feature_sources, load_features
 from raypath.evaluate.fm.evaluate import LevelResult, evaluate_level
+from raypath.evaluate.fm.parallel import run_unordered, usable_workers
 from raypath.evaluate.fm.report import row_name, write_report
 from raypath.evaluate.fm.tracking import default_uri, log_to_mlflow
 from raypath.mil.correction import Method, fit_correction
@@ -15,6 +22,7 @@ from raypath.store import FeatureStore
 from raypath.train.split_policy import held_out_scanners
 
 log = logging.getLogger(__name__)
+Keys = dict[str, object]  # fm, correction, row, level of one table row
 
 
 def corrected(tiles: FeatureSet, slides: FeatureSet, *, method: Method) -> tuple[FeatureSet, FeatureSet]:
@@ -30,7 +38,7 @@ def corrected(tiles: FeatureSet, slides: FeatureSet, *, method: Method) -> tuple
             slides.with_features(fitted.transform(slides.features, slides.centers)))
 
 
-def _curve_rows(result: LevelResult, keys: dict[str, object]) -> list[dict[str, object]]:
+def _curve_rows(result: LevelResult, keys: Keys) -> list[dict[str, object]]:
     rows = []
     for variant, curve in result.curves.items():
         points = zip(curve.ks, curve.robustness_index, curve.balanced_accuracy, strict=True)
@@ -39,23 +47,41 @@ def _curve_rows(result: LevelResult, keys: dict[str, object]) -> list[dict[str, 
     return rows
 
 
-def evaluate_source(store: FeatureStore, *, fm: str, cohort: pd.DataFrame, config: EvaluateFMConfig,
-                    ) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
-    """(table rows, curve rows) of one FM under every configured correction and level."""
+def source_evaluations(store: FeatureStore, *, fm: str, cohort: pd.DataFrame, config: EvaluateFMConfig,
+                       ) -> list[tuple[Keys, FeatureSet]]:
+    """(table keys, samples) of one FM under every configured correction and level."""
     tiles, slides = load_features(store, cohort=cohort, tiles_per_slide=config.tiles_per_slide,
                                   seed=config.seed)
     log.info("%s: %d tiles sampled from %d slides", fm, len(tiles), len(slides))
-    table, curves = [], []
+    evaluations = []
     for method in config.corrections:
         fixed_tiles, fixed_slides = corrected(tiles, slides, method=method)
         for level in config.levels:
             keys = {"fm": fm, "correction": method, "row": row_name(fm, method), "level": level}
-            result = evaluate_level(fixed_tiles if level == "tile" else fixed_slides, config=config,
-                                    name=f"{keys['row']} {level}:")
-            table.append({**keys, **result.summary()})
-            curves += _curve_rows(result, keys)
-            log.info("%s %s: %s", keys["row"], level,
-                     ", ".join(f"{k}={v:.3f}" for k, v in result.summary().items() if isinstance(v, float)))
+            evaluations.append((keys, fixed_tiles if level == "tile" else fixed_slides))
+    return evaluations
+
+
+def _log_row(keys: Keys, result: LevelResult) -> None:
+    values = ", ".join(f"{k}={v:.3f}" for k, v in result.summary().items() if isinstance(v, float))
+    times = ", ".join(f"{name} {seconds:.1f} s (CPU {result.cpu_seconds[name]:.1f} s)"
+                      for name, seconds in result.seconds.items())
+    log.info("%s %s (%d samples): %s [%s]", keys["row"], keys["level"], result.n_samples, values, times)
+
+
+def evaluate_all(evaluations: list[tuple[Keys, FeatureSet]], *, config: EvaluateFMConfig,
+                 ) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """(table rows, curve rows) of every evaluation, on `config.workers` processes."""
+    results: list[LevelResult | None] = [None] * len(evaluations)
+    tasks = [(data,) for _, data in evaluations]
+    for index, result in run_unordered(partial(evaluate_level, config=config), tasks,
+                                       workers=usable_workers(config.workers), desc="evaluate-fm"):
+        results[index] = result
+        _log_row(evaluations[index][0], result)
+    table, curves = [], []
+    for (keys, _), result in zip(evaluations, results, strict=True):
+        table.append({**keys, **result.summary()})
+        curves += _curve_rows(result, keys)
     return table, curves
 
 
@@ -72,12 +98,11 @@ def run_evaluation(config: EvaluateFMConfig, *, manifest: pd.DataFrame, labels: 
     stores = [FeatureStore(config.features, encoder=encoder, tiling_hash=tiling_hash)
               for encoder, tiling_hash in sources]
     check_encoders(stores)
-    table, curves = [], []
+    evaluations = []
     for store in stores:
         fm = f"{store.encoder}@{store.tiling_hash}" if several_hashes else store.encoder
-        rows, curve_rows = evaluate_source(store, fm=fm, cohort=cohort, config=config)
-        table += rows
-        curves += curve_rows
+        evaluations += source_evaluations(store, fm=fm, cohort=cohort, config=config)
+    table, curves = evaluate_all(evaluations, config=config)
     frame = pd.DataFrame(table)
     artifacts = write_report(frame, pd.DataFrame(curves), out)
     if config.tracking:

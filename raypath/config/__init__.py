@@ -9,6 +9,7 @@ from raypath.config.base import (
     absolute,
     absolute_sqlite,
     apply_overrides,
+    default_tracking_uri,
     did_you_mean,
     load_config,
     validate_section,
@@ -16,4 +17,5 @@ from raypath.config.base import (
 from raypath.config.ray_settings import RaySettings
 
 __all__ = ["ConfigError", "LocalPath", "Location", "RaySettings", "StrictModel", "TrackingUri", "absolute",
-           "absolute_sqlite", "apply_overrides", "did_you_mean", "load_config", "validate_section"]
+           "absolute_sqlite", "apply_overrides", "default_tracking_uri", "did_you_mean", "load_config",
+           "validate_section"]

@@ -247,7 +247,7 @@ def test_cli_end_to_end_writes_table_plot_curves_and_mlflow_runs(simulated_store
 
     report = simulated_store / "report"
     process_uri = mlflow.get_tracking_uri()
-    code = main(["evaluate-fm", "--features", str(simulated_store / "features"), "--encoders", "sim-16",
+    code = main(["evaluate-fm", "--features", str(simulated_store / "features"), "--encoder", "sim-16",
                  "--manifest", str(simulated_store / "manifest.csv"),
                  "--labels", str(simulated_store / "labels.csv"), "--out", str(report),
                  "--set", "tiles_per_slide=6", "--set", "knn.k_cap=12", "--set", "apd.iterations=1",

@@ -6,14 +6,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from raypath.config import default_tracking_uri
 from raypath.registry.sqlite_store import ready_store
 
 log = logging.getLogger(__name__)
 
 
 def default_uri(out: Path) -> str:
-    """A local SQLite store inside the report folder, so a run needs no server."""
-    return f"sqlite:///{(out / 'mlflow.db').resolve()}"
+    """The default store of every command (mlflow.db in its --out), so a run needs no server."""
+    return default_tracking_uri(out)
 
 
 def _metrics(rows: pd.DataFrame) -> dict[str, float]:

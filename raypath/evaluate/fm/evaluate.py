@@ -106,6 +106,7 @@ def _drop(data: FeatureSet, config: EvaluateFMConfig, *, workers: int) -> DropRe
 def _timed(what: str) -> Iterator[None]:
     """One log line per metric: what ran and how long it took (progress on long evaluations)."""
     started = time.perf_counter()
+    log.info("%s ...", what)
     yield
     log.info("%s done in %.1f s", what, time.perf_counter() - started)
 

@@ -16,7 +16,10 @@ from joblib import Parallel, delayed
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from raypath.logs import Ticker
+
 log = logging.getLogger(__name__)
+PROGRESS_EVERY_S = 30.0
 
 
 def usable_workers(workers: int | None) -> int:
@@ -34,20 +37,26 @@ def _single_threaded(function: Callable[..., Any], *args: Any) -> Any:
 
 def run_tasks(function: Callable[..., Any], tasks: Sequence[tuple], *, workers: int, desc: str) -> list:
     """`[function(*task) for task in tasks]`, on up to `workers` processes, with a progress bar on a
-    terminal (none in logs)."""
+    terminal, else a log line every `PROGRESS_EVERY_S` seconds."""
     bar = tqdm(total=len(tasks), desc=desc, leave=False, disable=None)
+    ticker = Ticker(PROGRESS_EVERY_S)
+
+    def advance() -> None:
+        bar.update()
+        if bar.disable and ticker.due():
+            log.info("%s: %d/%d", desc, len(results), len(tasks))
+
+    results: list = []
     try:
         if workers <= 1 or len(tasks) <= 1:
-            results = []
             for task in tasks:
                 results.append(_single_threaded(function, *task))
-                bar.update()
+                advance()
             return results
         pool = Parallel(n_jobs=min(workers, len(tasks)), return_as="generator")
-        results = []
         for result in pool(delayed(_single_threaded)(function, *task) for task in tasks):
             results.append(result)
-            bar.update()
+            advance()
         return results
     finally:
         bar.close()

@@ -4,6 +4,12 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
+from typing import Any
+
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
 
 
 def setup_logging(*, verbose: bool = False) -> None:
@@ -51,3 +57,43 @@ class Ticker:
             return False
         self.last = now
         return True
+
+
+
+class ProgressBar(tqdm):
+    """tqdm where a person watches (a terminal); elsewhere (log files, CI, `ray job logs`) no bar
+    but a log line every `every_s` seconds and one at the end, so logs hold no carriage-return junk
+    and a long stage is never silent. Use it like tqdm; `disable=True` means no progress at all."""
+
+    def __init__(self, iterable: Any = None, *, desc: str = "", total: float | None = None,
+                 every_s: float = 30.0, **kwargs: Any) -> None:
+        self.quiet = bool(kwargs.pop("disable", False))  # asked for no progress at all (tiny jobs)
+        super().__init__(iterable, desc=desc, total=total, disable=self.quiet or not is_terminal(), **kwargs)
+        self.label, self.count, self.ticker, self.began = desc, 0, Ticker(every_s), time.monotonic()
+        if self.total is None and iterable is not None and hasattr(iterable, "__len__"):
+            self.total = len(iterable)
+
+    def __iter__(self) -> Iterator[Any]:
+        if not self.disable:
+            yield from super().__iter__()
+            return
+        for item in self.iterable:
+            yield item
+            self.update()
+        self.close()
+
+    def update(self, n: float | None = 1) -> bool | None:
+        if self.disable and not self.quiet:
+            self.count += n or 0
+            if self.ticker.due():
+                log.info("%s: %s", self.label, self._done())
+        return super().update(n)
+
+    def close(self) -> None:
+        if self.disable and self.count and not getattr(self, "closed_once", False):
+            self.closed_once = True
+            log.info("%s: %s in %.1f s", self.label, self._done(), time.monotonic() - self.began)
+        super().close()
+
+    def _done(self) -> str:
+        return f"{self.count:g}/{self.total:g}" if self.total else f"{self.count:g}"

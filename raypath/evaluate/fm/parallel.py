@@ -14,9 +14,8 @@ from typing import Any
 
 from joblib import Parallel, delayed
 from threadpoolctl import threadpool_limits
-from tqdm import tqdm
 
-from raypath.logs import Ticker
+from raypath.logs import ProgressBar
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 30.0
@@ -38,25 +37,18 @@ def _single_threaded(function: Callable[..., Any], *args: Any) -> Any:
 def run_tasks(function: Callable[..., Any], tasks: Sequence[tuple], *, workers: int, desc: str) -> list:
     """`[function(*task) for task in tasks]`, on up to `workers` processes, with a progress bar on a
     terminal, else a log line every `PROGRESS_EVERY_S` seconds."""
-    bar = tqdm(total=len(tasks), desc=desc, leave=False, disable=None)
-    ticker = Ticker(PROGRESS_EVERY_S)
-
-    def advance() -> None:
-        bar.update()
-        if bar.disable and ticker.due():
-            log.info("%s: %d/%d", desc, len(results), len(tasks))
-
+    bar = ProgressBar(total=len(tasks), desc=desc, leave=False, every_s=PROGRESS_EVERY_S)
     results: list = []
     try:
         if workers <= 1 or len(tasks) <= 1:
             for task in tasks:
                 results.append(_single_threaded(function, *task))
-                advance()
+                bar.update()
             return results
         pool = Parallel(n_jobs=min(workers, len(tasks)), return_as="generator")
         for result in pool(delayed(_single_threaded)(function, *task) for task in tasks):
             results.append(result)
-            advance()
+            bar.update()
         return results
     finally:
         bar.close()

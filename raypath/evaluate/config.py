@@ -36,7 +36,9 @@ class CompareConfig(StrictModel):
         min_length=1,
     )
     top_k: int = Field(1, ge=1, description="robust configurations shown next to the baseline")
-    accuracy_tolerance: float = Field(0.02, ge=0, description="robust configs may lose this much accuracy")
+    accuracy_tolerance: float = Field(
+        0.02, ge=0, description="robust configs may lose this much accuracy (the sweep's "
+                                "replicates.accuracy_tolerance)")
     ci_level: float = Field(0.95, gt=0, lt=1)
     min_replicates: int = Field(
         3, ge=2, description="finite values a cell needs for an interval; fewer: the mean alone, with a note")

@@ -13,6 +13,7 @@ from raypath.evaluate.report import (
     html_report,
     markdown_report,
     mean_ci,
+    number,
     present_metrics,
     to_markdown,
     wide_table,
@@ -51,6 +52,25 @@ def test_table_rows_are_models_and_cells_carry_intervals():
     assert "<table" in page and "chosen on validation" in page and "chance 0.5" in page
     text = markdown_report(title="t", sections=[section], level=0.95)
     assert "| cross-scanner std | mean over specimens of the std" in text and "![p.png](p.png)" in text
+
+
+def test_small_values_keep_significant_digits():
+    assert [number(v) for v in (0.0, 3.9e-05, 0.0039, 0.912)] == ["0.000", "3.9e-05", "0.0039", "0.912"]
+    runs = pd.DataFrame({"test/score_spread": [4e-05]})
+    wide = wide_table(comparison_table({"robust 1": runs}, metrics=["test/score_spread"], level=0.95))
+    assert wide.loc["robust 1", "cross-scanner std"] == "4e-05"
+
+
+def test_html_has_style_one_header_row_and_links_runs_only_on_a_server():
+    wide = pd.DataFrame({"AUC": ["0.900"]}, index=pd.Index(["baseline"], name="model"))
+    wide.columns.name = "label"
+    lines = ["baseline: lr=3.9e-05; runs http://mlflow:5000/#/experiments/1/runs/abc123",
+             "robust 1: lr=0.001; runs runs:/def456"]
+    page = html_report(title="t", sections=[FmSection(fm="fm", wide=wide, models=lines)], level=0.95)
+    results = page[page.index('class="results"'):]
+    assert "<style>" in page and results.split("</thead>")[0].count("<tr>") == 1
+    assert '<a href="http://mlflow:5000/#/experiments/1/runs/abc123">abc123</a>' in page
+    assert "runs:/def456" in page and 'href="runs:/' not in page
 
 
 def test_an_undefined_metric_shows_its_reason_never_a_number_with_an_interval():

@@ -88,7 +88,8 @@ class EvaluateFMConfig(StrictModel):
         None, description="labels.csv with the biological class (required to run)")
     out: LocalPath | None = Field(None, description="report folder (required to run)")
     center: Literal["auto", "scanner", "center"] = Field(
-        "auto", description="confounder: the manifest's center column where set, else the scanner")
+        "auto", description="confounder column of the manifest: auto = the scanner (the center column only "
+                            "when every slide has one scanner and a center); the report names the one used")
     tiles_per_slide: int | None = Field(64, gt=0, description="tiles sampled per slide; null = all")
     levels: list[Level] = Field(default_factory=lambda: ["tile", "slide"], min_length=1)
     corrections: list[Correction] = Field(default_factory=lambda: ["none", "center", "combat"], min_length=1)

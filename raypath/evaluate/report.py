@@ -205,7 +205,7 @@ def _linked(text: str) -> str:
     parts, last = [], 0
     for match in URL.finditer(text):
         url = match.group(0)
-        shown = url.rsplit("/", 1)[-1] if "/runs/" in url else url  # an MLflow run: its id
+        shown = url.partition("?")[0].rsplit("/", 1)[-1] if "/runs/" in url else url  # a run: its id
         anchor = f'<a href="{html.escape(url)}">{html.escape(shown)}</a>'
         parts += [html.escape(text[last:match.start()]), anchor]
         last = match.end()

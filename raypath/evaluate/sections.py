@@ -9,6 +9,7 @@ import numpy as np
 from raypath.evaluate.champion import champion_name
 from raypath.evaluate.config import CompareConfig
 from raypath.evaluate.groups import ModelGroups
+from raypath.registry.experiments import UI_TRAINING_VIEW
 
 
 def notes(chosen: ModelGroups, config: CompareConfig, *, fm: str, registered: str | None) -> list[str]:
@@ -50,7 +51,7 @@ def split_notes(tags: dict[str, str]) -> list[str]:
 
 def _run_link(run_id: str, *, tracking_uri: str, experiment_id: str) -> str:
     if urlparse(tracking_uri).scheme in ("http", "https"):
-        return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+        return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{UI_TRAINING_VIEW}"
     return f"runs:/{run_id}"
 
 

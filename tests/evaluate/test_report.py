@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from raypath.evaluate.groups import ModelGroups
 from raypath.evaluate.heatmaps import ScanView, heatmap_figure
 from raypath.evaluate.pareto import pareto_mask, pareto_plot
 from raypath.evaluate.report import (
@@ -18,6 +19,7 @@ from raypath.evaluate.report import (
     to_markdown,
     wide_table,
 )
+from raypath.evaluate.sections import model_lines
 
 
 def test_mean_ci_is_the_student_t_interval_and_never_invents_one():
@@ -64,12 +66,16 @@ def test_small_values_keep_significant_digits():
 def test_html_has_style_one_header_row_and_links_runs_only_on_a_server():
     wide = pd.DataFrame({"AUC": ["0.900"]}, index=pd.Index(["baseline"], name="model"))
     wide.columns.name = "label"
-    lines = ["baseline: lr=3.9e-05; runs http://mlflow:5000/#/experiments/1/runs/abc123",
-             "robust 1: lr=0.001; runs runs:/def456"]
+    server = model_lines(ModelGroups(groups={"baseline": pd.DataFrame({"run_id": ["abc123"], "params": [
+        {"optimizer.weight_decay": 3.9e-05}]})}, selection=None, phase="replicates"),
+        tracking_uri="http://mlflow:5000", experiment_id="1")
+    lines = [*server, "robust 1: lr=0.001; runs runs:/def456"]
+    assert server == ["baseline: optimizer.weight_decay=3.9e-05; runs http://mlflow:5000/#/experiments/1/runs/"
+                      "abc123?workflowType=machine_learning"]
     page = html_report(title="t", sections=[FmSection(fm="fm", wide=wide, models=lines)], level=0.95)
     results = page[page.index('class="results"'):]
     assert "<style>" in page and results.split("</thead>")[0].count("<tr>") == 1
-    assert '<a href="http://mlflow:5000/#/experiments/1/runs/abc123">abc123</a>' in page
+    assert f'<a href="{server[0].split("runs ")[-1]}">abc123</a>' in page
     assert "runs:/def456" in page and 'href="runs:/' not in page
 
 

@@ -60,16 +60,22 @@ class Ticker:
 
 
 
+QUIET_BELOW_S = 2.0
+"""A loop done sooner than this (and never reported on the way) logs nothing at its end."""
+
+
 class ProgressBar(tqdm):
     """tqdm where a person watches (a terminal); elsewhere (log files, CI, `ray job logs`) no bar
-    but a log line every `every_s` seconds and one at the end, so logs hold no carriage-return junk
-    and a long stage is never silent. Use it like tqdm; `disable=True` means no progress at all."""
+    but a log line every `every_s` seconds and one at the end (of a loop that took `QUIET_BELOW_S` or
+    more), so logs hold no carriage-return junk and a long stage is never silent. Use it like tqdm;
+    `disable=True` means no progress at all."""
 
     def __init__(self, iterable: Any = None, *, desc: str = "", total: float | None = None,
                  every_s: float = 30.0, **kwargs: Any) -> None:
         self.quiet = bool(kwargs.pop("disable", False))  # asked for no progress at all (tiny jobs)
         super().__init__(iterable, desc=desc, total=total, disable=self.quiet or not is_terminal(), **kwargs)
         self.label, self.count, self.ticker, self.began = desc, 0, Ticker(every_s), time.monotonic()
+        self.spoke = False  # whether a progress line was logged (then the end gets one too)
         if self.total is None and iterable is not None and hasattr(iterable, "__len__"):
             self.total = len(iterable)
 
@@ -86,13 +92,16 @@ class ProgressBar(tqdm):
         if self.disable and not self.quiet:
             self.count += n or 0
             if self.ticker.due():
+                self.spoke = True
                 log.info("%s: %s", self.label, self._done())
         return super().update(n)
 
     def close(self) -> None:
-        if self.disable and self.count and not getattr(self, "closed_once", False):
+        elapsed = time.monotonic() - self.began
+        if self.disable and self.count and (self.spoke or elapsed >= QUIET_BELOW_S) \
+                and not getattr(self, "closed_once", False):
             self.closed_once = True
-            log.info("%s: %s in %.1f s", self.label, self._done(), time.monotonic() - self.began)
+            log.info("%s: %s in %.1f s", self.label, self._done(), elapsed)
         super().close()
 
     def _done(self) -> str:

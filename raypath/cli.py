@@ -42,6 +42,15 @@ def _module(name: str):
 
 def build_parser(chosen: str | None) -> argparse.ArgumentParser:
     """Top-level parser; only the chosen subcommand's module is imported to add its flags."""
+    return _parsers(chosen)[0]
+
+
+def command_parser(name: str) -> argparse.ArgumentParser:
+    """The parser of one subcommand, flags added (what `raypath <name> --help` prints)."""
+    return _parsers(name)[1]
+
+
+def _parsers(chosen: str | None) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser | None]:
     common = argparse.ArgumentParser(add_help=False)  # accepted before or after the command (jobs/*.py)
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="debug logging")
@@ -49,11 +58,13 @@ def build_parser(chosen: str | None) -> argparse.ArgumentParser:
                         help="show tracebacks of bad-input errors")
     parser = argparse.ArgumentParser(prog="raypath", description=__doc__.splitlines()[0], parents=[common])
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    found = None
     for name, help_text in COMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text, parents=[common])
         if name == chosen:
             _module(name).add_arguments(sub)
-    return parser
+            found = sub
+    return parser, found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(chosen).parse_args(argv)
     args.verbose, args.debug = getattr(args, "verbose", False), getattr(args, "debug", False)
     setup_logging(verbose=args.verbose)
+    for old, new in getattr(args, "deprecated_flags", ()):
+        log.warning("%s is deprecated and will be removed; use %s", old, new)
     try:
         return int(_module(args.command).run(args) or 0)
     except BAD_INPUT as exc:  # ConfigError, CohortError, ProvenanceError, SlideError... are ValueErrors

@@ -20,9 +20,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 import raypath
+from raypath.logs import ProgressBar
 from raypath.paths import is_remote, join, temporary_owner
 from raypath.publish import publish_stream
 
@@ -275,7 +275,7 @@ class FeatureStore:
         """`slide_entry` of many slides, read in parallel (footers only: cheap even on s3://)."""
         ids = self.slide_ids() if slide_ids is None else list(slide_ids)
         with ThreadPoolExecutor(max_workers=8) as pool:
-            return list(tqdm(pool.map(self.slide_entry, ids), total=len(ids), desc="index features",
+            return list(ProgressBar(pool.map(self.slide_entry, ids), total=len(ids), desc="index features",
                              leave=False, disable=len(ids) < 100))
 
     def read_tiles(self, slide_id: str) -> tuple[np.ndarray, np.ndarray]:

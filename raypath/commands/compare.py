@@ -4,22 +4,25 @@ import argparse
 import logging
 import sys
 
-from raypath.commands.flags import Flag, add_config_flags, comma_list, config_from_args
+from raypath.commands.flags import Flag, add_config_flags, config_from_args, encoders_flag
 from raypath.evaluate.config import CompareConfig
 
 log = logging.getLogger(__name__)
 FLAGS = (
     Flag("sweep-id", "sweep_id", help="the sweep to compare"),
-    Flag("fms", "fms", comma_list, help="comma-separated FMs; default: all the sweep recorded"),
-    Flag("output-dir", "output_dir"),
-    Flag("out", "out"),
+    encoders_flag("fms", aliases=("fms",),
+                  help="FMs to compare (repeatable or comma-separated); default: every FM the sweep "
+                       "recorded"),
+    Flag("sweep-dir", "output_dir", metavar="DIR", aliases=("output-dir",)),
+    Flag("out", "out", metavar="DIR"),
     Flag("tracking-uri", "tracking.uri"),
     Flag("manifest", "heatmaps.manifest"),
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_flags(parser, CompareConfig, FLAGS, default_config="jobs/configs/compare.yaml")
+    add_config_flags(parser, CompareConfig, FLAGS, example="top_k=2",
+                     default_config="jobs/configs/compare.yaml")
 
 
 def run(args: argparse.Namespace) -> int:

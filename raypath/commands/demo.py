@@ -7,12 +7,12 @@ from raypath.commands.flags import Flag, add_config_flags, config_from_args
 from raypath.demo.config import DemoConfig
 
 log = logging.getLogger(__name__)
-FLAGS = (Flag("out", "out", help="output directory (default: demo/)"),)
+FLAGS = (Flag("out", "out", metavar="DIR", help="output directory (default: demo/)"),)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """`--config jobs/configs/demo.yaml`, `--out DIR`, and `--set section.key=value` overrides."""
-    add_config_flags(parser, DemoConfig, FLAGS)
+    """`--config jobs/configs/demo.yaml`, `--out DIR`, and `--set stage.key=value` overrides."""
+    add_config_flags(parser, DemoConfig, FLAGS, example="sweep.train.epochs=5")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,23 +3,25 @@
 import argparse
 import sys
 
-from raypath.commands.flags import Flag, add_config_flags, comma_list, config_from_args
+from raypath.commands.flags import Flag, add_config_flags, config_from_args, encoders_flag
 from raypath.evaluate.fm.config import EvaluateFMConfig
 
 FLAGS = (
     Flag("features", "features"),
-    Flag("encoders", "encoders", comma_list, help="comma-separated FMs; default: every encoder in the store"),
+    encoders_flag("encoders", aliases=("encoders",),
+                  help="FMs to evaluate (repeatable or comma-separated); default: every encoder in the "
+                       "store"),
     Flag("tiling-hash", "tiling_hash"),
     Flag("manifest", "manifest"),
     Flag("labels", "labels"),
-    Flag("out", "out"),
+    Flag("out", "out", metavar="DIR"),
     Flag("tracking-uri", "tracking_uri"),
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Paths as flags (they override the YAML); everything else via --config / --set."""
-    add_config_flags(parser, EvaluateFMConfig, FLAGS)
+    add_config_flags(parser, EvaluateFMConfig, FLAGS, example="tiles_per_slide=64")
     parser.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
 
 

@@ -2,22 +2,23 @@
 
 import argparse
 
-from raypath.commands.flags import Flag, add_config_flags, config_from_args
+from raypath.commands.flags import Flag, add_config_flags, comma_list, config_from_args
 from raypath.extract.config import ExtractConfig
 
 EXIT_RECORDS_LOST = 1
 FLAGS = (
     Flag("manifest", "manifest"),
-    Flag("out", "output", help="feature-store root, local or s3:// (overrides `output`)"),
+    Flag("out", "output", metavar="DIR", help="feature-store root, local or s3:// (overrides `output`)"),
     Flag("address", "ray_address"),
     Flag("run-id", "run_id"),
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_flags(parser, ExtractConfig, FLAGS)
-    parser.add_argument("--encoder", action="append", default=[], metavar="NAME",
-                        help="encoder to run (repeatable; replaces the config's `encoders`)")
+    add_config_flags(parser, ExtractConfig, FLAGS, example="batch_size=64")
+    parser.add_argument("--encoder", action="extend", type=comma_list, default=[], metavar="NAME[,NAME]",
+                        help="encoders to run (repeatable or comma-separated; replaces the config's "
+                             "`encoders`)")
 
 
 def run(args: argparse.Namespace) -> int:

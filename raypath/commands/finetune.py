@@ -5,7 +5,7 @@ import logging
 import sys
 from pathlib import Path
 
-from raypath.commands.flags import Flag, add_config_flags, config_from_args
+from raypath.commands.flags import Flag, add_config_flags, config_from_args, yes_no
 from raypath.finetune.config import FinetuneConfig
 
 log = logging.getLogger(__name__)
@@ -14,15 +14,14 @@ FLAGS = (
     Flag("labels", "labels", Path),
     Flag("splits", "splits", Path),
     Flag("registration", "registration", Path),
-    Flag("output-dir", "output_dir", Path),
+    Flag("out", "output_dir", Path, metavar="DIR", aliases=("output-dir",)),
     Flag("name", "name"),
     Flag("encoder", "encoder"),
     Flag("checkpoint", "checkpoint"),
     Flag("epochs", "epochs", int),
     Flag("workers", "distributed.workers", int),
     Flag("strategy", "distributed.strategy", choices=("ddp", "fsdp")),
-    Flag("use-gpu", "distributed.use_gpu", lambda text: {"true": True, "false": False}[text.lower()],
-         metavar="true|false"),
+    Flag("use-gpu", "distributed.use_gpu", yes_no, metavar="true|false"),
     Flag("tiles", "tiles.source", choices=("slides", "cache")),
     Flag("tracking-uri", "tracking.uri"),
     Flag("address", "ray_address"),
@@ -30,7 +29,8 @@ FLAGS = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_flags(parser, FinetuneConfig, FLAGS, default_config="jobs/configs/finetune.yaml")
+    add_config_flags(parser, FinetuneConfig, FLAGS, example="lora.rank=8",
+                     default_config="jobs/configs/finetune.yaml")
     parser.add_argument("--restart", action="store_true",
                         help="discard an earlier run of the same name instead of resuming it")
 

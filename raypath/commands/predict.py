@@ -22,7 +22,7 @@ FLAGS = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_flags(parser, PredictConfig, FLAGS)
+    add_config_flags(parser, PredictConfig, FLAGS, example="heatmap_top=3")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ FLAGS = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Inputs, output and the few registration knobs; each flag overrides the config field."""
-    add_config_flags(parser, RegisterConfig, FLAGS)
+    add_config_flags(parser, RegisterConfig, FLAGS, example="thumbnail_mpp=8")
 
 
 def run(args: argparse.Namespace) -> int:

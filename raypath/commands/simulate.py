@@ -19,8 +19,9 @@ FLAGS = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=absolute, required=True, help="output directory")
-    add_config_flags(parser, SimulateConfig, FLAGS)
+    parser.add_argument("--out", type=absolute, required=True, metavar="DIR",
+                        help="output directory (a feature store under <out>/features)")
+    add_config_flags(parser, SimulateConfig, FLAGS, example="tiles=32")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,24 +5,26 @@ import errno
 import logging
 import sys
 
-from raypath.commands.flags import Flag, add_config_flags, comma_list, config_from_args
+from raypath.commands.flags import Flag, add_config_flags, config_from_args, encoders_flag
 from raypath.sweep.config import SweepConfig
 
 log = logging.getLogger(__name__)
 FLAGS = (
     Flag("sweep-id", "sweep_id", help="names the Tune and MLflow experiments; reuse it to resume"),
-    Flag("fms", "features.fms", comma_list, help="comma-separated FMs (feature-store encoder names)"),
+    encoders_flag("features.fms", aliases=("fms",),
+                  help="FMs to sweep (feature-store encoder names; repeatable or comma-separated)"),
     Flag("num-samples", "num_samples", int),
     Flag("pack-size", "pack_size", int),
-    Flag("output-dir", "output_dir"),
+    Flag("out", "output_dir", metavar="DIR", aliases=("output-dir",)),
     Flag("tracking-uri", "tracking.uri"),
-    Flag("ray-address", "ray_address"),
+    Flag("address", "ray_address", aliases=("ray-address",)),
     Flag("resume", "resume", choices=("auto", "never")),
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_flags(parser, SweepConfig, FLAGS, default_config="jobs/configs/sweep.yaml")
+    add_config_flags(parser, SweepConfig, FLAGS, example="train.epochs=5",
+                     default_config="jobs/configs/sweep.yaml")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -29,8 +29,9 @@ def _scanner_mpp(text: str) -> tuple[str, float]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags for the common knobs; everything else via --config / --set."""
-    parser.add_argument("--out", type=absolute, required=True, help="output directory")
-    add_config_flags(parser, SynthConfig, FLAGS)
+    parser.add_argument("--out", type=absolute, required=True, metavar="DIR",
+                        help="output directory: slides/, manifest.csv, labels.csv")
+    add_config_flags(parser, SynthConfig, FLAGS, example="tumour_contrast=0.5")
     parser.add_argument("--mpp", action="append", default=[], type=_scanner_mpp, metavar="SCANNER=MPP",
                         help="level-0 mpp of one scanner, repeatable")
 

@@ -14,7 +14,7 @@ from raypath.commands.flags import (
     config_from_flags,
     yes_no,
 )
-from raypath.config import RaySettings, absolute, absolute_sqlite
+from raypath.config import RaySettings, absolute, absolute_sqlite, did_you_mean
 from raypath.distributed.config import DistributedConfig
 from raypath.train.config import TrainConfig
 
@@ -40,8 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--splits", type=absolute,
                         help="splits.csv (patient_id, split): the split, before the labels' split column")
     parser.add_argument("--registration", type=absolute, help="registration.parquet, for tile-level losses")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=absolute, help="write metrics.json, predictions.csv, model.safetensors")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of initialisation and sampling (default: 0)")
+    parser.add_argument("--out", type=absolute, metavar="DIR",
+                        help="write metrics.json, predictions.csv, model.safetensors here")
     parser.add_argument("--cache-dir", type=absolute,
                         help="node-local feature cache; default <out>/cache, else <tmp>/raypath-cache")
     parser.add_argument("--cache-storage", choices=("float16", "bfloat16", "float32"), default="float16",
@@ -49,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unmatched-labels", choices=("error", "warn"), default="error",
                         help="label rows of patients without features: an error, or a warning")
     parser.add_argument("--tracking-uri", type=absolute_sqlite,
-                        help="log the run to this MLflow store (e.g. sqlite:///runs/mlflow.db)")
+                        help="log the run to this MLflow store (http://host:5000 or sqlite:///file.db; the "
+                             "other commands' default is sqlite:///<out>/mlflow.db); default: not logged")
     parser.add_argument("--name", default="train",
                         help="names the MLflow experiment (raypath/<name>/<fm>) and the Ray Train run")
     parser.add_argument("--storage", type=absolute,
@@ -58,12 +61,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="--workers: start over instead of resuming this run's latest checkpoint")
     parser.add_argument("--address", help="--workers: Ray cluster address; default a private local Ray "
                                           "(or the cluster of a submitted Ray job)")
-    add_config_flags(parser, TrainConfig, ())
+    add_config_flags(parser, TrainConfig, (), example="epochs=5")
     add_flags(parser, DistributedConfig, PARALLEL_FLAGS)
     add_flags(parser, RaySettings, ())  # --workers: the local Ray instance's start-up
 
 
 def _tiling_hash(root: Path, encoder: str, given: str | None) -> str:
+    """The one tiling hash of `encoder` in the store (or `given`); an encoder the store lacks is named
+    with the ones it has, before anything is read."""
+    if not (root / encoder).is_dir():
+        known = sorted(p.name for p in root.glob("*") if p.is_dir() and not p.name.startswith(("_", ".")))
+        raise ValueError(f"{root}: no features for encoder {encoder!r}{did_you_mean(encoder, known)}; "
+                         f"this store has: {', '.join(known) or 'no encoders'}")
     if given:
         return given
     found = sorted(p.name for p in (root / encoder).glob("*") if p.is_dir())

@@ -9,6 +9,7 @@ from raypath.config.base import (
     absolute,
     absolute_sqlite,
     apply_overrides,
+    default_tracking_uri,
     did_you_mean,
     load_config,
     validate_section,
@@ -16,19 +17,6 @@ from raypath.config.base import (
 from raypath.config.ray_settings import RaySettings
 from raypath.config.registry import Registry, UnknownNameError
 
-__all__ = [
-    "ConfigError",
-    "LocalPath",
-    "Location",
-    "RaySettings",
-    "Registry",
-    "StrictModel",
-    "TrackingUri",
-    "UnknownNameError",
-    "absolute",
-    "absolute_sqlite",
-    "apply_overrides",
-    "did_you_mean",
-    "load_config",
-    "validate_section",
-]
+__all__ = ["ConfigError", "LocalPath", "Location", "RaySettings", "Registry", "StrictModel", "TrackingUri",
+           "UnknownNameError", "absolute", "absolute_sqlite", "apply_overrides", "default_tracking_uri",
+           "did_you_mean", "load_config", "validate_section"]

@@ -58,6 +58,17 @@ TrackingUri = Annotated[str, AfterValidator(absolute_sqlite)]
 """An MLflow URI; the file of `sqlite:///relative.db` is taken from the working directory."""
 
 
+TRACKING_STORE = "mlflow.db"
+"""The default MLflow store of every command that logs runs: this SQLite file in the directory the
+command writes (its `--out`; `compare` reads the one in the sweep's). No server needed; a
+`--tracking-uri` (a server, or another file) overrides it on every command alike."""
+
+
+def default_tracking_uri(directory: Path) -> str:
+    """`sqlite:///<directory>/mlflow.db`, absolute: the one default tracking store (`TRACKING_STORE`)."""
+    return f"{SQLITE}{(directory / TRACKING_STORE).resolve()}"
+
+
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """` (did you mean 'x'?)` naming the nearest of `known` to `name` when it is close, else ''."""
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
@@ -100,6 +111,16 @@ def _section_fields(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(current.model_fields) if current is not None else []
 
 
+def _shown(value: Any) -> str:
+    """A rejected value as the user wrote it: YAML's `null`, a path as text, never a Python repr such as
+    `None` or `PosixPath(...)`."""
+    if value is None:
+        return "null"
+    if isinstance(value, os.PathLike):
+        return f"'{os.fspath(value)}'"
+    return repr(value)
+
+
 def _describe(error: ValidationError, source: str, model: type[BaseModel] | None = None) -> str:
     lines = [f"invalid config in {source}:"]
     for item in error.errors():
@@ -111,7 +132,7 @@ def _describe(error: ValidationError, source: str, model: type[BaseModel] | None
         elif not item["loc"] or isinstance(item.get("input"), dict):
             lines.append(f"  {'section' if item['loc'] else 'config'} '{key}': {item['msg']}")
         else:
-            lines.append(f"  key '{key}': {item['msg']} (got {item.get('input')!r})")
+            lines.append(f"  key '{key}': {item['msg']} (got {_shown(item.get('input'))})")
     return "\n".join(lines)
 
 
@@ -200,8 +221,8 @@ def load_config(
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        given = [*(overrides or []), *(f"{k}={v!r}" for k, v in (values or {}).items())]
-        suffix = f" with overrides {given}" if given else ""
+        given = [*(overrides or []), *(f"{k}={_shown(v)}" for k, v in (values or {}).items())]
+        suffix = f" with overrides {', '.join(given)}" if given else ""
         raise ConfigError(_describe(exc, source + suffix, model)) from None
 
 

@@ -17,7 +17,7 @@ class RaySettings(StrictModel):
     """Ray's temp directory and start-up timeout for a local instance."""
 
     temp_dir: LocalPath | None = Field(
-        None, description="Ray's temp directory (sessions, sockets, logs, spilled objects); None = "
+        None, description="Ray's temp directory (sessions, sockets, logs, spilled objects); default "
                           "<system temp>/raypath-<uid>/ray, inside a directory only this user can enter")
     startup_timeout_s: float = Field(
         120.0, gt=0, description="seconds the local Ray node may take to start (Ray's own limit is 30 s, "

@@ -18,6 +18,7 @@ from raypath.config import validate_section
 from raypath.demo.config import DemoConfig
 from raypath.evaluate.config import CompareConfig
 from raypath.extract.config import ExtractConfig
+from raypath.registry.experiments import UI_TRAINING_VIEW
 from raypath.slides.registration.config import RegisterConfig
 from raypath.sweep.config import SweepConfig
 
@@ -132,7 +133,7 @@ def _print_outcome(plan: DemoPlan, results: list) -> None:
     report = plan.compare.report_dir()
     write(f"\nreport:   {report / 'report.html'}\n          {report / 'report.md'}\n")
     write(f"MLflow UI: mlflow ui --backend-store-uri {plan.sweep.tracking_uri()} --port 5000\n"
-          "           (then open http://127.0.0.1:5000)\n")
+          f"           (then open http://127.0.0.1:5000/#/experiments?{UI_TRAINING_VIEW})\n")
     for result in results:
         if result.registered is None:
             continue

@@ -9,6 +9,7 @@ from mlflow import MlflowClient
 from raypath.evaluate.config import CompareConfig
 from raypath.evaluate.groups import ModelGroups
 from raypath.evaluate.publish import register_model
+from raypath.evaluate.report import number
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +20,11 @@ def champion_group(chosen: ModelGroups) -> str | None:
     if "robust 1" in chosen.groups and not chosen.selection.below_floor:
         return "robust 1"
     return "baseline" if "baseline" in chosen.groups else None
+
+
+def champion_name(config: CompareConfig, *, fm: str) -> str:
+    """The registered model name of a sweep's champion on one FM."""
+    return f"raypath-{config.sweep_id}-{fm}"
 
 
 def register_champion(client: MlflowClient, chosen: ModelGroups, table: pd.DataFrame,
@@ -42,9 +48,10 @@ def register_champion(client: MlflowClient, chosen: ModelGroups, table: pd.DataF
         "weights_hash": tags.get("raypath.weights_hash", ""),
         "tiling_hash": tags.get("raypath.tiling_hash", ""), "seed": str(best["seed"]),
         "loss_weights": json.dumps({k: v for k, v in best["params"].items() if k.startswith("losses.")}),
-        **{f"metric.{row.metric}": f"{row.mean:.4f} [{row.low:.4f}, {row.high:.4f}] over {row.n} "
-                                   "replicates" for row in metrics.itertuples() if row.n},
+        **{f"metric.{row.metric}": f"{number(row.mean, decimals=4)} [{number(row.low, decimals=4)}, "
+                                   f"{number(row.high, decimals=4)}] over "
+                                   f"{row.n} replicates" for row in metrics.itertuples() if row.n},
     }
-    return register_model(client, name=f"raypath-{config.sweep_id}-{fm}", run_id=best["run_id"],
+    return register_model(client, name=champion_name(config, fm=fm), run_id=best["run_id"],
                           description=f"champion ({name}) of sweep {config.sweep_id} on {fm}",
                           tags=version_tags)

@@ -148,9 +148,9 @@ def compare_fm(client: MlflowClient, config: CompareConfig, *, fm: str, experime
     registered = register_champion(client, chosen, table, config, fm=fm, tags=tags)
     result = FmComparison(fm=fm, table=table, wide=wide_table(table, labels=labels), chosen=chosen,
                           images=images, registered=registered)
-    section = FmSection(fm=fm, wide=result.wide,
-                        notes=[*notes(chosen, config, registered=result.registered), *split_notes(tags),
-                               stability_note(candidates)],
+    prose = [*notes(chosen, config, fm=fm, registered=result.registered), *split_notes(tags),
+             stability_note(candidates)]
+    section = FmSection(fm=fm, wide=result.wide, notes=prose,
                         models=model_lines(chosen, tracking_uri=config.tracking_uri(),
                                            experiment_id=experiment_id),
                         metrics=list(dict.fromkeys(table["metric"])), images=images, stability=stability,

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from raypath.config.base import LocalPath, StrictModel
+from raypath.config.base import LocalPath, StrictModel, default_tracking_uri
 from raypath.sweep.config import ObjectiveConfig, TrackingConfig
 
 
@@ -22,10 +22,11 @@ class CompareConfig(StrictModel):
     """Everything `raypath compare` needs; defaults read the sweep's embedded MLflow store."""
 
     sweep_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    fms: list[str] | None = Field(None, description="None = every FM the sweep recorded")
+    fms: list[str] | None = Field(None, description="default: every FM the sweep recorded")
     output_dir: LocalPath = Field(Path("runs/sweeps"), validate_default=True,
-                                  description="the sweep's output_dir (embedded MLflow)")
-    out: LocalPath | None = Field(None, description="report directory; None = <output_dir>/<sweep_id>-report")
+                                  description="the sweep's --out (output_dir): its MLflow store mlflow.db "
+                                              "unless --tracking-uri, and the default report location")
+    out: LocalPath | None = Field(None, description="report directory; default <sweep-dir>/<sweep_id>-report")
     tracking: TrackingConfig = TrackingConfig()
     objectives: list[ObjectiveConfig] = Field(
         default_factory=lambda: [
@@ -35,7 +36,9 @@ class CompareConfig(StrictModel):
         min_length=1,
     )
     top_k: int = Field(1, ge=1, description="robust configurations shown next to the baseline")
-    accuracy_tolerance: float = Field(0.02, ge=0, description="robust configs may lose this much accuracy")
+    accuracy_tolerance: float = Field(
+        0.02, ge=0, description="robust configs may lose this much accuracy (the sweep's "
+                                "replicates.accuracy_tolerance)")
     tie_tolerance: float = Field(
         1e-3, ge=0, description="selection metrics closer than this are ties (float noise, not evidence); "
                                 "ties go to the lower loss-weight sum, then the config key")
@@ -48,7 +51,7 @@ class CompareConfig(StrictModel):
     heatmaps: HeatmapConfig = HeatmapConfig()
 
     def tracking_uri(self) -> str:
-        return self.tracking.uri or f"sqlite:///{(self.output_dir / 'mlflow.db').resolve()}"
+        return self.tracking.uri or default_tracking_uri(self.output_dir)
 
     def report_dir(self) -> Path:
         return self.out or self.output_dir / f"{self.sweep_id}-report"

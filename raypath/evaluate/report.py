@@ -11,6 +11,7 @@ numbered note, listed under the table.
 """
 
 import html
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -113,13 +114,22 @@ def caveat_notes(table: pd.DataFrame, *, labels: Mapping[str, str] | None = None
             f"{rows.loc[(model, metric), 'caveat']}" for (model, metric), n in numbers.items()]
 
 
+def number(value: float, *, decimals: int = 3) -> str:
+    """`decimals` fixed places where they keep two significant digits, else two significant digits
+    (a score spread of 3.9e-05 never shows as 0.000)."""
+    value = float(value)
+    if not np.isfinite(value) or value == 0 or abs(value) >= 10.0 ** (1 - decimals):
+        return f"{value:.{decimals}f}"
+    return f"{value:.2g}"
+
+
 def _cell(row: pd.Series, note: int | None = None) -> str:
     if not np.isfinite(row["mean"]):
         return f"n/a: {row['reason']}" if row.get("reason") else "–"
     mark = f" (note {note})" if note else ""
     if not np.isfinite(row["low"]):
-        return f"{row['mean']:.3f}{mark}"
-    return f"{row['mean']:.3f} [{row['low']:.3f}, {row['high']:.3f}]{mark}"
+        return f"{number(row['mean'])}{mark}"
+    return f"{number(row['mean'])} [{number(row['low'])}, {number(row['high'])}]{mark}"
 
 
 def wide_table(table: pd.DataFrame, *, labels: Mapping[str, str] | None = None) -> pd.DataFrame:
@@ -179,22 +189,60 @@ def markdown_report(*, title: str, sections: Sequence[FmSection], level: float) 
     return "\n".join(parts)
 
 
-def html_report(*, title: str, sections: Sequence[FmSection], level: float) -> str:
-    """The same report as standalone HTML."""
+STYLE = """
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d2430; max-width: 1200px;
+       margin: 2em auto; padding: 0 1.5em; }
+h1 { font-size: 1.6em; margin-bottom: .2em; } h2 { margin-top: 2em; border-bottom: 2px solid #dde3ea; }
+table { border-collapse: collapse; margin: 1em 0; font-size: .92em; }
+th, td { border: 1px solid #dde3ea; padding: .35em .7em; text-align: left; vertical-align: top; }
+th { background: #f2f5f8; } tr:nth-child(even) td { background: #fafbfc; }
+table.results td:not(:first-child) { font-variant-numeric: tabular-nums; white-space: nowrap; }
+li { margin: .2em 0; } a { color: #1f5fa8; } code { font-size: .9em; }
+img { max-width: 100%; display: block; margin: 1.2em 0; border: 1px solid #eef1f4; }
+.muted { color: #5b6675; }
+"""
+URL = re.compile(r"https?://[^\s,;]+")
+
+
+def _linked(text: str) -> str:
+    """Escaped text whose http(s) URLs (MLflow UI runs, when a tracking server is known) are links."""
+    parts, last = [], 0
+    for match in URL.finditer(text):
+        url = match.group(0)
+        shown = url.partition("?")[0].rsplit("/", 1)[-1] if "/runs/" in url else url  # a run: its id
+        anchor = f'<a href="{html.escape(url)}">{html.escape(shown)}</a>'
+        parts += [html.escape(text[last:match.start()]), anchor]
+        last = match.end()
+    return "".join(parts) + html.escape(text[last:])
+
+
+def _html_table(wide: pd.DataFrame) -> str:
+    """Models as rows under one header row (pandas' own HTML adds an empty row for the index name)."""
     e = html.escape
-    body = [f"<h1>{e(title)}</h1>", f"<p>Cells: mean over replicates [{level:.0%} t interval]; n/a names "
-            "why a metric is undefined on these data.</p>"]
+    head = "".join(f"<th>{e(str(c))}</th>" for c in ["model", *wide.columns])
+    rows = "".join("<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in [model, *values]) + "</tr>"
+                   for model, values in zip(wide.index, wide.itertuples(index=False), strict=True))
+    return f'<table class="results"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+
+
+def _items(lines: Sequence[str]) -> str:
+    return "<ul>" + "".join(f"<li>{_linked(line)}</li>" for line in lines) + "</ul>" if lines else ""
+
+
+def html_report(*, title: str, sections: Sequence[FmSection], level: float) -> str:
+    """The same report as one standalone, styled HTML page."""
+    e = html.escape
+    body = [f"<h1>{e(title)}</h1>", f'<p class="muted">Cells: mean over replicates [{level:.0%} t interval]; '
+            "n/a names why a metric is undefined on these data.</p>"]
     for s in sections:
         guide = "".join(f"<tr><td>{e(a)}</td><td>{e(b)}</td><td>{e(c)}</td></tr>"
                         for a, b, c in metric_guide(s.metrics))
-        body += [f"<h2>{e(s.fm)}</h2>", "<ul>" + "".join(f"<li>{e(n)}</li>" for n in s.notes) + "</ul>",
-                 s.wide.to_html(escape=True),
-                 "<ul>" + "".join(f"<li>{e(n)}</li>" for n in s.caveats) + "</ul>" if s.caveats else "",
-                 f"<table><tr><th>metric</th><th>definition</th><th>chance / ideal</th></tr>{guide}</table>",
-                 "<ul>" + "".join(f"<li>{e(m)}</li>" for m in s.models) + "</ul>"]
+        body += [f"<h2>{e(s.fm)}</h2>", _items(s.notes), _html_table(s.wide), _items(s.caveats),
+                 "<table><thead><tr><th>metric</th><th>definition</th><th>chance / ideal</th></tr></thead>"
+                 f"<tbody>{guide}</tbody></table>", "<h3>Models</h3>", _items(s.models)]
         if s.stability is not None and len(s.stability):
-            body += ["<p>Stability of the choice (search runs, validation split; gaps to the pick):</p>",
-                     s.stability.to_html(escape=True)]
-        body += [f'<img src="{e(i)}" alt="{e(i)}" style="max-width:100%">' for i in s.images]
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>" + e(title) + "</title></head><body>"
-            + "\n".join(body) + "</body></html>")
+            body += ["<h3>Stability of the choice</h3>",
+                     "<p>Search runs, validation split; gaps to the pick.</p>", _html_table(s.stability)]
+        body += [f'<img src="{e(i)}" alt="{e(i)}">' for i in s.images]
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>"
+            f"<style>{STYLE}</style></head><body>" + "\n".join(body) + "</body></html>")

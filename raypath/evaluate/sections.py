@@ -6,11 +6,13 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from raypath.evaluate.champion import champion_name
 from raypath.evaluate.config import CompareConfig
 from raypath.evaluate.groups import ModelGroups
+from raypath.registry.experiments import UI_TRAINING_VIEW
 
 
-def notes(chosen: ModelGroups, config: CompareConfig, *, registered: str | None) -> list[str]:
+def notes(chosen: ModelGroups, config: CompareConfig, *, fm: str, registered: str | None) -> list[str]:
     """Selection rule and outcome, split of the table, replicates, registration."""
     s = chosen.selection
     lines = [f"Selection ({chosen.phase} runs, validation split only): {s.describe()}."]
@@ -25,7 +27,8 @@ def notes(chosen: ModelGroups, config: CompareConfig, *, registered: str | None)
     if counts and np.isfinite(max(counts)):
         lines.append(f"Test split: {max(counts):.0f} specimens per replicate.")
     if registered is not None:
-        lines.append(f"Registered as raypath-{config.sweep_id}-<fm> version {registered} (alias champion).")
+        lines.append(f"Registered as {champion_name(config, fm=fm)} version {registered} (alias champion: "
+                     f"models:/{champion_name(config, fm=fm)}@champion).")
     return lines
 
 
@@ -48,7 +51,7 @@ def split_notes(tags: dict[str, str]) -> list[str]:
 
 def _run_link(run_id: str, *, tracking_uri: str, experiment_id: str) -> str:
     if urlparse(tracking_uri).scheme in ("http", "https"):
-        return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+        return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{UI_TRAINING_VIEW}"
     return f"runs:/{run_id}"
 
 
@@ -57,8 +60,8 @@ def model_lines(chosen: ModelGroups, *, tracking_uri: str, experiment_id: str) -
     lines = []
     for name, runs in chosen.groups.items():
         params = runs.iloc[0]["params"]
-        weights = {k: round(v, 4) if isinstance(v, float) else v
-                   for k, v in sorted(params.items(), key=lambda kv: not kv[0].startswith("losses."))}
+        ordered = sorted(params.items(), key=lambda kv: not kv[0].startswith("losses."))
+        weights = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in ordered)
         links = ", ".join(_run_link(r, tracking_uri=tracking_uri, experiment_id=experiment_id)
                           for r in runs["run_id"])
         lines.append(f"{name}: {weights}; runs {links}")

@@ -12,7 +12,8 @@ class EncoderSpec(StrictModel):
     """One foundation model to run: a registry name and, for real weights, a local checkpoint."""
 
     name: str = Field(..., min_length=1, description="model-card name, e.g. 'uni' or 'tiny-uni'")
-    checkpoint: Location | None = Field(None, description="local checkpoint dir/file; None = card default")
+    checkpoint: Location | None = Field(
+        None, description="local checkpoint dir/file; default the card's hub weights")
 
 
 class ExtractConfig(StrictModel):
@@ -37,7 +38,7 @@ class ExtractConfig(StrictModel):
     concurrency: int = Field(1, gt=0, description="inference actors per encoder")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per inference actor; 0 = CPU inference")
     encoder_cpus: float = Field(1.0, gt=0, description="CPUs reserved per inference actor")
-    torch_threads: int | None = Field(None, gt=0, description="CPU inference threads; None = all cores")
+    torch_threads: int | None = Field(None, gt=0, description="CPU inference threads; default all cores")
     dtype: Literal["auto", "bfloat16", "float32"] = Field(
         "auto", description="inference precision; auto = bf16 autocast on GPU, fp32 on CPU")
     decode_cpus: float = Field(1.0, gt=0, description="CPUs reserved per slide-reading task")
@@ -51,12 +52,12 @@ class ExtractConfig(StrictModel):
     write_threads: int = Field(2, gt=0, description="driver threads writing finished slides")
     claims_dir: Location | None = Field(
         None, description="directory where runs on one output claim slides (local or NFS, shared by every "
-                          "run); None = <output>/_claims for a local output, no coordination on s3://")
+                          "run); default <output>/_claims for a local output, no coordination on s3://")
     claim_lease_s: float = Field(
         300.0, gt=0, description="a run whose heartbeat is older than this is gone: its claims and "
                                  "temporary files are taken over")
     ray_address: str | None = Field(
-        None, description="Ray cluster to join ('auto', host:port, ray://); None = the job's "
+        None, description="Ray cluster to join ('auto', host:port, ray://); default the job's "
                           "cluster when submitted, else a local instance")
     ray: RaySettings = Field(RaySettings(), description="start-up of a local Ray instance")
     run_id: str | None = Field(

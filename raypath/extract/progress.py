@@ -6,6 +6,8 @@ import time
 
 from tqdm import tqdm
 
+from raypath.logs import is_terminal
+
 log = logging.getLogger(__name__)
 
 
@@ -17,7 +19,8 @@ class Progress:
         self.done = self.skipped = self.failed = self.tiles = 0
         self.started = time.perf_counter()
         self._log_every_s, self._last_log = log_every_s, self.started
-        self._bar = tqdm(total=total, unit="slide", desc="extract", dynamic_ncols=True, mininterval=1.0)
+        self._bar = tqdm(total=total, unit="slide", desc="extract", dynamic_ncols=True, mininterval=1.0,
+                         disable=not is_terminal())  # log lines below elsewhere
 
     @property
     def elapsed(self) -> float:

@@ -21,7 +21,7 @@ class TileSourceConfig(StrictModel):
     source: Literal["slides", "cache"] = Field(
         "slides", description="slides = read each sampled tile from the slide (extraction's reader); cache "
                               "= one uint8 .npy of all tissue tiles per slide, written once, memory-mapped")
-    cache_dir: Location | None = Field(None, description="tile cache directory; None = <output_dir>/tiles")
+    cache_dir: Location | None = Field(None, description="tile cache directory; default <output_dir>/tiles")
     open_slides: int = Field(16, ge=1, description="slide readers each worker keeps open")
 
 
@@ -29,8 +29,8 @@ class TrackingConfig(StrictModel):
     """MLflow: where the run is logged and the name the model is registered under."""
 
     uri: TrackingUri | None = Field(
-        None, description="MLflow tracking URI; None = sqlite:///<output_dir>/mlflow.db")
-    model_name: str | None = Field(None, description="registered model name; None = raypath-finetune-<name>")
+        None, description="MLflow tracking URI (http://host:5000 or sqlite:///file.db); default sqlite:///<out>/mlflow.db")
+    model_name: str | None = Field(None, description="registered model name; default raypath-finetune-<name>")
     alias: str = Field("champion", description="alias pointed at the new version")
 
 
@@ -49,7 +49,7 @@ class FinetuneConfig(StrictModel):
                       description="run name: a rerun of the same name resumes from its latest checkpoint")
     encoder: str = Field("tiny-uni", description="model-card name of the FM (raypath models)")
     checkpoint: Location | None = Field(
-        None, description="local FM checkpoint; None = the card's hub weights")
+        None, description="local FM checkpoint; default the card's hub weights")
     seed: int = 0
     lora: LoraSettings = LoraSettings()
     task: Literal["binary", "multiclass", "survival"] = "binary"
@@ -60,13 +60,13 @@ class FinetuneConfig(StrictModel):
                                "tile pairs (needs registration)")
     optimizer: OptimizerConfig = OptimizerConfig(lr=1e-4)
     split: SplitConfig = SplitConfig()
-    epochs: int = Field(2, ge=1)
+    epochs: int = Field(2, ge=1, description="maximum epochs (early stopping may end sooner)")
     specimens_per_step: int = Field(
         4, ge=1, description="specimens per step and worker, each with all its scans")
     tiles_per_scan: int = Field(
         16, ge=1, description="tiles sampled per scan per step (registered pairs kept)")
     eval_tiles: int | None = Field(
-        None, gt=0, description="evenly spaced tiles per slide at evaluation; None = all")
+        None, gt=0, description="evenly spaced tiles per slide at evaluation; default all")
     threshold: float = Field(0.5, description="decision threshold on probabilities (binary)")
     early_stopping: EarlyStoppingConfig = Field(
         EarlyStoppingConfig(), description="validated every epoch, the MIL engine's rule; the best epoch is "
@@ -79,7 +79,7 @@ class FinetuneConfig(StrictModel):
         "auto", description="recompute FM activations in backward; auto = on GPU workers only")
     distributed: DistributedConfig = DistributedConfig()
     tracking: TrackingConfig = TrackingConfig()
-    ray_address: str | None = Field(None, description="Ray cluster; None = the job's cluster or a local one")
+    ray_address: str | None = Field(None, description="Ray cluster; default the job's cluster or a local one")
     ray: RaySettings = Field(RaySettings(), description="start-up of a local Ray instance")
 
     @field_validator("encoder")

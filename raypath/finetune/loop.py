@@ -27,14 +27,17 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from raypath.distributed import worker
+from raypath.distributed.relay import send
 from raypath.finetune.config import FinetuneConfig
 from raypath.finetune.data import FinetuneData, open_data, step_batches, step_inputs
 from raypath.finetune.evaluate import restore, validate
 from raypath.finetune.model import FinetuneModel, build_model, step
+from raypath.logs import Ticker
 from raypath.train.stopping import EarlyStopping
 
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 log = logging.getLogger(__name__)
+PROGRESS_EVERY_S = 30.0
 
 
 @dataclass
@@ -61,20 +64,27 @@ def trained_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: FinetuneData, *,
-                 encoder: torch.nn.Module, config: FinetuneConfig, epoch: int) -> dict[str, float]:
-    """One pass over this rank's shard; the group's mean losses and its tiles per second."""
+                 encoder: torch.nn.Module, config: FinetuneConfig, epoch: int,
+                 loop_config: dict | None = None) -> dict[str, float]:
+    """One pass over this rank's shard; the group's mean losses and its tiles per second. Rank 0
+    sends a progress line to the driver every `PROGRESS_EVERY_S` seconds."""
     model.train()
     groups = worker.shard(data.prepared.train_groups, seed=config.seed, epoch=epoch)
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 1_009 + worker.rank())
     device = next(encoder.parameters()).device
     sums: dict[str, float] = {}
     steps, tiles, started = 0, 0, time.perf_counter()
+    ticker = Ticker(PROGRESS_EVERY_S)
+    total = -(-len(groups) // config.specimens_per_step)
     for slides in step_batches(groups, specimens=config.specimens_per_step):
         pixels, batch = step_inputs(data, encoder, slides, tiles=config.tiles_per_scan,
                                     generator=generator, device=device)
         for name, value in step(model, optimizer, pixels, batch).items():
             sums[name] = sums.get(name, 0.0) + value
         steps, tiles = steps + 1, tiles + int(batch.mask.sum())
+        if loop_config is not None and worker.rank() == 0 and ticker.due():
+            send(loop_config, f"epoch {epoch + 1}/{config.epochs}: step {steps}/{total}, "
+                              f"{tiles / (time.perf_counter() - started):.0f} tiles/s on rank 0")
     names = sorted(sums)
     means = worker.all_reduce_mean(torch.tensor([sums[n] / max(steps, 1) for n in names]
                                                 + [tiles, time.perf_counter() - started]))
@@ -135,10 +145,14 @@ def train_loop(loop_config: dict) -> None:
     for epoch in range(progress.next_epoch, config.epochs):
         if progress.stopper.should_stop:  # resumed after the run had stopped early
             break
-        metrics = _train_epoch(model, optimizer, data, encoder=base.encoder, config=config, epoch=epoch)
+        metrics = _train_epoch(model, optimizer, data, encoder=base.encoder, config=config, epoch=epoch,
+                               loop_config=loop_config)
         trained = trained_tensors(model)
         stop = _validate_epoch(progress, validator, trained, data=data, config=config, epoch=epoch,
                                metrics=metrics)
+        if worker.rank() == 0:
+            send(loop_config, f"epoch {epoch + 1}/{config.epochs}: " + " ".join(
+                f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
         if (epoch + 1) % config.distributed.checkpoint_every and epoch + 1 < config.epochs and not stop:
             worker.report(metrics, epoch=epoch)
         else:

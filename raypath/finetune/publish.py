@@ -16,6 +16,7 @@ from mlflow.exceptions import MlflowException
 from safetensors.torch import save_file
 
 import raypath
+from raypath.config import default_tracking_uri
 from raypath.encoders.loading import state_dict_hash
 from raypath.encoders.lora import adapted_name, adapted_weights_hash, adapter_state
 from raypath.evaluate.publish import register_model
@@ -74,7 +75,7 @@ def package(directory: Path, config: FinetuneConfig, model: FinetuneModel, *, ba
 
 
 def tracking_uri(config: FinetuneConfig) -> str:
-    return config.tracking.uri or f"sqlite:///{(config.output_dir / 'mlflow.db').resolve()}"
+    return config.tracking.uri or default_tracking_uri(config.output_dir)
 
 
 def publish(config: FinetuneConfig, model: FinetuneModel, evaluation: Evaluation, *, history: list[dict],

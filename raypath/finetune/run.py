@@ -11,6 +11,7 @@ from mlflow import MlflowClient
 
 from raypath.cluster import connect
 from raypath.cohort import load_manifest
+from raypath.distributed.relay import relayed
 from raypath.distributed.trainer import fit
 from raypath.distributed.worker import STATE_FILE
 from raypath.encoders.registry import build_encoder
@@ -68,8 +69,9 @@ def prepare_run(config: FinetuneConfig) -> dict:
 def train(config: FinetuneConfig, loop_config: dict, *, resume: bool = True) -> ray.train.Result:
     """The data-parallel run (Ray Train) of `train_loop` under `<output_dir>/runs/<name>`."""
     connect(config.ray_address, log_to_driver=False, settings=config.ray)
-    return fit(loop=train_loop, loop_config=loop_config, settings=config.distributed,
-               storage=absolute(config).output_dir / "runs", name=config.name, resume=resume)
+    with relayed(loop_config, name=f"finetune {config.name}") as relaying:  # rank 0's progress lines
+        return fit(loop=train_loop, loop_config=relaying, settings=config.distributed,
+                   storage=absolute(config).output_dir / "runs", name=config.name, resume=resume)
 
 
 def finish(config: FinetuneConfig, loop_config: dict, result: ray.train.Result) -> FinetuneSummary:

@@ -35,8 +35,8 @@ from typing import BinaryIO, Literal
 import numpy as np
 import pandas as pd
 from filelock import FileLock
-from tqdm import tqdm
 
+from raypath.logs import ProgressBar
 from raypath.mil.bags import IDENTITY_COLUMNS, BagSet
 from raypath.mil.layout import (
     HEADER_BYTES,
@@ -164,8 +164,8 @@ def _write(store: FeatureStore, entries: list[SlideEntry], directory: Path, *, s
     with _npy_writer(directory / "features.npy", np.dtype(_NUMPY[storage]), (total, dim)) as features_out, \
             _npy_writer(directory / "coords.npy", np.dtype(np.int64), (total, 2)) as coords_out, \
             _npy_writer(directory / "layout.npy", np.dtype(np.int32), (total,)) as layout_out:
-        for entry, (features, xy) in zip(entries, tqdm(_prefetch(store, entries), total=len(entries),
-                                                       desc="cache features", leave=False), strict=True):
+        bar = ProgressBar(_prefetch(store, entries), total=len(entries), desc="cache features", leave=False)
+        for entry, (features, xy) in zip(entries, bar, strict=True):
             if features.shape != (entry.n_tiles, dim):
                 raise ProvenanceError(f"{store.slide_path(entry.slide_id)}: features {features.shape}, "
                                       f"expected ({entry.n_tiles}, {dim})")

@@ -17,7 +17,7 @@ class _ModelBase(StrictModel):
     kind: str = Field("gated", description=f"MIL backbone, one of {sorted(BACKBONES)}")
     hidden: int = Field(128, gt=0, description="tile projection / slide embedding width")
     dropout: float = Field(0.1, ge=0, lt=1)
-    projection_dim: int | None = Field(64, gt=0, description="contrastive projection heads; None = none")
+    projection_dim: int | None = Field(64, gt=0, description="contrastive projection heads; null = none")
 
     @field_validator("kind")
     @classmethod

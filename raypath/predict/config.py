@@ -16,11 +16,13 @@ class PredictConfig(StrictModel):
     manifest: LocalPath | None = Field(None, description="manifest of the slides to predict (required)")
     out: LocalPath | None = Field(None, description="output directory (required)")
     features: Location | None = Field(None, description="feature-store root to reuse and to extend; "
-                                                         "None = <out>/features")
+                                                         "default: <out>/features")
     checkpoint: Location | None = Field(
         None, description="local FM checkpoint for extracting missing features; its weights must be the ones "
                           "the model was trained on")
-    tracking_uri: TrackingUri | None = Field(None, description="MLflow URI that resolves models:/ and runs:/")
+    tracking_uri: TrackingUri | None = Field(
+        None, description="MLflow tracking URI that resolves models:/ and runs:/ (the store the model was "
+                          "logged to, e.g. sqlite:///<sweep out>/mlflow.db)")
     heatmaps: list[str] = Field(default_factory=list, description="slide ids to draw attention heatmaps for")
     heatmap_top: int = Field(0, ge=0, description="also draw the N highest-scoring slides")
     thumbnail_mpp: float = Field(16.0, gt=0, description="coarsest microns per pixel of the slide under "
@@ -29,7 +31,7 @@ class PredictConfig(StrictModel):
     slides_per_batch: int = Field(8, ge=1, description="slides per Ray Data batch")
     extract: dict[str, Any] = Field(
         default_factory=dict, description="extraction settings for missing features (ExtractConfig keys)")
-    ray_address: str | None = Field(None, description="Ray cluster; None = the job's or a local one")
+    ray_address: str | None = Field(None, description="Ray cluster; default the job's or a local one")
     ray: RaySettings = Field(RaySettings(), description="start-up of a local Ray instance")
 
     def require(self) -> None:

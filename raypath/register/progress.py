@@ -6,6 +6,8 @@ import time
 
 from tqdm import tqdm
 
+from raypath.logs import is_terminal
+
 log = logging.getLogger(__name__)
 
 
@@ -16,7 +18,8 @@ class SpecimenProgress:
         self.total, self.done, self.failed = total, 0, 0
         self.started = self._last_log = time.perf_counter()
         self._log_every_s = log_every_s
-        self._bar = tqdm(total=total, unit="specimen", desc="register", dynamic_ncols=True, mininterval=1.0)
+        self._bar = tqdm(total=total, unit="specimen", desc="register", dynamic_ncols=True, mininterval=1.0,
+                         disable=not is_terminal())  # log lines below elsewhere
 
     def add(self, status: str) -> None:
         if status == "done":

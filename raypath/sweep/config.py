@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from raypath.config import LocalPath, Location, RaySettings, StrictModel, TrackingUri
+from raypath.config import LocalPath, Location, RaySettings, StrictModel, TrackingUri, default_tracking_uri
 from raypath.sweep.space import ParamSpec, check_space
 from raypath.train.config import CacheConfig, TrainConfig
 
@@ -23,7 +23,7 @@ class FeaturesConfig(StrictModel):
 
     root: Location = Field(description="feature-store root: local path, NFS path or s3:// URI")
     fms: list[str] = Field(min_length=1, description="one Tune experiment per FM")
-    tiling_hash: str | None = Field(None, description="None = the only tiling-hash directory of each FM")
+    tiling_hash: str | None = Field(None, description="default: the only tiling-hash directory of each FM")
     labels: LocalPath = Field(description="labels.csv (patient_id, label | time, event)")
     splits: LocalPath | None = Field(
         None, description="splits.csv (patient_id, split): the split used, before the labels' split column")
@@ -67,9 +67,11 @@ class ReplicatesConfig(StrictModel):
 
 
 class TrackingConfig(StrictModel):
-    """MLflow: embedded SQLite under `output_dir` by default, or a `mlflow server` URI on clusters."""
+    """MLflow: the default store (`mlflow.db` under `output_dir`), or a `mlflow server` URI on clusters."""
 
-    uri: TrackingUri | None = Field(None, description="http://host:5000 or sqlite:///path; None = embedded")
+    uri: TrackingUri | None = Field(
+        None, description="MLflow tracking URI (http://host:5000 or sqlite:///file.db); default "
+                          "sqlite:///<out>/mlflow.db")
     artifact_location: Location | None = Field(None, description="artifact root for new experiments")
 
 
@@ -77,9 +79,11 @@ class SweepConfig(StrictModel):
     """Everything `raypath sweep` needs; the searched values override fields of `train`."""
 
     sweep_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    output_dir: LocalPath = Field(Path("runs/sweeps"), validate_default=True)
+    output_dir: LocalPath = Field(Path("runs/sweeps"), validate_default=True,
+                                  description="sweep outputs: Tune storage, the MLflow store (mlflow.db), "
+                                              "reports")
     storage_path: Location | None = Field(
-        None, description="Tune storage (path, NFS, s3://); None = output_dir")
+        None, description="Tune storage (path, NFS, s3://); default output_dir")
     features: FeaturesConfig
     train: TrainConfig = TrainConfig()
     space: dict[str, ParamSpec] = Field(default_factory=dict)
@@ -107,7 +111,7 @@ class SweepConfig(StrictModel):
     replicates: ReplicatesConfig = ReplicatesConfig()
     tracking: TrackingConfig = TrackingConfig()
     seed: int = 0
-    ray_address: str | None = Field(None, description="None = local Ray (or the cluster of a Ray job)")
+    ray_address: str | None = Field(None, description="default: local Ray (or the cluster of a Ray job)")
     ray: RaySettings = Field(RaySettings(), description="start-up of a local Ray instance")
     resume: Literal["auto", "never"] = Field("auto", description="auto = Tuner.restore an existing sweep")
 
@@ -131,7 +135,7 @@ class SweepConfig(StrictModel):
 
     def tracking_uri(self) -> str:
         """The MLflow URI; the embedded default is one SQLite file the Tune driver alone writes."""
-        return self.tracking.uri or f"sqlite:///{(self.output_dir / 'mlflow.db').resolve()}"
+        return self.tracking.uri or default_tracking_uri(self.output_dir)
 
     def artifact_location(self) -> str | None:
         """Where new experiments keep artifacts: `tracking.artifact_location`, else next to the

@@ -3,7 +3,8 @@
 from typing import Any
 
 from ray.tune import Callback
-from tqdm import tqdm
+
+from raypath.logs import ProgressBar
 
 
 class ProgressCallback(Callback):
@@ -11,10 +12,10 @@ class ProgressCallback(Callback):
 
     def __init__(self, *, total: int, description: str) -> None:
         self.total, self.description = total, description
-        self._bar: tqdm | None = None
+        self._bar: ProgressBar | None = None
 
     def setup(self, **info: Any) -> None:
-        self._bar = tqdm(total=self.total, desc=self.description, unit="config", leave=False)
+        self._bar = ProgressBar(total=self.total, desc=self.description, unit="config", leave=False)
 
     def _advance(self, trial: Any) -> None:
         if self._bar is not None:

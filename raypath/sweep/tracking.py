@@ -22,6 +22,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunStatus, RunTag, ViewType
 
+from raypath.registry.experiments import model_training_experiment
 from raypath.registry.sqlite_store import ready_store
 
 log = logging.getLogger(__name__)
@@ -132,12 +133,8 @@ class RunLedger:
     def experiment_id(self) -> str:
         """Create the experiment on first use (workers never do: they do not talk to MLflow)."""
         if self._experiment_id is None:
-            found = self.client.get_experiment_by_name(self.experiment)
-            self._experiment_id = (
-                found.experiment_id
-                if found
-                else self.client.create_experiment(self.experiment, artifact_location=self.artifact_location)
-            )
+            self._experiment_id = model_training_experiment(self.client, self.experiment,
+                                                            artifact_location=self.artifact_location)
         return self._experiment_id
 
     def tag_experiment(self, tags: Mapping[str, Any]) -> None:

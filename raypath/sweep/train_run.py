@@ -83,6 +83,15 @@ def artifact_location(tracking_uri: str) -> str | None:
     return (Path(tracking_uri[len(prefix):]).resolve().parent / "mlartifacts").as_uri()
 
 
+def run_label(config: TrainConfig, *, seed: int) -> str:
+    """What a run is, readable in MLflow's run list: `baseline seed 0`, or `robust` with its non-zero
+    loss weights (`robust infonce=0.5 score_consistency=1 seed 2`)."""
+    weights = {name: weight for name, weight in sorted(config.losses.weights().items()) if weight}
+    kind = " ".join(["robust", *(f"{name}={weight:.3g}" for name, weight in weights.items())]) if weights \
+        else "baseline"
+    return f"{kind} seed {seed}"
+
+
 def run_key(*, config: TrainConfig, source: TrainingSource, seed: int) -> str:
     """Same config, same features, same seed: same key (a rerun continues the same run)."""
     return stable_hash({"train": config.model_dump(mode="json"), "fingerprint": source.fingerprint,
@@ -109,7 +118,8 @@ def open_train_run(*, tracking_uri: str, name: str, config: TrainConfig, source:
             TAG_BASELINE: str(baseline).lower(), "raypath.command": "train", **code_tags()}
     params = {**flatten(config.model_dump(mode="json")), "fm": source.encoder, "seed": str(seed),
               "baseline": str(baseline).lower(), **(extra or {})}
-    run_id = ledger.start(key=key, name=f"{source.encoder}/train", params=params, tags=tags)
+    run_id = ledger.start(key=key, name=f"{source.encoder}/train/{run_label(config, seed=seed)}",
+                          params=params, tags=tags)
     ledger.log_dataset(run_id, feature_dataset(source))
     ledger.set_tags(run_id, {"raypath.train": json.dumps(config.model_dump(mode="json"), sort_keys=True),
                              "raypath.features_fingerprint": source.fingerprint,

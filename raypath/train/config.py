@@ -64,7 +64,7 @@ class CacheConfig(StrictModel):
 
     dir: Location | None = Field(
         None, description="node-local directory ('{node}' becomes the Ray node id: one cache per node "
-                          "even on a shared path); None = <output_dir>/cache")
+                          "even on a shared path); default <output_dir>/cache")
     storage: Literal["float16", "bfloat16", "float32"] = Field(
         "float16", description="feature precision on disk and in the page cache; compute is float32")
 
@@ -86,7 +86,7 @@ class TrainConfig(StrictModel):
     correction_tiles: int = Field(1024, ge=1, description="tiles per training slide the correction is fit on")
     correction_covariates: list[str] | None = Field(
         None, description="ComBat: per-patient columns protected as categorical biological covariates "
-                          "(neuroCombat categorical_cols); None = ['label'] for binary/multiclass, none for "
+                          "(neuroCombat categorical_cols); default ['label'] for binary/multiclass, none for "
                           "survival")
     correction_continuous: list[str] = Field(
         default_factory=list, description="ComBat: continuous covariates protected (neuroCombat "
@@ -94,7 +94,7 @@ class TrainConfig(StrictModel):
     threshold: float = Field(0.5, description="decision threshold on probabilities (binary flip rate)")
     eval_batch_bags: int = Field(128, ge=1)
     eval_batch_tiles: int = Field(262144, ge=1, description="cap on padded tiles per eval batch (memory)")
-    num_threads: int | None = Field(None, ge=1, description="torch threads; None = leave as is")
+    num_threads: int | None = Field(None, ge=1, description="torch threads; default leave as is")
     robustness_k: int = Field(10, ge=1, description="neighbours of the robustness index")
     limits: MetricLimits = Field(MetricLimits(), description="sizes below which a metric carries a caveat")
 

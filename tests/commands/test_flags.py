@@ -14,7 +14,7 @@ FLAGS = (Flag("run-id", "run_id"), Flag("out", "output"), Flag("batch", "batch_s
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    add_config_flags(parser, ExtractConfig, FLAGS)
+    add_config_flags(parser, ExtractConfig, FLAGS, example="batch_size=8")
     return parser.parse_args(argv)
 
 
@@ -27,10 +27,10 @@ def test_values_keep_their_type_and_win_over_set():
 def test_flag_help_comes_from_the_field_description():
     expected = ExtractConfig.model_fields["batch_size"].description
     assert field_description(ExtractConfig, "batch_size") == expected
-    assert field_description(SweepConfig, "tracking.uri").startswith("http://")
+    assert field_description(SweepConfig, "tracking.uri").startswith("MLflow tracking URI (http://")
     assert field_description(SweepConfig, "tracking.nope") is None
     parser = argparse.ArgumentParser()
-    add_config_flags(parser, ExtractConfig, FLAGS)
+    add_config_flags(parser, ExtractConfig, FLAGS, example="batch_size=8")
     assert "tiles per inference batch" in parser.format_help()
 
 

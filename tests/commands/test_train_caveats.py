@@ -45,7 +45,11 @@ def test_a_worst_scanner_auc_over_some_scanners_carries_a_tag_naming_the_exclude
                  "--set", "robustness_k=1"])
     assert code == 0
     client = MlflowClient(uri)
-    run = client.search_runs([client.get_experiment_by_name(f"raypath/train/{ENCODER}").experiment_id])[0]
+    experiment = client.get_experiment_by_name(f"raypath/train/{ENCODER}")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI's training view
+    run = client.search_runs([experiment.experiment_id])[0]
+    kind = "baseline" if run.data.tags["raypath.baseline"] == "true" else "robust "
+    assert run.info.run_name.startswith(f"{ENCODER}/train/{kind}") and run.info.run_name.endswith(" seed 0")
     assert np.isfinite(run.data.metrics["test/worst_scanner_auc"])
     caveat = run.data.tags["raypath.caveat.test/worst_scanner_auc"]
     assert "over scanners ['A', 'B'] only; excluded ['C']" in caveat
@@ -53,3 +57,15 @@ def test_a_worst_scanner_auc_over_some_scanners_carries_a_tag_naming_the_exclude
     assert run.data.tags["raypath.caveat.test/auc"] == "4 specimens (fewer than 10): a rough estimate"
     assert run.data.tags["raypath.split.origin"] == f"splits file {cohort / 'splits.csv'}"
     assert run.data.tags["raypath.leakage"] == "passed"
+
+
+def test_run_labels_say_baseline_or_robust_with_weights_and_seed():
+    from raypath.sweep.train_run import run_label
+    from raypath.train.config import TrainConfig
+
+    robust = TrainConfig.model_validate({"losses": {"score_consistency": 1.0, "infonce": 0.25}})
+    off = {name: 0.0 for name in robust.losses.weights()}
+    assert run_label(TrainConfig.model_validate({"losses": off}), seed=3) == "baseline seed 3"
+    label = run_label(robust.model_copy(update={"losses": robust.losses.model_copy(update={
+        name: 0.0 for name in off if name not in ("score_consistency", "infonce")})}), seed=0)
+    assert label == "robust infonce=0.25 score_consistency=1 seed 0"

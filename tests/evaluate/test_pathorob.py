@@ -7,7 +7,7 @@ import pytest
 from raypath.evaluate.fm import average_performance_drop, clustering_score, robustness_curve
 from raypath.evaluate.fm.apd import DropResult, held_out_centers, unseen_rows
 from raypath.evaluate.fm.config import EvaluateFMConfig
-from raypath.evaluate.fm.data import cohort_frame, feature_sources
+from raypath.evaluate.fm.data import cohort_frame, confounder_column, feature_sources
 from raypath.evaluate.fm.ri import curve_from_neighbours, pathorob_k_grid, usable_ks
 from raypath.evaluate.fm.sampling import cell_labels, stratified_sample
 from raypath.evaluate.fm.splits import balanced_slides, preferred_centers, schedule, split_rows
@@ -210,16 +210,18 @@ def test_stratified_sample_keeps_small_cells_whole():
     assert stratified_sample(strata, max_samples=None, seed=0).size == len(strata)
 
 
-def test_cohort_frame_uses_site_where_given_and_drops_unlabeled_patients():
+def test_auto_confounder_is_the_scanner_and_unlabeled_patients_are_dropped():
     manifest = pd.DataFrame({"slide_id": ["s1", "s2", "s3"], "patient_id": ["p1", "p2", "p3"],
                              "specimen_id": ["x1", "x2", "x3"], "scanner": ["A", "B", "A"],
                              "center": ["site1", pd.NA, "site2"]})
     labels = pd.DataFrame({"label": [1, 0]}, index=pd.Index(["p1", "p2"], name="patient_id"))
-    frame = cohort_frame(manifest, labels)
-    assert frame["center"].to_dict() == {"s1": "site1", "s2": "B"}
-    assert cohort_frame(manifest, labels, center="scanner")["center"].tolist() == ["A", "B"]
+    assert confounder_column(manifest, "auto") == "scanner"
+    assert cohort_frame(manifest, labels)["center"].to_dict() == {"s1": "A", "s2": "B"}
     with pytest.raises(ValueError, match="no center"):
         cohort_frame(manifest, labels, center="center")
+    one_scanner = manifest.assign(scanner="A", center=["site1", "site2", "site1"])
+    assert confounder_column(one_scanner, "auto") == "center"  # sites are all that vary
+    assert cohort_frame(one_scanner, labels)["center"].tolist() == ["site1", "site2"]
 
 
 def test_config_rejects_unknown_keys_and_requires_paths():
@@ -247,7 +249,7 @@ def test_cli_end_to_end_writes_table_plot_curves_and_mlflow_runs(simulated_store
 
     report = simulated_store / "report"
     process_uri = mlflow.get_tracking_uri()
-    code = main(["evaluate-fm", "--features", str(simulated_store / "features"), "--encoders", "sim-16",
+    code = main(["evaluate-fm", "--features", str(simulated_store / "features"), "--encoder", "sim-16",
                  "--manifest", str(simulated_store / "manifest.csv"),
                  "--labels", str(simulated_store / "labels.csv"), "--out", str(report),
                  "--set", "tiles_per_slide=6", "--set", "knn.k_cap=12", "--set", "apd.iterations=1",

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from raypath.evaluate.groups import ModelGroups
 from raypath.evaluate.heatmaps import ScanView, heatmap_figure
 from raypath.evaluate.pareto import pareto_mask, pareto_plot
 from raypath.evaluate.report import (
@@ -13,10 +14,12 @@ from raypath.evaluate.report import (
     html_report,
     markdown_report,
     mean_ci,
+    number,
     present_metrics,
     to_markdown,
     wide_table,
 )
+from raypath.evaluate.sections import model_lines
 
 
 def test_mean_ci_is_the_student_t_interval_and_never_invents_one():
@@ -51,6 +54,29 @@ def test_table_rows_are_models_and_cells_carry_intervals():
     assert "<table" in page and "chosen on validation" in page and "chance 0.5" in page
     text = markdown_report(title="t", sections=[section], level=0.95)
     assert "| cross-scanner std | mean over specimens of the std" in text and "![p.png](p.png)" in text
+
+
+def test_small_values_keep_significant_digits():
+    assert [number(v) for v in (0.0, 3.9e-05, 0.0039, 0.912)] == ["0.000", "3.9e-05", "0.0039", "0.912"]
+    runs = pd.DataFrame({"test/score_spread": [4e-05]})
+    wide = wide_table(comparison_table({"robust 1": runs}, metrics=["test/score_spread"], level=0.95))
+    assert wide.loc["robust 1", "cross-scanner std"] == "4e-05"
+
+
+def test_html_has_style_one_header_row_and_links_runs_only_on_a_server():
+    wide = pd.DataFrame({"AUC": ["0.900"]}, index=pd.Index(["baseline"], name="model"))
+    wide.columns.name = "label"
+    server = model_lines(ModelGroups(groups={"baseline": pd.DataFrame({"run_id": ["abc123"], "params": [
+        {"optimizer.weight_decay": 3.9e-05}]})}, selection=None, phase="replicates"),
+        tracking_uri="http://mlflow:5000", experiment_id="1")
+    lines = [*server, "robust 1: lr=0.001; runs runs:/def456"]
+    assert server == ["baseline: optimizer.weight_decay=3.9e-05; runs http://mlflow:5000/#/experiments/1/runs/"
+                      "abc123?workflowType=machine_learning"]
+    page = html_report(title="t", sections=[FmSection(fm="fm", wide=wide, models=lines)], level=0.95)
+    results = page[page.index('class="results"'):]
+    assert "<style>" in page and results.split("</thead>")[0].count("<tr>") == 1
+    assert f'<a href="{server[0].split("runs ")[-1]}">abc123</a>' in page
+    assert "runs:/def456" in page and 'href="runs:/' not in page
 
 
 def test_an_undefined_metric_shows_its_reason_never_a_number_with_an_interval():

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from raypath.config import ConfigError, load_config
+from raypath.config.base import parse_yaml
 from raypath.demo.config import DemoConfig
 from raypath.demo.pipeline import plan_demo
 from raypath.evaluate.config import CompareConfig
@@ -57,3 +58,13 @@ def test_cli_override_beats_the_file(tmp_path: Path):
     plan = plan_demo(config, source=str(path))
     assert config.synth.specimens == 6
     assert plan.extract.output == str(tmp_path.resolve() / "features")
+
+
+def test_compare_selects_by_the_sweeps_own_rule_as_its_comments_say():
+    def read(name: str) -> dict:
+        return parse_yaml((CONFIGS / name).read_text())
+
+    sweep, compare, demo = read("sweep.yaml"), read("compare.yaml"), read("demo.yaml")
+    assert compare["objectives"] == sweep["objectives"]
+    assert compare["accuracy_tolerance"] == sweep["replicates"]["accuracy_tolerance"]
+    assert demo["compare"]["accuracy_tolerance"] == demo["sweep"]["replicates"]["accuracy_tolerance"]

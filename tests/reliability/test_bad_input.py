@@ -266,6 +266,6 @@ def sweep_config(tmp_path: Path, features: Path, *, labels: Path) -> Path:
 
 def test_sweep_with_an_unknown_fm_fails_before_ray(tmp_path, features, no_sweep_work, capsys):
     config = sweep_config(tmp_path, features, labels=labels_file(tmp_path, PATIENTS))
-    code = main(["sweep", "--config", str(config), "--fms", f"{ENCODER},no-such-fm"])
+    code = main(["sweep", "--config", str(config), "--encoder", f"{ENCODER},no-such-fm"])
     line = one_error_line(capsys)
     assert code == 2 and "no features of FM 'no-such-fm'" in line and f"found ['{ENCODER}']" in line

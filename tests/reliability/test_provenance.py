@@ -96,7 +96,7 @@ def test_features_filed_under_another_fms_name_are_refused(tmp_path):
 
 
 def test_evaluate_fm_refuses_features_filed_under_another_fms_name(tmp_path, monkeypatch, capsys):
-    """Issue 16, case 5: `evaluate-fm --encoders B` on A's files exits 2 naming both, before any metric."""
+    """Issue 16, case 5: `evaluate-fm --encoder B` on A's files exits 2 naming both, before any metric."""
     from raypath.cli import main
     from raypath.evaluate.fm import pipeline
 
@@ -111,7 +111,7 @@ def test_evaluate_fm_refuses_features_filed_under_another_fms_name(tmp_path, mon
         f"{s},{s}.svs,P{i},S{i},scanner-{'ab'[i % 2]}\n" for i, s in enumerate(slides)))
     labels = tmp_path / "labels.csv"
     labels.write_text("patient_id,label\n" + "".join(f"P{i},{i % 2}\n" for i in range(4)))
-    code = main(["evaluate-fm", "--features", str(tmp_path / "features"), "--encoders", "tiny-virchow2",
+    code = main(["evaluate-fm", "--features", str(tmp_path / "features"), "--encoder", "tiny-virchow2",
                  "--manifest", str(manifest), "--labels", str(labels), "--out", str(tmp_path / "report"),
                  "--no-tracking"])
     err = capsys.readouterr().err

@@ -113,7 +113,7 @@ def test_finetune_refuses_a_splits_file_that_does_not_match_the_manifest(cohort,
     splits = splits_file(cohort, patients)
     code = main(["finetune", "--manifest", str(cohort / "manifest.csv"),
                  "--labels", str(cohort / "labels.csv"), "--splits", str(splits),
-                 "--output-dir", str(cohort / "finetune"),
+                 "--out", str(cohort / "finetune"),
                  "--set", "losses.tile_consistency=0", "--set", "fm_tile_consistency=0",
                  "--set", "tiling.grid=per_scan"])  # no registration: scans on their own grids
     line = one_error_line(capsys.readouterr().err)

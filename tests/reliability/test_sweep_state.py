@@ -95,7 +95,7 @@ def test_sigint_mid_search_replicates_nothing_and_the_rerun_completes_from_the_f
     finished = [r for r in _trial_runs(config, "search") if r.info.status == "FINISHED"]
     assert 0 < len(finished) < 8 and not _trial_runs(config, "replicates")
 
-    compare = ["compare", "--sweep-id", "state", "--output-dir", str(tmp_path), "--set",
+    compare = ["compare", "--sweep-id", "state", "--sweep-dir", str(tmp_path), "--set",
                "accuracy_tolerance=1.0", "--set", "heatmaps.specimens=0"]
     assert main(compare) == 2  # names the incomplete phase; registers nothing
     client = MlflowClient(config.tracking_uri())

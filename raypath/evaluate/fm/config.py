@@ -27,7 +27,7 @@ class KnnConfig(StrictModel):
         default_factory=lambda: [1, 3, 5, 7, 9, 11, 21, 31, 51, 75, 101, 151, 201], min_length=1,
         description="grid of the 'raypath_k' variant")
     max_samples: int | None = Field(None, gt=0, description="raypath: stratified (class x center) cap on "
-                                                            "samples for millions of tiles; None = all")
+                                                            "samples for millions of tiles; default all")
     query_block: int = Field(1024, gt=0, description="queries per similarity block")
     key_block: int = Field(65536, gt=0, description="keys per similarity block")
 
@@ -52,7 +52,8 @@ class APDConfig(StrictModel):
                                           "cohort's declared ones (cohort.yaml) are added")
     min_test_slides: int = Field(2, ge=1, description="test slides left in the smallest cell; sets the "
                                                       "balanced slides per cell m")
-    max_balanced_slides: int | None = Field(None, ge=1, description="cap on m (cost); None = PathoROB's rule")
+    max_balanced_slides: int | None = Field(None, ge=1,
+                                            description="cap on m (cost); default PathoROB's rule")
     seed: int = Field(1000, description="python random seed of the reshuffles (PathoROB: 1000)")
 
 
@@ -81,26 +82,27 @@ class EvaluateFMConfig(StrictModel):
 
     features: Location | None = Field(None, description="feature-store root (required to run)")
     encoders: list[str] = Field(default_factory=list, description="FMs to evaluate; empty = all in the store")
-    tiling_hash: str | None = Field(None, description="one tiling hash; None = every hash found")
+    tiling_hash: str | None = Field(None, description="one tiling hash; default every hash found")
     manifest: LocalPath | None = Field(None, description="manifest.csv (required to run)")
     labels: LocalPath | None = Field(
         None, description="labels.csv with the biological class (required to run)")
     out: LocalPath | None = Field(None, description="report folder (required to run)")
     center: Literal["auto", "scanner", "center"] = Field(
-        "auto", description="confounder: the manifest's center column where set, else the scanner")
-    tiles_per_slide: int | None = Field(64, gt=0, description="tiles sampled per slide; None = all")
+        "auto", description="confounder column of the manifest: auto = the scanner (the center column only "
+                            "when every slide has one scanner and a center); the report names the one used")
+    tiles_per_slide: int | None = Field(64, gt=0, description="tiles sampled per slide; null = all")
     levels: list[Level] = Field(default_factory=lambda: ["tile", "slide"], min_length=1)
     corrections: list[Correction] = Field(default_factory=lambda: ["none", "center", "combat"], min_length=1)
     seed: int = 0
     workers: int | None = Field(None, ge=1, description="processes sharing the (FM, correction, level) "
-                                                       "evaluations (None = the cores this process may "
+                                                       "evaluations (null = the cores this process may "
                                                        "use); results do not depend on it")
     knn: KnnConfig = KnnConfig()
     apd: APDConfig = APDConfig()
     clustering: ClusteringConfig = ClusteringConfig()
     tracking: bool = Field(True, description="log to MLflow")
     tracking_uri: TrackingUri | None = Field(
-        None, description="MLflow URI; None = sqlite under the report folder")
+        None, description="MLflow tracking URI (http://host:5000 or sqlite:///file.db); default sqlite:///<out>/mlflow.db")
     experiment: str = Field("fm-robustness", min_length=1)
 
     def require_paths(self) -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.fs as pafs
-from tqdm import tqdm
 
 from raypath.config import did_you_mean
+from raypath.logs import ProgressBar
 from raypath.paths import is_remote, join
 from raypath.store import FeatureStore, check_encoder, check_provenance
 
@@ -39,20 +39,28 @@ class FeatureSet:
         return replace(self, features=features)
 
 
+def confounder_column(manifest: pd.DataFrame, center: str) -> str:
+    """The manifest column whose values are PathoROB's "centers": `center` when it names one; with
+    "auto" the scanner (raypath measures scanner effects), unless every slide has the same scanner
+    and a `center` column is filled in (a multi-site cohort scanned on one scanner)."""
+    if center != "auto":
+        return center
+    single_scanner = manifest["scanner"].nunique() < 2
+    has_sites = "center" in manifest.columns and manifest["center"].notna().all()
+    return "center" if single_scanner and has_sites else "scanner"
+
+
 def cohort_frame(manifest: pd.DataFrame, labels: pd.DataFrame, *, center: str = "auto",
                  sources: tuple[str, str] = ("manifest", "labels")) -> pd.DataFrame:
-    """Per slide: patient, specimen, scanner, confounder ("center") and biological class.
-
-    With ``center="auto"`` the manifest's center column is used where it is set and the scanner
-    elsewhere, so a multi-site cohort measures site effects and a rescan cohort scanner effects.
-    ``sources`` (the two files) only name the culprit in error messages.
-    """
+    """Per slide: patient, specimen, scanner, confounder ("center", from `confounder_column`) and
+    biological class. ``sources`` (the two files) only name the culprit in error messages."""
     if "label" not in labels.columns:
         raise ValueError(f"{sources[1]}: no 'label' column; the biological class is needed")
     frame = manifest.set_index("slide_id")[["patient_id", "specimen_id", "scanner"]].copy()
     site = manifest.set_index("slide_id").get("center", pd.Series(pd.NA, index=frame.index))
-    frame["center"] = frame["scanner"] if center == "scanner" else site.where(site.notna(), frame["scanner"])
-    if center == "center" and site.isna().any():
+    column = confounder_column(manifest, center)
+    frame["center"] = frame["scanner"] if column == "scanner" else site
+    if column == "center" and site.isna().any():
         raise ValueError(f"{sources[0]}: center='center' but {int(site.isna().sum())} rows have no center")
     by_patient = labels.set_index("patient_id") if "patient_id" in labels.columns else labels
     frame["label"] = frame["patient_id"].map(by_patient["label"].dropna())
@@ -114,7 +122,7 @@ def load_features(store: FeatureStore, *, cohort: pd.DataFrame, tiles_per_slide:
     check_encoder(store.metadata(present[0]), store=store)  # before reading any features
     rng = np.random.default_rng(seed)
     tiles, means, owners, metadatas = [], [], [], []
-    for slide_id in tqdm(present, desc=f"read {store.encoder}", unit="slide", leave=False):
+    for slide_id in ProgressBar(present, desc=f"read {store.encoder}", unit="slide", leave=False):
         bag = store.read_bag(slide_id)
         if len(bag.features) == 0:
             log.warning("%s has no tiles; left out", slide_id)

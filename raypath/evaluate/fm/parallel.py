@@ -17,7 +17,8 @@ from typing import Any
 
 from joblib import Parallel, delayed
 from threadpoolctl import threadpool_limits
-from tqdm import tqdm
+
+from raypath.logs import ProgressBar
 
 
 def usable_workers(workers: int | None) -> int:
@@ -43,8 +44,8 @@ def _single_threaded(function: Callable[..., Any], index: int, task: tuple) -> t
 def run_unordered(function: Callable[..., Any], tasks: Sequence[tuple], *, workers: int,
                   desc: str) -> Iterator[tuple[int, Any]]:
     """(task index, `function(*task)`) as tasks finish, on up to `workers` processes, with a
-    progress bar on a terminal (none in logs)."""
-    bar = tqdm(total=len(tasks), desc=desc, leave=False, disable=None)
+    progress bar on a terminal, else a log line every 30 s."""
+    bar = ProgressBar(total=len(tasks), desc=desc, leave=False)
     try:
         if workers <= 1 or len(tasks) <= 1:
             results = (_single_threaded(function, index, task) for index, task in enumerate(tasks))

@@ -12,7 +12,14 @@ from pathlib import Path
 import pandas as pd
 
 from raypath.evaluate.fm.config import EvaluateFMConfig
-from raypath.evaluate.fm.data import FeatureSet, check_encoders, cohort_frame, feature_sources, load_features
+from raypath.evaluate.fm.data import (
+    FeatureSet,
+    check_encoders,
+    cohort_frame,
+    confounder_column,
+    feature_sources,
+    load_features,
+)
 from raypath.evaluate.fm.evaluate import LevelResult, evaluate_level
 from raypath.evaluate.fm.parallel import run_unordered, usable_workers
 from raypath.evaluate.fm.report import row_name, write_report
@@ -93,6 +100,8 @@ def run_evaluation(config: EvaluateFMConfig, *, manifest: pd.DataFrame, labels: 
     out = Path(config.out)
     cohort = cohort_frame(manifest, labels, center=config.center,
                           sources=(str(config.manifest), str(config.labels)))
+    column = confounder_column(manifest, config.center)
+    log.info("confounder (PathoROB's centers): the manifest's %r column (center: %s)", column, config.center)
     sources = feature_sources(config.features, encoders=config.encoders, tiling_hash=config.tiling_hash)
     several_hashes = len({h for _, h in sources}) > 1
     stores = [FeatureStore(config.features, encoder=encoder, tiling_hash=tiling_hash)
@@ -104,10 +113,11 @@ def run_evaluation(config: EvaluateFMConfig, *, manifest: pd.DataFrame, labels: 
         evaluations += source_evaluations(store, fm=fm, cohort=cohort, config=config)
     table, curves = evaluate_all(evaluations, config=config)
     frame = pd.DataFrame(table)
-    artifacts = write_report(frame, pd.DataFrame(curves), out)
+    artifacts = write_report(frame, pd.DataFrame(curves), out,
+                             confounder=f"'{column}' (center: {config.center})")
     if config.tracking:
         params = {"features": str(config.features), "tiles_per_slide": str(config.tiles_per_slide),
-                  "center": config.center, "seed": str(config.seed),
+                  "center": config.center, "center_column": column, "seed": str(config.seed),
                   "held_out_scanners": ",".join(held_out) or "none"}
         log_to_mlflow(frame, artifacts=artifacts, uri=config.tracking_uri or default_uri(out),
                       experiment=config.experiment, params=params)

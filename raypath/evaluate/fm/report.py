@@ -58,11 +58,13 @@ def plot_ri_vs_accuracy(table: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def write_report(table: pd.DataFrame, curves: pd.DataFrame, out: Path) -> list[Path]:
-    """Write table.md, table.csv, curves.csv and ri_vs_accuracy.png; returns their paths."""
+def write_report(table: pd.DataFrame, curves: pd.DataFrame, out: Path, *, confounder: str) -> list[Path]:
+    """Write table.md (saying which manifest column was the confounder), table.csv, curves.csv and
+    ri_vs_accuracy.png; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "table.md", out / "table.csv", out / "curves.csv", out / "ri_vs_accuracy.png"]
-    paths[0].write_text(markdown_table(table))
+    paths[0].write_text(f"Confounder (PathoROB's centers): the manifest column {confounder}.\n\n"
+                        + markdown_table(table))
     table.to_csv(paths[1], index=False)
     curves.to_csv(paths[2], index=False)
     plot_ri_vs_accuracy(table, paths[3])

@@ -6,14 +6,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from raypath.config import default_tracking_uri
+from raypath.registry.experiments import model_training_experiment
 from raypath.registry.sqlite_store import ready_store
 
 log = logging.getLogger(__name__)
 
 
 def default_uri(out: Path) -> str:
-    """A local SQLite store inside the report folder, so a run needs no server."""
-    return f"sqlite:///{(out / 'mlflow.db').resolve()}"
+    """The default store of every command (mlflow.db in its --out), so a run needs no server."""
+    return default_tracking_uri(out)
 
 
 def _metrics(rows: pd.DataFrame) -> dict[str, float]:
@@ -26,11 +28,8 @@ def _metrics(rows: pd.DataFrame) -> dict[str, float]:
 def _experiment_id(client, name: str, *, artifact_root: Path) -> str:
     """Create the experiment if needed. With a SQLite store MLflow would put artifacts in
     ./mlruns of whatever directory the process runs in; keep them next to the report instead."""
-    found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
     location = artifact_root.resolve().as_uri() if client.tracking_uri.startswith("sqlite:") else None
-    return client.create_experiment(name, artifact_location=location)
+    return model_training_experiment(client, name, artifact_location=location)
 
 
 def log_to_mlflow(table: pd.DataFrame, *, artifacts: list[Path], uri: str, experiment: str,

@@ -38,17 +38,19 @@ class RegisterConfig(StrictModel):
                                                        "working pixel of the max_side comparison)")
     max_rotation_deg: float = Field(15.0, ge=0, le=180, description="rotation search range (+-)")
     max_side: Pixels = Field(1024, ge=64, description="thumbnails are compared at most this many px wide")
-    reader: Literal["auto", "jpeg", "cucim", "openslide"] = "auto"
+    reader: Literal["auto", "jpeg", "cucim", "openslide"] = Field(
+        "auto", description="slide library, as in extraction's tiling.reader (auto = JPEG decoding where "
+                            "every level is JPEG-tiled, else cuCIM, else OpenSlide)")
     weak_score: float = Field(0.5, ge=0, le=1, description="flag registrations scoring below this")
     refine: RefineConfig = RefineConfig()
     task_cpus: float = Field(1.0, gt=0, description="CPUs reserved per specimen task")
     max_attempts: int = Field(2, ge=1, description="tries per specimen when its worker dies")
     claims_dir: LocalPath | None = Field(
         None, description="directory where runs on one output claim specimens (local or NFS); "
-                          "None = <work dir>/_claims")
+                          "default: <work dir>/_claims")
     claim_lease_s: float = Field(300.0, gt=0, description="a run whose heartbeat is older than this is gone")
     ray_address: str | None = Field(
-        None, description="Ray cluster to join ('auto', host:port); None = the job's cluster when "
+        None, description="Ray cluster to join ('auto', host:port); default the job's cluster when "
                           "submitted, else a local instance")
     ray: RaySettings = Field(RaySettings(), description="start-up of a local Ray instance")
     run_id: str | None = Field(

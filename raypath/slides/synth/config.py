@@ -20,17 +20,19 @@ class SynthConfig(StrictModel):
     (every scanner, held-out ones included) then shows whether a model learned the shortcut.
     """
 
-    seed: int = 0
+    seed: int = Field(0, description="seed of every random draw: same seed and config, same files")
     specimens: int = Field(4, ge=1, description="number of specimens, one per patient")
-    scanners: list[str] = Field(default_factory=lambda: ["aperio-gt450", "hamamatsu-s360"], min_length=1)
+    scanners: list[str] = Field(default_factory=lambda: ["aperio-gt450", "hamamatsu-s360"], min_length=1,
+                                description="scanner profiles; every specimen is scanned on each")
     field_um: tuple[float, float] = Field((1024.0, 1024.0), description="scanned glass area (w, h), microns")
     magnification: Literal[20, 40] = Field(20, description="20x scans use twice the profile's 40x mpp")
     mpp: dict[str, float] = Field(default_factory=dict, description="level-0 mpp per scanner (override)")
-    positive_fraction: float = Field(0.5, ge=0, le=1)
+    positive_fraction: float = Field(0.5, ge=0, le=1, description="share of specimens with tumour")
     classes: int = Field(2, ge=2, description="2 = binary; more = tumour grades 1..classes-1")
-    test_fraction: float = Field(0.5, ge=0, le=1)
+    test_fraction: float = Field(0.5, ge=0, le=1, description="share of each label in the test split")
     val_fraction: float = Field(0.0, ge=0, le=1, description="share of each label in the val split")
-    confounding: float = Field(0.0, ge=0, le=1, description="see the class docstring")
+    confounding: float = Field(0.0, ge=0, le=1, description="train/val: probability that a specimen is "
+                                                            "scanned only by its label's scanner")
     held_out_scanners: list[str] = Field(
         default_factory=list, description="scanners that scan test specimens only (never seen in training)")
     scanner_strength: float = Field(

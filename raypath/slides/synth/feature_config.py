@@ -10,10 +10,11 @@ class SimulateConfig(StrictModel):
     plus a per-scanner shift and per-scan noise; scans of the training split can be confounded."""
 
     n_specimens: int = Field(200, ge=4, description="one specimen per patient")
-    scanners: list[str] = Field(default_factory=lambda: ["A", "B", "C"], min_length=1)
+    scanners: list[str] = Field(default_factory=lambda: ["A", "B", "C"], min_length=1,
+                                description="scanner names; every specimen is scanned on each")
     held_out_scanners: list[str] = Field(default_factory=list, description="scanned in test only")
     tiles: int = Field(128, ge=1, description="tiles per bag (same tissue locations on every scan)")
-    dim: int = Field(256, ge=2)
+    dim: int = Field(256, ge=2, description="feature dimension (the encoder is named sim-<dim>)")
     n_classes: int = Field(2, ge=2)
     tissue_types: int = Field(8, ge=1, description="tile prototypes shared by all specimens")
     tissue_noise: float = Field(0.5, ge=0, description="tile-specific tissue variation (shared by scans)")
@@ -36,7 +37,7 @@ class SimulateConfig(StrictModel):
     censoring: float = Field(0.3, ge=0, lt=1, description="approximate share of censored patients")
     extent_l0: int = Field(448, gt=0, description="tile side in level-0 pixels (coords only)")
     mpp: float = Field(0.25, gt=0)
-    seed: int = 0
+    seed: int = Field(0, description="seed of every random draw")
 
     @model_validator(mode="after")
     def _consistent(self) -> "SimulateConfig":

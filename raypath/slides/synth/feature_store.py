@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from raypath.cohort.declaration import CohortDeclaration, write_declaration
+from raypath.logs import ProgressBar
 from raypath.publish import write_text
 from raypath.slides.registration import write_registration
 from raypath.slides.synth.feature_config import SimulateConfig
@@ -44,7 +44,7 @@ def write_feature_cohort(config: SimulateConfig, *, out: Path) -> FeatureStore:
                                                 "mpp": config.mpp}, tiling_hash=key, embed_dim=config.dim)
     tables, scans = simulate_scans(config)
     rows = []
-    for scan in tqdm(scans, total=tables.n_scans, desc="write bags", leave=False):
+    for scan in ProgressBar(scans, total=tables.n_scans, desc="write bags", leave=False):
         table = tiles_table(slide=scan.slide, coords=tables.grid[scan.locations], features=scan.features,
                             extent_l0=config.extent_l0, tile_px=224,
                             mpp=config.mpp * config.extent_l0 / 224,  # the tile's own resolution

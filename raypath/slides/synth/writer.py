@@ -13,9 +13,9 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
 from raypath.cohort.declaration import CohortDeclaration, write_declaration
+from raypath.logs import ProgressBar
 from raypath.publish import publish_file, write_text
 from raypath.slides.synth.config import SynthConfig
 from raypath.slides.synth.plan import ScanPlan, plan_cohort, true_transform
@@ -82,7 +82,7 @@ def _write_slides(scans: list[ScanPlan], slides_dir: Path, config: SynthConfig) 
         "%d slides planned, %d already written, writing %d", len(scans), len(scans) - len(todo), len(todo)
     )
     workers = min(config.workers or os.cpu_count() or 1, max(len(todo), 1))
-    progress = tqdm(total=len(todo), desc="synth slides", unit="slide", disable=not todo)
+    progress = ProgressBar(total=len(todo), desc="synth slides", unit="slide", disable=not todo)
     if workers == 1:
         for scan in todo:
             write_slide(scan, slides_dir, stripe_px=config.stripe_px)

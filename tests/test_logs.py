@@ -1,0 +1,36 @@
+"""Console set-up: third-party bars, colours and chatter off where no one watches them."""
+
+import logging
+import os
+
+from raypath.logs import ProgressBar, quiet_third_parties
+
+SWITCHES = ("RAY_COLOR_PREFIX", "RAY_DATA_DISABLE_PROGRESS_BARS", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR",
+            "MLFLOW_LOGGING_LEVEL")
+
+
+def test_not_a_terminal_means_no_colours_no_bars_and_no_mlflow_chatter(monkeypatch):
+    for name in SWITCHES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "DEBUG")  # what the user set explicitly wins
+    quiet_third_parties(verbose=False)  # pytest captures both streams: not a terminal
+    assert [os.environ.get(name) for name in SWITCHES] == ["0", "1", "false", "DEBUG"]
+
+
+def test_verbose_keeps_mlflow_as_it_is(monkeypatch):
+    for name in SWITCHES:
+        monkeypatch.delenv(name, raising=False)
+    quiet_third_parties(verbose=True)
+    assert not {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "MLFLOW_LOGGING_LEVEL"} & set(os.environ)
+
+
+def test_progress_off_a_terminal_is_log_lines_not_a_bar(caplog, capsys):
+    with caplog.at_level(logging.INFO):
+        assert list(ProgressBar(range(3), desc="write bags", every_s=0.0)) == [0, 1, 2]
+        bar = ProgressBar(total=5, desc="tiny", disable=True)  # asked for no progress at all
+        bar.update(5)
+        bar.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[:3] == ["write bags: 1/3", "write bags: 2/3", "write bags: 3/3"]
+    assert lines[3].startswith("write bags: 3/3 in ") and len(lines) == 4
+    assert capsys.readouterr().err == ""  # no bar, no carriage returns

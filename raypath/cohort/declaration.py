@@ -38,9 +38,13 @@ def read_declaration(labels: str | Path) -> CohortDeclaration:
     if not path.is_file():
         return CohortDeclaration()
     declared = load_config(CohortDeclaration, path)
-    if declared.held_out_scanners:
+    if declared.held_out_scanners and str(path) not in _ANNOUNCED:  # once per process, not per reader
+        _ANNOUNCED.add(str(path))
         log.info("%s: held-out scanners %s (never trained or validated on)", path, declared.held_out_scanners)
     return declared
+
+
+_ANNOUNCED: set[str] = set()
 
 
 def write_declaration(declaration: CohortDeclaration, directory: Path) -> Path:

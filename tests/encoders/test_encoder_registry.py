@@ -73,7 +73,7 @@ def test_lookup_is_case_insensitive_and_unknown_names_list_the_known_ones():
 
 
 def test_registering_a_name_twice_fails():
-    with pytest.raises(ValueError, match="twice"):
+    with pytest.raises(ValueError, match="'uni' is already registered"):
         register(lambda: get_card("uni"))
 
 

@@ -20,6 +20,8 @@ from threadpoolctl import threadpool_limits
 
 from raypath.logs import ProgressBar
 
+PROGRESS_EVERY_S = 30.0
+
 
 def usable_workers(workers: int | None) -> int:
     """`workers`, or the cores this process may use when None."""
@@ -44,8 +46,8 @@ def _single_threaded(function: Callable[..., Any], index: int, task: tuple) -> t
 def run_unordered(function: Callable[..., Any], tasks: Sequence[tuple], *, workers: int,
                   desc: str) -> Iterator[tuple[int, Any]]:
     """(task index, `function(*task)`) as tasks finish, on up to `workers` processes, with a
-    progress bar on a terminal, else a log line every 30 s."""
-    bar = ProgressBar(total=len(tasks), desc=desc, leave=False)
+    progress bar on a terminal, else a log line every `PROGRESS_EVERY_S` seconds."""
+    bar = ProgressBar(total=len(tasks), desc=desc, leave=False, every_s=PROGRESS_EVERY_S)
     try:
         if workers <= 1 or len(tasks) <= 1:
             results = (_single_threaded(function, index, task) for index, task in enumerate(tasks))

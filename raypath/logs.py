@@ -5,7 +5,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TextIO
 
 from tqdm import tqdm
 
@@ -17,7 +17,7 @@ def setup_logging(*, verbose: bool = False) -> None:
     level = logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(
         level=level,
-        stream=sys.stderr,
+        handlers=[CurrentStderrHandler()],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
         force=True,
@@ -25,6 +25,19 @@ def setup_logging(*, verbose: bool = False) -> None:
     quiet_third_parties(verbose=verbose)
     for noisy in ("urllib3", "alembic", "mlflow", "filelock", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class CurrentStderrHandler(logging.StreamHandler):
+    """Writes to `sys.stderr` as it is when a record is emitted, not as it was at set-up: a command
+    run in-process (tests, notebooks) must not leave a handler on a stream that was closed since."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        """StreamHandler.__init__ assigns a stream; this handler has none of its own."""
 
 
 def is_terminal() -> bool:

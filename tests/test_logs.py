@@ -3,10 +3,12 @@
 import logging
 import os
 
+import pytest
+
 from raypath.logs import ProgressBar, quiet_third_parties
 
 SWITCHES = ("RAY_COLOR_PREFIX", "RAY_DATA_DISABLE_PROGRESS_BARS", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR",
-            "MLFLOW_LOGGING_LEVEL")
+            "MLFLOW_LOGGING_LEVEL", "RAY_AIR_NEW_OUTPUT")
 
 
 def test_not_a_terminal_means_no_colours_no_bars_and_no_mlflow_chatter(monkeypatch):
@@ -14,14 +16,15 @@ def test_not_a_terminal_means_no_colours_no_bars_and_no_mlflow_chatter(monkeypat
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "DEBUG")  # what the user set explicitly wins
     quiet_third_parties(verbose=False)  # pytest captures both streams: not a terminal
-    assert [os.environ.get(name) for name in SWITCHES] == ["0", "1", "false", "DEBUG"]
+    assert [os.environ.get(name) for name in SWITCHES] == ["0", "1", "false", "DEBUG", "0"]
 
 
 def test_verbose_keeps_mlflow_as_it_is(monkeypatch):
     for name in SWITCHES:
         monkeypatch.delenv(name, raising=False)
     quiet_third_parties(verbose=True)
-    assert not {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "MLFLOW_LOGGING_LEVEL"} & set(os.environ)
+    assert not {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "MLFLOW_LOGGING_LEVEL", "RAY_AIR_NEW_OUTPUT"} & set(
+        os.environ)
 
 
 def test_progress_off_a_terminal_is_log_lines_not_a_bar(caplog, capsys):
@@ -35,3 +38,22 @@ def test_progress_off_a_terminal_is_log_lines_not_a_bar(caplog, capsys):
     assert lines[3].startswith("write bags: 3/3 in ") and len(lines) == 4
     err = capsys.readouterr().err  # log lines at most (a command's handler may write here): no bar
     assert "\r" not in err and all(" INFO " in line for line in err.splitlines())
+
+
+@pytest.mark.slow
+def test_a_tune_run_off_a_terminal_prints_no_configuration_box(monkeypatch, local_ray, tmp_path, capfd):
+    """The sweep's Tune settings (verbose=0, our callbacks) once the console is set up without
+    --verbose: nothing of Tune's on stdout (its newer engine printed a configuration box)."""
+    from ray import tune
+
+    monkeypatch.delenv("RAY_AIR_NEW_OUTPUT", raising=False)
+    quiet_third_parties(verbose=False)
+
+    def trainable(config):
+        tune.report({"score": config["x"]})
+
+    tuner = tune.Tuner(trainable, param_space={"x": tune.grid_search([1, 2])},
+                       run_config=tune.RunConfig(name="quiet", storage_path=str(tmp_path), verbose=0))
+    assert len(tuner.fit()) == 2
+    out = capfd.readouterr().out
+    assert "Configuration for experiment" not in out and "View detailed results" not in out, out

@@ -6,7 +6,9 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
+from raypath.registry.package import run_model_id
 from raypath.sweep.tracking import TAG_FM, TAG_KIND, TAG_PHASE, TAG_SWEEP, RunLedger, stable_hash
 
 log = logging.getLogger(__name__)
@@ -25,16 +27,24 @@ def log_report(ledger: RunLedger, *, sweep_id: str, fm: str, directory: Path) ->
 
 def register_model(client: MlflowClient, *, name: str, run_id: str, description: str,
                    tags: Mapping[str, str], alias: str = CHAMPION) -> str:
-    """Register `runs:/<run_id>/model` under `name` (once per run), tag the version and point
-    `alias` at it, so `models:/<name>@<alias>` always loads the current choice."""
+    """Register the run's logged model (source `models:/<model id>`, so the version links to it; a
+    run from before logged models: `runs:/<run_id>/model`) under `name` (once per run), tag the
+    version and point `alias` at it, so `models:/<name>@<alias>` always loads the current choice."""
     try:
         client.create_registered_model(name, description=description)
     except MlflowException as exc:
         if "already exists" not in str(exc).lower() and "RESOURCE_ALREADY_EXISTS" not in str(exc):
             raise
     existing = [v for v in client.search_model_versions(f"name = '{name}'") if v.run_id == run_id]
-    version = existing[0].version if existing else client.create_model_version(
-        name, source=f"runs:/{run_id}/model", run_id=run_id, description=description).version
+    model_id = run_model_id(client, run_id)
+    source = f"models:/{model_id}" if model_id else f"runs:/{run_id}/model"
+    if not existing:
+        # An embedded (SQLite) registry looks `models:/<id>` up in MLflow's process-wide tracking
+        # store (MLflow's own TODO), so that store is this client's for the call, then restored.
+        with _use_tracking_uri(client.tracking_uri):
+            existing = [client.create_model_version(name, source=source, run_id=run_id,
+                                                    description=description, model_id=model_id)]
+    version = existing[0].version
     for key, value in tags.items():
         client.set_model_version_tag(name, str(version), key, str(value))
     client.set_registered_model_alias(name, alias, str(version))

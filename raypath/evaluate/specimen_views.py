@@ -15,6 +15,7 @@ from torch import nn
 from raypath.evaluate.backdrop import tissue_backdrop
 from raypath.evaluate.heatmaps import Backdrop, ScanView, panel_box
 from raypath.registry.network import load_backbone, predict_bag
+from raypath.registry.package import MODEL_NAME, download_model
 from raypath.registry.spec import ModelSpec
 from raypath.store import FeatureStore
 
@@ -36,8 +37,8 @@ class RunModel:
 def load_run_model(client: MlflowClient, run_id: str) -> RunModel:
     """The pyfunc model and predictions a replicate trial logged (safetensors + JSON: no pickle)."""
     with tempfile.TemporaryDirectory() as tmp:
-        model = Path(client.download_artifacts(run_id, "model", tmp))
-        spec = ModelSpec.read(model / "artifacts" / "model.json")
+        model, spec = download_model(f"runs:/{run_id}/{MODEL_NAME}", tracking_uri=client.tracking_uri,
+                                     into=Path(tmp))
         backbone = load_backbone(spec, model / "artifacts" / "model.safetensors")
         predictions = pd.read_parquet(Path(client.download_artifacts(run_id, "predictions", tmp))
                                       / "predictions.parquet")

@@ -22,7 +22,7 @@ from raypath.encoders.lora import adapted_name, adapted_weights_hash, adapter_st
 from raypath.evaluate.publish import register_model
 from raypath.finetune.config import FinetuneConfig
 from raypath.finetune.model import FinetuneModel
-from raypath.registry.package import save_model
+from raypath.registry.logged import log_model
 from raypath.registry.spec import AdapterSpec, ModelSpec
 from raypath.store import code_hash, provenance
 from raypath.sweep.inputs import code_tags
@@ -60,8 +60,9 @@ def model_spec(config: FinetuneConfig, model: FinetuneModel, *, base_hash: str, 
 
 
 def package(directory: Path, config: FinetuneConfig, model: FinetuneModel, *, base_hash: str,
-            n_outputs: int, risk_cut: float | None, training: dict) -> tuple[Path, ModelSpec]:
-    """`directory/model`: an MLflow pyfunc model of kind finetuned."""
+            n_outputs: int, risk_cut: float | None, training: dict) -> tuple[Path, Path, ModelSpec]:
+    """(head weights, adapter, spec) of a model of kind finetuned, written under `directory/files`:
+    what `log_model` makes an MLflow pyfunc model of."""
     files = directory / "files"
     files.mkdir(parents=True, exist_ok=True)
     adapter = adapter_state(model.encoder)
@@ -70,8 +71,7 @@ def package(directory: Path, config: FinetuneConfig, model: FinetuneModel, *, ba
     save_file(adapter, str(files / spec.adapter.file))
     head = {k: v.contiguous() for k, v in model.mil.state_dict().items()}
     save_file(head, str(files / "model.safetensors"))
-    return save_model(directory / "model", weights=files / "model.safetensors", spec=spec,
-                      adapter=files / spec.adapter.file), spec
+    return files / "model.safetensors", files / spec.adapter.file, spec
 
 
 def tracking_uri(config: FinetuneConfig) -> str:
@@ -106,10 +106,11 @@ def publish(config: FinetuneConfig, model: FinetuneModel, evaluation: Evaluation
     if evaluation.undefined:
         ledger.set_tags(run_id, {f"{TAG_UNDEFINED}{k}": v for k, v in evaluation.undefined.items()})
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir, _ = package(Path(tmp), config, model, base_hash=base_hash, n_outputs=n_outputs,
-                               risk_cut=evaluation.risk_cut,
-                               training={"run": config.name, "history": history, "best_epoch": best_epoch})
-        ledger.client.log_artifacts(run_id, str(model_dir), artifact_path="model")
+        training = {"run": config.name, "history": history, "best_epoch": best_epoch}
+        weights, adapter, spec = package(Path(tmp), config, model, base_hash=base_hash, n_outputs=n_outputs,
+                                         risk_cut=evaluation.risk_cut, training=training)
+        log_model(ledger.client, run_id=run_id, weights=weights, spec=spec, adapter=adapter,
+                  step=len(history))
         predictions = Path(tmp) / "predictions.parquet"
         evaluation.table.to_parquet(predictions, index=False)
         ledger.client.log_artifact(run_id, str(predictions), artifact_path="predictions")

@@ -1,5 +1,6 @@
 """Write a trained model as an MLflow pyfunc model directory, and read one back from any model URI."""
 
+import importlib.metadata
 import tempfile
 import warnings
 from pathlib import Path
@@ -9,7 +10,7 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
+from mlflow.models import Model, infer_signature
 
 import raypath
 from raypath.config import did_you_mean
@@ -35,9 +36,33 @@ def input_example(spec: ModelSpec, *, tiles: int = 3) -> pd.DataFrame:
                                       for _ in range(2 * tiles)]})
 
 
-def save_model(directory: Path, *, weights: Path, spec: ModelSpec, adapter: Path | None = None) -> Path:
+# Distributions the pyfunc's code (raypath's modules it imports, bundled with the model) imports; a
+# finetuned model also embeds tiles. Pinned to the versions it was saved with; MLflow adds itself.
+SERVING = ("numpy", "pandas", "pyarrow", "pydantic", "pyyaml", "tqdm", "torch", "safetensors", "scipy",
+           "pillow", "tifffile", "imagecodecs", "simplejpeg", "openslide-python", "openslide-bin")
+SERVING_FINETUNED = ("timm", "peft", "huggingface-hub")
+
+
+def serving_requirements(*, finetuned: bool) -> list[str]:
+    """pip requirements a fresh environment resolves from a package index (no raypath: the model
+    carries its code), each pinned to the installed release (a local label such as `+cpu` dropped)."""
+    names = [*SERVING, *(SERVING_FINETUNED if finetuned else ())]
+    return [_pinned(name) for name in names]
+
+
+def _pinned(name: str) -> str:
+    try:
+        return f"{name}=={importlib.metadata.version(name).split('+')[0]}"
+    except importlib.metadata.PackageNotFoundError:
+        return name
+
+
+def save_model(directory: Path, *, weights: Path, spec: ModelSpec, adapter: Path | None = None,
+               mlflow_model: Model | None = None) -> Path:
     """`directory` becomes an MLflow model: MLmodel, signature, input example, weights, spec (and the
-    adapter of a finetuned model; its base FM weights are named in the spec, not copied)."""
+    adapter of a finetuned model; its base FM weights are named in the spec, not copied), raypath's
+    code (`code/raypath`) and requirements that resolve without it. `mlflow_model` carries the
+    logged model's id when the directory is logged as one (`raypath.registry.logged`)."""
     if (spec.kind == "finetuned") != (adapter is not None):
         raise ValueError("a finetuned model is saved with its adapter file, and only a finetuned one")
     with tempfile.TemporaryDirectory() as tmp:
@@ -52,9 +77,9 @@ def save_model(directory: Path, *, weights: Path, spec: ModelSpec, adapter: Path
             path=str(directory), python_model=model_code.__file__,
             artifacts={"weights": str(weights), "spec": str(spec_path),
                        **({"adapter": str(adapter)} if adapter is not None else {})},
-            signature=signature, input_example=example,
-            pip_requirements=[f"raypath=={raypath.__version__}", "torch", "safetensors", "pandas", "numpy",
-                              *(["timm", "peft"] if adapter is not None else [])],
+            signature=signature, input_example=example, mlflow_model=mlflow_model,
+            code_paths=[str(Path(raypath.__file__).parent)],
+            pip_requirements=serving_requirements(finetuned=adapter is not None),
             metadata={"raypath_spec_version": spec.version, "raypath_kind": spec.kind,
                       "fm": spec.provenance.get("encoder")})
     return directory
@@ -71,6 +96,18 @@ def package_outputs(out: Path) -> Path:
     return final
 
 
+MODEL_NAME = "model"  # a run's logged model: `runs:/<run id>/model`
+
+
+def run_model_id(client: MlflowClient, run_id: str) -> str | None:
+    """The id of the model a run logged (the newest, if it logged several), or None."""
+    experiment = client.get_run(run_id).info.experiment_id
+    query = f"name = '{MODEL_NAME}' AND source_run_id = '{run_id}'"
+    models = client.search_logged_models(experiment_ids=[experiment], filter_string=query,
+                                         order_by=[{"field_name": "creation_time", "ascending": False}])
+    return models[0].model_id if models else None
+
+
 class ModelNotFoundError(ValueError):
     """A model URI that names no registered model, version, alias or run in the given store."""
 
@@ -79,14 +116,17 @@ def registered_source(model_uri: str, *, tracking_uri: str | None) -> str:
     """Where `models:/name@alias`, `models:/name/3` or `models:/name/Stage` is stored, looked up in
     the given store only. MLflow resolves `models:/` against the process-wide registry URI, and
     setting that would make a later compare or register in the same process write into this store.
-    A run, name, version, alias or stage the store lacks is named with what it holds instead."""
+    A run, name, version, alias or stage the store lacks is named with what it holds instead; a run's
+    logged model is its artifact location."""
     if not model_uri.startswith(("models:/", "runs:/")):
         return model_uri
     client = MlflowClient(tracking_uri=existing_store(tracking_uri), registry_uri=tracking_uri)
     if model_uri.startswith("runs:/"):
-        run_id = model_uri.removeprefix("runs:/").split("/", 1)[0]
+        run_id, _, path = model_uri.removeprefix("runs:/").partition("/")
         _found(lambda: client.get_run(run_id), f"{model_uri}: no run {run_id!r} in {tracking_uri}")
-        return model_uri
+        model_id = run_model_id(client, run_id) if path.strip("/") == MODEL_NAME else None
+        # the logged model's own location: MLflow resolves a run's logged model in its process-wide store
+        return client.get_logged_model(model_id).artifact_location if model_id else model_uri
     return client.get_model_version_download_uri(*_registered_version(client, model_uri, store=tracking_uri))
 
 

@@ -1,19 +1,20 @@
 """The Tune callback that mirrors packed trials into MLflow from the driver process.
 
 A Tune trial trains a *pack* of configurations (see `raypath.train.engine`); each member becomes its
-own MLflow run, nested under one parent run per FM and phase, named `<fm>/<phase>/<index>`, with
+own MLflow run, nested under one parent run per FM and phase (`<fm>/<phase>`), named by what it
+is (`robust infonce=0.3 seed 1 (search 0007)`, see `run_label`), with
 every hyperparameter it trained with as a param (the flattened train config, FM, seed, baseline
 flag, pack), the feature store as a dataset input, the code and package versions as tags, and the
 recipe to train it again (`raypath.sweep.rerun`). Search trials log validation (and training)
 metrics only: test metrics are logged where nothing is selected on them (replicates). Trials report
 `{"epoch": e, "members": [{"key": ..., "metrics": {...}}, ...]}`; replicate checkpoints hold one
-folder per member key with its weights, spec and predictions, logged as an MLflow pyfunc model
-(`model/`) and a predictions table (`predictions/`). The driver closes each phase's parent run.
+folder per member key with its weights, spec and predictions, logged as the run's MLflow
+LoggedModel `model` (a pyfunc; `runs:/<run id>/model`) and a predictions table (`predictions/`).
+The driver closes each phase's parent run.
 """
 
 import json
 import logging
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 from mlflow.entities import Dataset
 from ray.tune import Callback
 
-from raypath.registry.package import save_model
+from raypath.registry.logged import log_model
 from raypath.registry.spec import ModelSpec
 from raypath.sweep.packing import member_settings
 from raypath.sweep.rerun import TAG_RERUN, member_record
@@ -41,6 +42,7 @@ from raypath.sweep.tracking import (
     flatten,
     phase_key,
 )
+from raypath.sweep.train_run import run_label
 from raypath.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -68,12 +70,22 @@ class MlflowSweepCallback(Callback):
     def _common(self) -> dict[str, str]:
         return {TAG_SWEEP: self.sweep_id, TAG_FM: self.fm, TAG_PHASE: self.phase, **self.tags}
 
+    def _config(self, member: dict[str, Any]) -> TrainConfig:
+        return apply_params(TrainConfig.model_validate(self.train), member_settings(member))
+
     def _params(self, member: dict[str, Any], trial: Any) -> dict[str, str]:
         """Every trained hyperparameter: the member's full train config plus what identifies it."""
-        config = apply_params(TrainConfig.model_validate(self.train), member_settings(member))
-        return {**flatten(config.model_dump(mode="json")), "fm": self.fm, "seed": str(member["seed"]),
-                "baseline": str(bool(member["baseline"])).lower(), "phase": self.phase,
-                "pack": trial.trial_id, "sweep_id": self.sweep_id}
+        return {**flatten(self._config(member).model_dump(mode="json")), "fm": self.fm,
+                "seed": str(member["seed"]), "baseline": str(bool(member["baseline"])).lower(),
+                "phase": self.phase, "pack": trial.trial_id, "sweep_id": self.sweep_id}
+
+    def _name(self, member: dict[str, Any]) -> str:
+        """What the run is (`raypath train`'s label: baseline or robust, loss weights, seed, fold) and
+        its position in the phase (`robust infonce=0.3 seed 1 (search 0007)`)."""
+        fold = member.get("overrides", {}).get("split.fold")
+        label = run_label(self._config(member), seed=int(member["seed"]),
+                          fold=None if fold is None else int(fold))
+        return f"{label} ({self.phase} {member['index']:04d})"
 
     def _open(self, trial: Any) -> dict[str, str]:
         if trial.trial_id not in self._runs:
@@ -89,7 +101,7 @@ class MlflowSweepCallback(Callback):
                 if "split.fold" in member.get("overrides", {}):
                     tags["raypath.fold"] = str(member["overrides"]["split.fold"])
                 runs[member["key"]] = self.ledger.start(
-                    key=member["key"], name=f"{self.fm}/{self.phase}/{member['index']:04d}",
+                    key=member["key"], name=self._name(member),
                     params=self._params(member, trial), tags=tags, parent=self._parent)
                 self.ledger.log_dataset(runs[member["key"]], self.dataset)
             self._runs[trial.trial_id] = runs
@@ -142,16 +154,15 @@ class MlflowSweepCallback(Callback):
         self._close(trial, "FAILED")
 
     def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
-        """Each member's weights as an MLflow pyfunc model, and its per-slide predictions."""
+        """Each member's weights as the run's MLflow LoggedModel (a pyfunc), and its per-slide predictions."""
         runs = self._open(trial)
-        with checkpoint.as_directory() as directory, tempfile.TemporaryDirectory() as tmp:
+        with checkpoint.as_directory() as directory:
             for key, run_id in runs.items():
                 member_dir = Path(directory) / key
                 if not (member_dir / "model.json").exists():
                     continue
-                model_dir = save_model(Path(tmp) / key, weights=member_dir / "model.safetensors",
-                                       spec=ModelSpec.read(member_dir / "model.json"))
-                self.ledger.client.log_artifacts(run_id, str(model_dir), artifact_path="model")
+                log_model(self.ledger.client, run_id=run_id, weights=member_dir / "model.safetensors",
+                          spec=ModelSpec.read(member_dir / "model.json"))
                 self.ledger.client.log_artifact(run_id, str(member_dir / "predictions.parquet"),
                                                 artifact_path="predictions")
 

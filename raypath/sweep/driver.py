@@ -45,6 +45,7 @@ from raypath.sweep.rerun import data_record
 from raypath.sweep.seal import owner_only_writes
 from raypath.sweep.selection import best_baseline, runs_frame, select_robust
 from raypath.sweep.space import ROBUST_KEYS, baseline_params, pack_keys
+from raypath.sweep.summary import earlier_wall, phase_summary
 from raypath.sweep.tracking import TAG_PACKAGES, RunLedger, experiment_name, package_versions, phase_key
 from raypath.sweep.trainable import run_pack
 from raypath.sweep.tuner import (
@@ -93,20 +94,22 @@ def _trainable(config: SweepConfig, *, data: TrainingSource, phase: str) -> obje
     )
 
 
-def _ended_configurations(ledger: RunLedger, phase: str) -> int:
-    """Configurations of the phase whose runs ended (finished, stopped early or failed)."""
-    frame = runs_frame(ledger.client, ledger.experiment_id, phase=phase)
-    return 0 if frame.empty else int(frame["status"].isin(["FINISHED", "FAILED"]).sum())
-
-
 def _close_phase(config: SweepConfig, *, fm: str, phase: str, ledger: RunLedger, stop: StopRequest,
-                 complete: bool, total: int) -> None:
-    """Record in MLflow whether the phase completed; raise (with where it stopped) when it did not."""
+                 complete: bool, total: int, wall_s: float) -> None:
+    """Record in MLflow whether the phase completed and its summary (`raypath.sweep.summary`); raise
+    (with where it stopped) when it did not complete."""
     if not complete:
         ledger.close_stale()
-    done = total if complete else _ended_configurations(ledger, phase)
-    ledger.close_phase(phase_key(sweep_id=config.sweep_id, fm=fm, phase=phase), complete=complete,
-                       tags={TAG_COMPLETE: str(complete).lower(), TAG_DONE: str(done), TAG_TOTAL: str(total)})
+    frame = runs_frame(ledger.client, ledger.experiment_id, phase=phase)
+    ended = 0 if frame.empty else int(frame["status"].isin(["FINISHED", "FAILED"]).sum())
+    done = total if complete else ended
+    key = phase_key(sweep_id=config.sweep_id, fm=fm, phase=phase)
+    parent = ledger.find(key)
+    metrics, best = phase_summary(frame, objectives=config.objectives, tie=config.replicates.tie_tolerance,
+                                  wall_s=wall_s + (earlier_wall(parent.data.metrics) if parent else 0.0))
+    ledger.close_phase(key, complete=complete, metrics=metrics,
+                       tags={TAG_COMPLETE: str(complete).lower(), TAG_DONE: str(done), TAG_TOTAL: str(total),
+                             **best})
     if complete:
         return
     if stop.signal:
@@ -148,7 +151,8 @@ def run_phase(
     expected = len(search_packs(config)) if phase == "search" else len(packs or [])
     total = config.num_samples if phase == "search" else sum(len(p["pack"]) for p in packs or [])
     complete = len(grid) == expected and grid.num_terminated + grid.num_errors == expected
-    _close_phase(config, fm=fm, phase=phase, ledger=ledger, stop=stop, complete=complete, total=total)
+    _close_phase(config, fm=fm, phase=phase, ledger=ledger, stop=stop, complete=complete, total=total,
+                 wall_s=wall)
     members = sum(len(r.config["pack"]) for r in grid if r.config)
     errors = [r.error for r in grid if r.error is not None]
     trainable_s = sum(float((r.metrics or {}).get("time_total_s", 0.0)) for r in grid)

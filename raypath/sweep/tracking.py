@@ -208,11 +208,14 @@ class RunLedger:
         RunStatus.from_string(status)
         self.client.set_terminated(run_id, status=status)
 
-    def close_phase(self, key: str, *, tags: Mapping[str, str], complete: bool) -> None:
-        """End a phase's parent run: FINISHED when complete, else KILLED; `tags` say how far it got."""
+    def close_phase(self, key: str, *, tags: Mapping[str, str], complete: bool,
+                    metrics: Mapping[str, float] | None = None) -> None:
+        """End a phase's parent run: FINISHED when complete, else KILLED; `tags` say how far it got,
+        `metrics` sum the phase up (MLflow charts a parent from these)."""
         run = self.find(key)
         if run is not None:
             self.set_tags(run.info.run_id, tags)
+            self.log_metrics(run.info.run_id, metrics or {}, step=0)
             self.end(run.info.run_id, status="FINISHED" if complete else "KILLED")
 
     def delete_phase(self, phase: str) -> int:

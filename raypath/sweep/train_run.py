@@ -7,7 +7,7 @@ training, e.g. a resumed driver, reopens the run instead of adding one), the fla
 as params, the feature store as a dataset input, per-epoch metrics with step = epoch (logged by
 whichever process trains: rank 0 of a data-parallel group), the final val/test metrics, and the
 output files as artifacts (`outputs/`, predictions also under `predictions/` as sweeps log them) and
-the model as an MLflow pyfunc under `model/` (`raypath predict --model runs:/<run id>/model`).
+the model as the run's MLflow LoggedModel `model`, a pyfunc (`raypath predict --model runs:/<run id>/model`).
 """
 
 import json
@@ -15,7 +15,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from raypath.registry.logged import log_model
 from raypath.registry.package import package_outputs
+from raypath.registry.spec import ModelSpec
 from raypath.sweep.inputs import code_tags, feature_dataset
 from raypath.sweep.tracking import (
     TAG_BASELINE,
@@ -66,8 +68,9 @@ class TrainRun:
                 if (out / name).is_file():
                     self.ledger.client.log_artifact(self.run_id, str(out / name), artifact_path="outputs")
             if (out / "model.json").is_file():
-                model = package_outputs(out)
-                self.ledger.client.log_artifacts(self.run_id, str(model), artifact_path="model")
+                package_outputs(out)
+                log_model(self.ledger.client, run_id=self.run_id, weights=out / "model.safetensors",
+                          spec=ModelSpec.read(out / "model.json"), step=step)
             if (out / "predictions.csv").is_file():
                 self.ledger.client.log_artifact(self.run_id, str(out / "predictions.csv"),
                                                 artifact_path="predictions")
@@ -83,13 +86,14 @@ def artifact_location(tracking_uri: str) -> str | None:
     return (Path(tracking_uri[len(prefix):]).resolve().parent / "mlartifacts").as_uri()
 
 
-def run_label(config: TrainConfig, *, seed: int) -> str:
+def run_label(config: TrainConfig, *, seed: int, fold: int | None = None) -> str:
     """What a run is, readable in MLflow's run list: `baseline seed 0`, or `robust` with its non-zero
-    loss weights (`robust infonce=0.5 score_consistency=1 seed 2`)."""
+    loss weights (`robust infonce=0.5 score_consistency=1 seed 2`), and the cross-validation fold a
+    replicate tests on (`... seed 3 fold 1`)."""
     weights = {name: weight for name, weight in sorted(config.losses.weights().items()) if weight}
     kind = " ".join(["robust", *(f"{name}={weight:.3g}" for name, weight in weights.items())]) if weights \
         else "baseline"
-    return f"{kind} seed {seed}"
+    return f"{kind} seed {seed}" + (f" fold {fold}" if fold is not None else "")
 
 
 def run_key(*, config: TrainConfig, source: TrainingSource, seed: int) -> str:

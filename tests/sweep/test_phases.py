@@ -88,3 +88,48 @@ def test_replicates_of_another_selection_are_deleted_not_reused(tmp_path):
     assert ledger.find("old-1") is None and ledger.find("old-2") is None
     assert ledger.find("search-1").info.run_id == kept  # the search is untouched
     assert not (tmp_path / "tune" / seal.experiment).exists() and seal.plan() is None
+
+
+def _trial(ledger, key, *, config, baseline, status, metrics):
+    run_id = ledger.start(key=key, name=key, params={}, tags={
+        "raypath.kind": "trial", "raypath.phase": "search", "raypath.config_key": config,
+        "raypath.baseline": str(baseline).lower(), "raypath.params": "{}"})
+    ledger.log_metrics(run_id, metrics, step=3)
+    ledger.end(run_id, status=status)
+
+
+@pytest.mark.parametrize("complete", [True, False])
+def test_a_parent_run_carries_the_phase_summary_also_when_the_phase_ends_early(tmp_path, complete):
+    """Best validation metrics of the phase (the best configuration's objectives), configurations
+    finished and failed, and the driver's wall time summed over the commands that ran the phase."""
+    from raypath.sweep.config import SweepConfig
+    from raypath.sweep.driver import _close_phase
+    from raypath.sweep.phases import SweepStoppedError
+    from raypath.sweep.summary import TAG_BEST_CONFIG
+
+    config = SweepConfig.model_validate({"sweep_id": "s", "output_dir": str(tmp_path), "features": {
+        "root": str(tmp_path), "fms": ["fm"], "labels": str(tmp_path / "labels.csv")},
+        "objectives": [{"metric": "val/auc", "mode": "max"}, {"metric": "val/score_spread", "mode": "min"}]})
+    ledger = RunLedger(tracking_uri=config.tracking_uri(), experiment="raypath/s/fm")
+    key = phase_key(sweep_id="s", fm="fm", phase="search")
+    ledger.open_parent(key=key, name="fm/search", tags={"raypath.phase": "search"})
+    ledger.log_metrics(ledger.find(key).info.run_id, {"wall_time_s": 100.0}, step=0)  # an earlier command
+    done = {"best_epoch": 2.0}
+    _trial(ledger, "a", config="ca", baseline=True, status="FINISHED",
+           metrics={**done, "val/auc": 0.71, "val/score_spread": 0.20, "val/loss": 0.5})
+    _trial(ledger, "b", config="cb", baseline=False, status="FINISHED",
+           metrics={**done, "val/auc": 0.80, "val/score_spread": 0.05, "val/loss": 0.4})
+    _trial(ledger, "c", config="cc", baseline=False, status="FAILED", metrics={"val/auc": 0.99})
+    stop = StopRequest(signal=signal.SIGTERM if not complete else None)
+    if complete:
+        _close_phase(config, fm="fm", phase="search", ledger=ledger, stop=stop, complete=True, total=3,
+                     wall_s=20.5)
+    else:
+        with pytest.raises(SweepStoppedError, match="after 3 of 4 configurations"):
+            _close_phase(config, fm="fm", phase="search", ledger=ledger, stop=stop, complete=False, total=4,
+                         wall_s=20.5)
+    parent = ledger.client.get_run(ledger.find(key).info.run_id)
+    assert parent.info.status == ("FINISHED" if complete else "KILLED")
+    assert parent.data.metrics == {"best_val_auc": 0.80, "best_val_score_spread": 0.05,
+                                   "configs_finished": 2.0, "configs_failed": 1.0, "wall_time_s": 120.5}
+    assert parent.data.tags[TAG_BEST_CONFIG] == "cb"

@@ -78,10 +78,16 @@ def test_trials_are_named_children_of_one_parent_per_phase(swept):
     assert set(parents) == {"search", "replicates"}
     assert {p.info.run_name for p in parents.values()} == {"sim-16/search", "sim-16/replicates"}
     assert {p.info.status for p in parents.values()} == {"FINISHED"}
+    for phase, parent in parents.items():  # the phase's summary: what MLflow charts for a parent
+        metrics, finished = parent.data.metrics, 10 if phase == "search" else 4
+        assert {"best_val_auc", "best_val_score_spread"} <= metrics.keys() and metrics["wall_time_s"] > 0
+        assert metrics["configs_finished"] == finished and metrics["configs_failed"] == 0
     for run in (r for r in everything if r.data.tags.get(TAG_KIND) == "trial"):
         phase = run.data.tags["raypath.phase"]
         assert run.data.tags["mlflow.parentRunId"] == parents[phase].info.run_id
-        assert run.info.run_name.startswith(f"sim-16/{phase}/") and len(run.info.run_name.split("/")[-1]) == 4
+        kind = "baseline" if run.data.tags["raypath.baseline"] == "true" else "robust infonce="
+        assert run.info.run_name.startswith(kind), run.info.run_name
+        assert f" seed {run.data.tags['raypath.seed']} ({phase} " in run.info.run_name
         params = run.data.params
         assert {"optimizer.lr", "losses.infonce", "model.hidden", "epochs", "fm", "seed", "baseline",
                 "pack"} <= params.keys()
@@ -126,6 +132,13 @@ def test_compare_reports_and_registers_a_champion(swept):
     champion = client.get_model_version_by_alias("raypath-e2e-sim-16", "champion")
     assert champion.run_id in set(swept["runs"]["run_id"]) and result.registered == str(champion.version)
     assert {"fm", "weights_hash", "tiling_hash", "loss_weights", "metric.test/auc"} <= champion.tags.keys()
+    # every replicate logged its model as a LoggedModel (the run's Models column); the version links to it
+    logged = client.search_logged_models(experiment_ids=[swept["experiment"]])
+    replicates = set(swept["runs"].query("phase == 'replicates'")["run_id"])
+    assert {m.source_run_id for m in logged} == replicates and len(logged) == len(replicates)
+    champion_model = champion.source.removeprefix("models:/")  # MLflow 3.18's SQL registry keeps no model_id
+    assert champion_model in {m.model_id for m in logged if m.source_run_id == champion.run_id}
+    assert [o.model_id for o in client.get_run(champion.run_id).outputs.model_outputs] == [champion_model]
     reports = client.search_runs([swept["experiment"]], filter_string=f"tags.`{TAG_KIND}` = 'report'")
     assert len(reports) == 1
 

@@ -99,3 +99,31 @@ def test_ledger_pickles_without_its_client(ledger):
     ledger.start(key="p", name="n", params={}, tags={})
     restored = pickle.loads(pickle.dumps(ledger))
     assert restored.find("p") is not None
+
+
+def test_trial_runs_are_named_by_what_they_train_seed_and_fold(ledger):
+    """`raypath train`'s label (baseline or robust with its loss weights, seed, fold) and the member's
+    position in its phase; the run nests under the phase's parent."""
+    from types import SimpleNamespace
+
+    from mlflow.entities import Dataset
+
+    from raypath.sweep.callback import MlflowSweepCallback
+    from raypath.sweep.packing import make_member
+    from raypath.sweep.replicates import replicate_units
+
+    robust_keys = ("losses.infonce", "losses.score_consistency")
+    (seed, fold), *_ = replicate_units(mode="folds", count=3, base_seed=2)
+    common = {"sweep_id": "s", "fm": "fm", "robust_keys": robust_keys, "phase": "replicates"}
+    pack = [make_member(params={"losses.infonce": 0.0, "losses.score_consistency": 0.0}, seed=seed, index=0,
+                        overrides=fold, **common),
+            make_member(params={"losses.infonce": 0.3, "losses.score_consistency": 0.0}, seed=seed, index=7,
+                        overrides=fold, **common)]
+    dataset = Dataset(name="fm/tiling", digest="d", source_type="raypath-feature-store", source="{}")
+    callback = MlflowSweepCallback(ledger=ledger, sweep_id="s", fm="fm", phase="replicates", train={},
+                                   dataset=dataset, tags={}, data={})
+    callback.setup()
+    callback.on_trial_start(0, [], SimpleNamespace(trial_id="t0", config={"pack": pack}))
+    names = {ledger.find(m["key"]).info.run_name for m in pack}
+    assert names == {"baseline seed 3 fold 0 (replicates 0000)",
+                     "robust infonce=0.3 seed 3 fold 0 (replicates 0007)"}

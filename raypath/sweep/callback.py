@@ -21,12 +21,12 @@ from typing import Any
 from mlflow.entities import Dataset
 from ray.tune import Callback
 
-from raypath.registry.package import save_model
-from raypath.registry.spec import ModelSpec
+from raypath.packaging.package import save_model
+from raypath.packaging.spec import ModelSpec
 from raypath.sweep.packing import member_settings
 from raypath.sweep.rerun import TAG_RERUN, member_record
 from raypath.sweep.space import apply_params
-from raypath.sweep.tracking import (
+from raypath.tracking.runs import (
     TAG_BASELINE,
     TAG_CAVEAT,
     TAG_CONFIG,

@@ -28,10 +28,10 @@ from machine import header, write_section
 
 from raypath.cluster import connect
 from raypath.distributed.config import DistributedConfig
-from raypath.distributed.mil import MilJob, train_on_workers
+from raypath.distributed.train_workers import MilJob, train_on_workers
 from raypath.logs import setup_logging
-from raypath.slides.synth.feature_config import SimulateConfig
-from raypath.slides.synth.feature_store import write_feature_cohort
+from raypath.simulate.config import SimulateConfig
+from raypath.simulate.store import write_feature_cohort
 from raypath.train.config import TrainConfig
 from raypath.train.data import training_source
 from raypath.train.engine import train_one

@@ -11,7 +11,7 @@ the same features.
    `pathorob_driver.py`); raypath computes the same two metrics on the same array in this process.
    PathoROB's APD entry point is written for its three datasets' slide designs only, so APD has no
    PathoROB timing here (raypath's APD time is shown; its values are checked against PathoROB's in
-   tests/evaluate/test_pathorob_reference.py).
+   tests/evaluate_fm/test_pathorob_reference.py).
 
     .venv/bin/python benchmarks/bench_evaluate_fm.py [--features demo/features]
         [--manifest demo/cohort/manifest.csv] [--labels demo/cohort/labels.csv]
@@ -53,8 +53,8 @@ def run_command(args: argparse.Namespace, out: Path, *extra: str) -> tuple[float
 def first_fm_tiles(args: argparse.Namespace):
     """The uncorrected tile sample of the store's first FM, exactly as the command samples it."""
     from raypath.cohort import load_labels, load_manifest
-    from raypath.evaluate.fm.config import EvaluateFMConfig
-    from raypath.evaluate.fm.data import cohort_frame, feature_sources, load_features
+    from raypath.evaluate_fm.config import EvaluateFMConfig
+    from raypath.evaluate_fm.data import cohort_frame, feature_sources, load_features
     from raypath.store import FeatureStore
 
     config = EvaluateFMConfig(features=str(args.features), manifest=args.manifest, labels=args.labels,
@@ -70,9 +70,9 @@ def first_fm_tiles(args: argparse.Namespace):
 
 def raypath_metrics(tiles, config) -> dict:
     """raypath's PathoROB RI, clustering score and APD on the tiles, each timed."""
-    from raypath.evaluate.fm import average_performance_drop, clustering_score, robustness_curve
-    from raypath.evaluate.fm.apd import held_out_centers
-    from raypath.evaluate.fm.ri import pathorob_k_grid
+    from raypath.evaluate_fm import average_performance_drop, clustering_score, robustness_curve
+    from raypath.evaluate_fm.apd import held_out_centers
+    from raypath.evaluate_fm.ri import pathorob_k_grid
 
     started, cpu = time.perf_counter(), time.process_time()
     curve = robustness_curve(tiles.features, classes=tiles.classes, centers=tiles.centers,

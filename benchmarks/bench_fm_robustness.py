@@ -102,7 +102,7 @@ def section(results: dict[str, tuple[pd.DataFrame, dict[str, float]]], *, mode: 
              f"Mode `{mode}`; load average (1, 5, 15 min) at the start {load[0]}, at the end {load[1]} "
              "(the machine is shared: wall times depend on it, the metrics do not).\n\n"
              "Every metric follows PathoROB's protocol (bifold-pathomics/PathoROB, checked against its "
-             "code in `tests/evaluate/test_pathorob_reference.py`). RI (`ri`, `best_k`, `knn_bacc`): exact"
+             "code in `tests/evaluate_fm/test_pathorob_reference.py`). RI (`ri`, `best_k`, `knn_bacc`): exact"
              " cosine kNN on all samples, same-slide neighbours excluded, k from 1, 3, 5, 7, 9, 11, 21, "
              "... below 600 maximising the biological kNN balanced accuracy (ties of the vote to the "
              "smallest label). APD (`apd_id`, `apd_ood`): logistic probe on raw features, C from "

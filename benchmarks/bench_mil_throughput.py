@@ -21,8 +21,8 @@ from machine import header
 
 from raypath.logs import setup_logging
 from raypath.mil.bags import simulated_bagset
-from raypath.slides.synth.feature_config import SimulateConfig
-from raypath.slides.synth.features import simulate_cohort
+from raypath.simulate.cohort import simulate_cohort
+from raypath.simulate.config import SimulateConfig
 from raypath.train.config import TrainConfig
 from raypath.train.engine import train_one
 

@@ -62,8 +62,8 @@ SPACE = {
 
 
 def simulate(args: argparse.Namespace, slides: int, out: Path) -> dict:
-    from raypath.slides.synth.feature_config import SimulateConfig
-    from raypath.slides.synth.feature_store import write_feature_cohort
+    from raypath.simulate.config import SimulateConfig
+    from raypath.simulate.store import write_feature_cohort
 
     config = SimulateConfig(n_specimens=slides // 2, scanners=["A", "B"], tiles=args.tiles, dim=args.dim,
                             seed=0)

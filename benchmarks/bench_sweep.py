@@ -32,9 +32,9 @@ from machine import write_section
 from raypath.cluster import connect
 from raypath.logs import setup_logging
 from raypath.mil.bags import simulated_bagset
-from raypath.slides.synth.feature_config import SimulateConfig
-from raypath.slides.synth.feature_store import write_feature_cohort
-from raypath.slides.synth.features import simulate_cohort
+from raypath.simulate.cohort import simulate_cohort
+from raypath.simulate.config import SimulateConfig
+from raypath.simulate.store import write_feature_cohort
 from raypath.sweep.config import SweepConfig
 from raypath.sweep.driver import run_sweep
 from raypath.train.config import TrainConfig

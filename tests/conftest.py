@@ -48,8 +48,8 @@ def local_ray():
 def write_simulated() -> Callable[..., Path]:
     """`write_simulated(out, **fields)`: feature store, manifest, labels, splits and registration of a
     small simulated cohort (12 tiles x 16 dims unless `fields` say otherwise) under `out`."""
-    from raypath.slides.synth.feature_config import SimulateConfig
-    from raypath.slides.synth.feature_store import write_feature_cohort
+    from raypath.simulate.config import SimulateConfig
+    from raypath.simulate.store import write_feature_cohort
 
     def write(out: Path, **fields) -> Path:
         write_feature_cohort(SimulateConfig(**{"tiles": 12, "dim": 16, "seed": 0, **fields}), out=out)
@@ -62,8 +62,8 @@ def write_simulated() -> Callable[..., Path]:
 def simulated_bags() -> Callable[..., "BagSet"]:  # noqa: F821
     """`simulated_bags(**fields)`: an in-memory simulated cohort as a BagSet with labels and splits."""
     from raypath.mil.bags import simulated_bagset
-    from raypath.slides.synth.feature_config import SimulateConfig
-    from raypath.slides.synth.features import simulate_cohort
+    from raypath.simulate.cohort import simulate_cohort
+    from raypath.simulate.config import SimulateConfig
 
     return lambda **fields: simulated_bagset(simulate_cohort(SimulateConfig(**fields)))
 

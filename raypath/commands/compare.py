@@ -5,7 +5,7 @@ import logging
 import sys
 
 from raypath.commands.flags import Flag, add_config_flags, config_from_args, encoders_flag
-from raypath.evaluate.config import CompareConfig
+from raypath.compare.config import CompareConfig
 
 log = logging.getLogger(__name__)
 FLAGS = (
@@ -27,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print each FM's table; exit 2 when the config or the sweep's runs are unusable."""
-    from raypath.evaluate.compare import compare_sweep
-    from raypath.evaluate.report import to_markdown
+    from raypath.compare.report import to_markdown
+    from raypath.compare.run import compare_sweep
 
     config = config_from_args(CompareConfig, args, FLAGS)
     results = compare_sweep(config)

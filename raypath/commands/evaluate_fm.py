@@ -4,7 +4,7 @@ import argparse
 import sys
 
 from raypath.commands.flags import Flag, add_config_flags, config_from_args, encoders_flag
-from raypath.evaluate.fm.config import EvaluateFMConfig
+from raypath.evaluate_fm.config import EvaluateFMConfig
 
 FLAGS = (
     Flag("features", "features"),
@@ -28,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load the cohort, evaluate every FM, print the table; exit 2 on bad input."""
     from raypath.cohort import load_labels, load_manifest  # heavy imports only once chosen
-    from raypath.evaluate.fm.pipeline import run_evaluation
-    from raypath.evaluate.fm.report import markdown_table
+    from raypath.evaluate_fm.pipeline import run_evaluation
+    from raypath.evaluate_fm.report import markdown_table
 
     config = config_from_args(EvaluateFMConfig, args, FLAGS,
                               values={"tracking": False} if args.no_tracking else None)

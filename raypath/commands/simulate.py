@@ -6,7 +6,7 @@ import time
 
 from raypath.commands.flags import Flag, add_config_flags, config_from_args
 from raypath.config import absolute
-from raypath.slides.synth.feature_config import SimulateConfig
+from raypath.simulate.config import SimulateConfig
 
 log = logging.getLogger(__name__)
 FLAGS = (
@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Stream the simulated scans into a feature store under --out (memory does not grow with it)."""
-    from raypath.slides.synth.feature_store import write_feature_cohort
+    from raypath.simulate.store import write_feature_cohort
 
     config = config_from_args(SimulateConfig, args, FLAGS)
     started = time.perf_counter()

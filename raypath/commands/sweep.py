@@ -32,9 +32,9 @@ def run(args: argparse.Namespace) -> int:
     2 on bad input (untrusted or mismatched state included), 128 + N when signal N stopped a phase
     (130 for SIGINT): the same command then continues it."""
     from raypath.errors import is_disk_full
-    from raypath.registry.sqlite_store import ready_store
     from raypath.sweep.driver import run_sweep  # imports Ray and torch only once chosen
     from raypath.sweep.phases import SweepStoppedError
+    from raypath.tracking.store import ready_store
 
     config = config_from_args(SweepConfig, args, FLAGS)
     ready_store(config.tracking_uri())  # made or upgraded whole before Ray starts (a full disk: seconds)

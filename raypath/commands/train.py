@@ -84,7 +84,7 @@ def _tiling_hash(root: Path, encoder: str, given: str | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from raypath.store import FeatureStore
-    from raypath.sweep.train_run import open_train_run, run_key
+    from raypath.tracking.train_run import open_train_run, run_key
     from raypath.train.data import training_inputs
     from raypath.train.leakage import write_audit
 
@@ -141,7 +141,7 @@ def _train_here(args: argparse.Namespace, *, config: TrainConfig, source, tracke
 
 def _train_on_workers(args: argparse.Namespace, *, config: TrainConfig, source, tracker,
                       settings: DistributedConfig, name: str) -> None:
-    from raypath.distributed.mil import MilJob, train_on_workers
+    from raypath.distributed.train_workers import MilJob, train_on_workers
     from raypath.distributed.trainer import run_directory
 
     storage = (args.storage or (args.out / "checkpoints" if args.out
@@ -158,7 +158,7 @@ def _train_on_workers(args: argparse.Namespace, *, config: TrainConfig, source, 
 
 
 def _package(out: Path) -> None:
-    from raypath.registry.package import package_outputs
+    from raypath.packaging.package import package_outputs
 
     log.info("model for `raypath predict --model`: %s", package_outputs(out))
 

@@ -14,13 +14,13 @@ from typing import Any
 import pandas as pd
 import ray
 
+from raypath.compare.config import CompareConfig
 from raypath.config import validate_section
 from raypath.demo.config import DemoConfig
-from raypath.evaluate.config import CompareConfig
 from raypath.extract.config import ExtractConfig
-from raypath.registry.experiments import UI_TRAINING_VIEW
 from raypath.slides.registration.config import RegisterConfig
 from raypath.sweep.config import SweepConfig
+from raypath.tracking.experiments import UI_TRAINING_VIEW
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def _stage(number: int, title: str) -> None:
 
 def run_demo(plan: DemoPlan) -> int:
     """Run the stages in order; returns the exit code (non-zero only if a stage could not finish)."""
-    from raypath.evaluate.compare import compare_sweep
+    from raypath.compare.run import compare_sweep
     from raypath.extract.run import run_extraction
     from raypath.register.run import run_registration
     from raypath.slides.synth import write_cohort
@@ -120,7 +120,7 @@ def run_demo(plan: DemoPlan) -> int:
 
 def _print_outcome(plan: DemoPlan, results: list) -> None:
     """The demo's last words: the table, where the report is, and how to browse the runs."""
-    from raypath.evaluate.report import to_markdown
+    from raypath.compare.report import to_markdown
 
     write = sys.stdout.write
     for result in results:

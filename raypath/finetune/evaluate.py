@@ -14,7 +14,7 @@ from raypath.finetune.data import FinetuneData
 from raypath.finetune.model import FinetuneModel, build_model
 from raypath.mil.inference import infer_slides
 from raypath.mil.sampling import even_positions
-from raypath.registry.adapted import embed_tiles
+from raypath.packaging.adapted import embed_tiles
 from raypath.train.evaluation import Evaluation, evaluate_predictions, validation_metrics
 
 

@@ -19,14 +19,14 @@ import raypath
 from raypath.config import default_tracking_uri
 from raypath.encoders.loading import state_dict_hash
 from raypath.encoders.lora import adapted_name, adapted_weights_hash, adapter_state
-from raypath.evaluate.publish import register_model
 from raypath.finetune.config import FinetuneConfig
 from raypath.finetune.model import FinetuneModel
-from raypath.registry.logged import log_model
-from raypath.registry.spec import AdapterSpec, ModelSpec
+from raypath.packaging.logged import log_model
+from raypath.packaging.spec import AdapterSpec, ModelSpec
 from raypath.store import code_hash, provenance
-from raypath.sweep.inputs import code_tags
-from raypath.sweep.tracking import (
+from raypath.tracking.inputs import code_tags
+from raypath.tracking.results import register_model
+from raypath.tracking.runs import (
     TAG_FM,
     TAG_KIND,
     TAG_PHASE,

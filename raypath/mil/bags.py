@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from raypath.mil.layout import RowLayout
-from raypath.slides.synth.features import SimulatedCohort
+from raypath.simulate.cohort import SimulatedCohort
 from raypath.store import Bag, check_provenance
 
 log = logging.getLogger(__name__)

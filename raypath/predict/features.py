@@ -12,9 +12,9 @@ import pandas as pd
 from raypath.extract.config import ExtractConfig
 from raypath.extract.encoders import describe_encoders
 from raypath.extract.run import run_extraction
+from raypath.packaging.adapted import encoder_factory
+from raypath.packaging.spec import ModelSpec
 from raypath.predict.config import PredictConfig
-from raypath.registry.adapted import encoder_factory
-from raypath.registry.spec import ModelSpec
 from raypath.slides.config import TilingConfig
 from raypath.store import FeatureStore, ProvenanceError
 

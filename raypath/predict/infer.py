@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from raypath.registry.network import load_backbone, predict_bag
-from raypath.registry.pyfunc import slide_row
-from raypath.registry.spec import ModelSpec
+from raypath.packaging.network import load_backbone, predict_bag
+from raypath.packaging.pyfunc import slide_row
+from raypath.packaging.spec import ModelSpec
 from raypath.store import FeatureStore
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from raypath.evaluate.backdrop import tissue_backdrop
-from raypath.evaluate.heatmaps import ScanView, heatmap_figure, panel_box
+from raypath.compare.backdrop import tissue_backdrop
+from raypath.compare.heatmaps import ScanView, heatmap_figure, panel_box
 from raypath.predict.config import PredictConfig
 from raypath.publish import write_bytes
 from raypath.slides.geojson import feature, feature_collection, geometry_json, tile_features, tiles_outline

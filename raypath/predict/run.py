@@ -14,13 +14,13 @@ import ray
 
 from raypath.cluster import connect
 from raypath.cohort import load_manifest
+from raypath.packaging.package import download_model
+from raypath.packaging.spec import ModelSpec
 from raypath.predict.config import PredictConfig
 from raypath.predict.features import ensure_features
 from raypath.predict.infer import SlidePredictor
 from raypath.predict.overlays import draw_heatmaps, write_geojson
 from raypath.publish import write_bytes, write_text
-from raypath.registry.package import download_model
-from raypath.registry.spec import ModelSpec
 from raypath.store import FeatureStore
 
 log = logging.getLogger(__name__)

@@ -22,12 +22,12 @@ from typing import Any
 from mlflow.entities import Dataset
 from ray.tune import Callback
 
-from raypath.registry.logged import log_model
-from raypath.registry.spec import ModelSpec
+from raypath.packaging.logged import log_model
+from raypath.packaging.spec import ModelSpec
 from raypath.sweep.packing import member_settings
 from raypath.sweep.rerun import TAG_RERUN, member_record
 from raypath.sweep.space import apply_params
-from raypath.sweep.tracking import (
+from raypath.tracking.runs import (
     TAG_BASELINE,
     TAG_CAVEAT,
     TAG_CONFIG,
@@ -42,7 +42,7 @@ from raypath.sweep.tracking import (
     flatten,
     phase_key,
 )
-from raypath.sweep.train_run import run_label
+from raypath.tracking.train_run import run_label
 from raypath.train.config import TrainConfig
 
 log = logging.getLogger(__name__)

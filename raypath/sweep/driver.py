@@ -19,14 +19,11 @@ from pathlib import Path
 from ray import tune
 
 from raypath.cluster import connect
-from raypath.registry.sqlite_store import ready_store
 from raypath.sweep.callback import MlflowSweepCallback
 from raypath.sweep.config import SweepConfig
 from raypath.sweep.inputs import (
-    code_tags,
     effective_train,
     experiment_tags,
-    feature_dataset,
     fm_store,
     sweep_tables,
     trial_data,
@@ -46,7 +43,6 @@ from raypath.sweep.seal import owner_only_writes
 from raypath.sweep.selection import best_baseline, runs_frame, select_robust
 from raypath.sweep.space import ROBUST_KEYS, baseline_params, pack_keys
 from raypath.sweep.summary import earlier_wall, phase_summary
-from raypath.sweep.tracking import TAG_PACKAGES, RunLedger, experiment_name, package_versions, phase_key
 from raypath.sweep.trainable import run_pack
 from raypath.sweep.tuner import (
     build_tuner,
@@ -56,6 +52,9 @@ from raypath.sweep.tuner import (
     search_packs,
     search_plan,
 )
+from raypath.tracking.inputs import code_tags, feature_dataset
+from raypath.tracking.runs import TAG_PACKAGES, RunLedger, experiment_name, package_versions, phase_key
+from raypath.tracking.store import ready_store
 from raypath.train.data import TrainingSource
 
 log = logging.getLogger(__name__)

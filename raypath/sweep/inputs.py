@@ -7,13 +7,10 @@ sample; the driver never holds the cohort.
 """
 
 import json
-import subprocess
 from pathlib import Path
 
 import pandas as pd
-from mlflow.entities import Dataset
 
-import raypath
 from raypath.cohort import load_labels
 from raypath.config import did_you_mean
 from raypath.paths import is_remote, join
@@ -21,13 +18,12 @@ from raypath.store import (
     FeatureStore,
     check_encoder,
     check_provenance,
-    code_hash,
     store_encoders,
     tiling_hashes,
 )
 from raypath.sweep.config import SweepConfig
 from raypath.sweep.replicates import replicate_units
-from raypath.sweep.tracking import TAG_FM, TAG_SWEEP
+from raypath.tracking.runs import TAG_FM, TAG_SWEEP
 from raypath.train.config import TrainConfig
 from raypath.train.data import (
     TrainingSource,
@@ -116,29 +112,6 @@ def _fold_audits(config: SweepConfig, base: TrainConfig, slides: pd.DataFrame,
                                    labels=config.features.labels, splits=config.features.splits)
         out[f"fold {split.fold}"] = audit
     return out
-
-
-def feature_dataset(data: TrainingSource) -> Dataset:
-    """The feature store as an MLflow dataset: FM card, weights and tiling hash in its profile."""
-    store = data.store()
-    first = store.slide_entry(store.slide_ids()[0]).metadata
-    profile = {k: first.get(k) for k in ("encoder", "weights_hash", "tiling_hash", "embed_dim", "tiling")}
-    profile["card"] = first.get("card", {}).get("name")
-    return Dataset(name=f"{store.encoder}/{store.tiling_hash}", digest=data.fingerprint[:16],
-                   source_type="raypath-feature-store", source=json.dumps({"uri": store.directory}),
-                   profile=json.dumps(profile, default=str))
-
-
-def code_tags() -> dict[str, str]:
-    """The code that trained: raypath's version, its source hash and, in a git checkout, the commit."""
-    tags = {"raypath.version": raypath.__version__, "raypath.code_hash": code_hash()}
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(raypath.__file__).parent, text=True,
-                                capture_output=True, timeout=10, check=True).stdout.strip()
-        tags["mlflow.source.git.commit"] = commit
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return tags
 
 
 def experiment_tags(config: SweepConfig, store: FeatureStore) -> dict[str, str]:

@@ -29,7 +29,7 @@ from ray.tune.search import Searcher
 from raypath.sweep.schedulers import IN_FLIGHT, RungBook
 from raypath.sweep.searcher_state import PACK_METRIC, StagingSearcher, read_state, write_state
 from raypath.sweep.studies import asked_record, batch_seed, rebuild_study, told_record
-from raypath.sweep.tracking import config_key, trial_key
+from raypath.tracking.runs import config_key, trial_key
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
-from raypath.sweep.tracking import TAG_KIND, TAG_PHASE
+from raypath.tracking.runs import TAG_KIND, TAG_PHASE
 
 log = logging.getLogger(__name__)
 TAG_PHASES = "raypath.phases"  # experiment tag: the phases this sweep runs, in order

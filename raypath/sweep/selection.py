@@ -31,7 +31,7 @@ from mlflow.entities import ViewType
 
 from raypath.sweep.config import ObjectiveConfig
 from raypath.sweep.space import ROBUST_KEYS
-from raypath.sweep.tracking import (
+from raypath.tracking.runs import (
     TAG_BASELINE,
     TAG_CAVEAT,
     TAG_CONFIG,

@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 
 from raypath.mil.bags import BagSet
 from raypath.mil.cache import CacheInfo, cache_directory, open_cache
-from raypath.registry.spec import ModelSpec
+from raypath.packaging.spec import ModelSpec
 from raypath.sweep.packing import PACK_METRIC, member_settings
 from raypath.sweep.space import apply_params
 from raypath.train.config import TrainConfig
@@ -65,7 +65,7 @@ def _members_payload(reported: Mapping[str, Mapping[str, float]]) -> list[dict[s
 
 def member_spec(result: TrainResult, *, config: TrainConfig, provenance: dict, member: Mapping[str, Any],
                 storage: str) -> ModelSpec:
-    """The spec that travels with a member's weights (see `raypath.registry.spec`)."""
+    """The spec that travels with a member's weights (see `raypath.packaging.spec`)."""
     return model_spec(result, config=config, provenance=provenance, storage=storage,
                       training={"key": member["key"], "seed": member["seed"], "params": member["params"]})
 

@@ -23,7 +23,7 @@ from raypath.sweep.schedulers import BatchHalving, RungBook, milestones
 from raypath.sweep.seal import SEALS_DIR, SealCallback, StateSeal
 from raypath.sweep.searcher_state import PackListSearcher, StagingSearcher
 from raypath.sweep.space import ROBUST_KEYS, baseline_params, pack_keys, to_optuna
-from raypath.sweep.tracking import stable_hash
+from raypath.tracking.runs import stable_hash
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from typing import Any
 from safetensors.torch import save_file
 
 import raypath
+from raypath.packaging.spec import ModelSpec
 from raypath.publish import publish_file
-from raypath.registry.spec import ModelSpec
 from raypath.store import code_hash
 from raypath.train.config import TrainConfig
 from raypath.train.engine import TrainResult
@@ -22,7 +22,7 @@ OUTPUT_FILES = ("metrics.json", "predictions.csv", "model.safetensors", "model.j
 
 def model_spec(result: TrainResult, *, config: TrainConfig, provenance: dict, storage: str,
                training: Mapping[str, Any]) -> ModelSpec:
-    """The spec that travels with a trained model's weights (`raypath.registry.spec`); `training`
+    """The spec that travels with a trained model's weights (`raypath.packaging.spec`); `training`
     says where it came from (sweep member, seed, params, ...), best epoch and config are added."""
     return ModelSpec(task=config.task, n_outputs=result.n_outputs, in_dim=result.in_dim,
                      model=config.model.model_dump(mode="json"), threshold=config.threshold,

@@ -60,7 +60,7 @@ def test_a_worst_scanner_auc_over_some_scanners_carries_a_tag_naming_the_exclude
 
 
 def test_run_labels_say_baseline_or_robust_with_weights_and_seed():
-    from raypath.sweep.train_run import run_label
+    from raypath.tracking.train_run import run_label
     from raypath.train.config import TrainConfig
 
     robust = TrainConfig.model_validate({"losses": {"score_consistency": 1.0, "infonce": 0.25}})

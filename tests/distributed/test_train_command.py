@@ -9,7 +9,7 @@ import pytest
 from mlflow import MlflowClient
 
 import raypath.cli
-from raypath.sweep.tracking import TAG_FM, TAG_KIND, TAG_SWEEP
+from raypath.tracking.runs import TAG_FM, TAG_KIND, TAG_SWEEP
 
 EPOCHS = 3
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]

@@ -18,7 +18,7 @@ from raypath.finetune.data import open_data
 from raypath.finetune.evaluate import predict_slides, restore
 from raypath.finetune.publish import tracking_uri
 from raypath.finetune.run import absolute, prepare_run
-from raypath.sweep.tracking import TAG_UNDEFINED
+from raypath.tracking.runs import TAG_UNDEFINED
 from raypath.train.evaluation import evaluate_predictions
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]  # two epochs on two workers, validated

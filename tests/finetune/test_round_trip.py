@@ -16,7 +16,7 @@ from raypath.finetune.evaluate import predict_slides, restore
 from raypath.finetune.publish import tracking_uri
 from raypath.finetune.run import absolute, finish, prepare_run, train
 from raypath.mil.losses import task_scores
-from raypath.registry.package import download_model
+from raypath.packaging.package import download_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

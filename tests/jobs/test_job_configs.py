@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 
+from raypath.compare.config import CompareConfig
 from raypath.config import ConfigError, load_config
 from raypath.config.base import parse_yaml
 from raypath.demo.config import DemoConfig
 from raypath.demo.pipeline import plan_demo
-from raypath.evaluate.config import CompareConfig
-from raypath.evaluate.fm.config import EvaluateFMConfig
+from raypath.evaluate_fm.config import EvaluateFMConfig
 from raypath.extract.config import ExtractConfig
 from raypath.finetune.config import FinetuneConfig
 from raypath.predict.config import PredictConfig

@@ -13,8 +13,8 @@ import raypath.mil.cache as cache_module
 from raypath.mil.bags import simulated_bagset
 from raypath.mil.cache import CacheInfo, cache_directory, load_cache, open_cache
 from raypath.mil.layout import store_rows
-from raypath.slides.synth.feature_config import SimulateConfig
-from raypath.slides.synth.features import simulate_cohort
+from raypath.simulate.cohort import simulate_cohort
+from raypath.simulate.config import SimulateConfig
 from raypath.store import FeatureStore, ProvenanceError
 from raypath.train.config import TrainConfig
 from raypath.train.data import load_training_data

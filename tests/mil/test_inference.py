@@ -8,8 +8,8 @@ import torch
 
 from raypath.mil.inference import decide, infer_slides
 from raypath.mil.robust import build_robust_mil
-from raypath.registry.network import decision, predict_bag
-from raypath.registry.spec import ModelSpec
+from raypath.packaging.network import decision, predict_bag
+from raypath.packaging.spec import ModelSpec
 from raypath.train.predict import prediction_table
 
 

@@ -14,9 +14,9 @@ from raypath.mil.bags import bagset_from_bags, simulated_bagset
 from raypath.mil.cache import LAYOUT_SEED, cache_directory, open_cache
 from raypath.mil.layout import HEADER_BYTES, RowLayout, RowPrefetch, inverse, runs, tile_order
 from raypath.mil.sampling import Collator
+from raypath.simulate.cohort import simulate_cohort
+from raypath.simulate.config import SimulateConfig
 from raypath.slides.registration import registration_transforms
-from raypath.slides.synth.feature_config import SimulateConfig
-from raypath.slides.synth.features import simulate_cohort
 from raypath.store import Bag, FeatureStore
 from raypath.train.data import load_training_data, read_tables, registered_locations
 

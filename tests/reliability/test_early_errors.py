@@ -62,7 +62,7 @@ def test_sweep_refuses_features_filed_under_another_fms_name_before_ray(tmp_path
 
 def test_evaluate_fm_refuses_a_misfiled_fm_before_evaluating_any(tmp_path, cohort, monkeypatch, capsys):
     """Before: the first FM was evaluated in full, then the misfiled second one failed."""
-    from raypath.evaluate.fm import pipeline
+    from raypath.evaluate_fm import pipeline
 
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("evaluate-fm evaluated an FM before checking every FM's features")

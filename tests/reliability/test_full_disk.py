@@ -27,8 +27,8 @@ from jobkit import build_shim, extract_args, job_env, run_job
 
 from raypath.distributed.trainer import recorded_checkpoints
 from raypath.paths import temporary_owner
-from raypath.registry.sqlite_store import StoreError
-from raypath.sweep.tracking import RunLedger
+from raypath.tracking.runs import RunLedger
+from raypath.tracking.store import StoreError
 
 pytestmark = pytest.mark.slow
 SHIM = Path(__file__).with_name("enospc_on_write.c")

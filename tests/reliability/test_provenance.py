@@ -98,7 +98,7 @@ def test_features_filed_under_another_fms_name_are_refused(tmp_path):
 def test_evaluate_fm_refuses_features_filed_under_another_fms_name(tmp_path, monkeypatch, capsys):
     """Issue 16, case 5: `evaluate-fm --encoder B` on A's files exits 2 naming both, before any metric."""
     from raypath.cli import main
-    from raypath.evaluate.fm import pipeline
+    from raypath.evaluate_fm import pipeline
 
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("evaluate-fm scored features filed under another FM's name")

@@ -10,10 +10,10 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from raypath.compare.config import CompareConfig
 from raypath.config import StrictModel, load_config
 from raypath.demo.config import DemoConfig
-from raypath.evaluate.config import CompareConfig
-from raypath.evaluate.fm.config import EvaluateFMConfig
+from raypath.evaluate_fm.config import EvaluateFMConfig
 from raypath.extract.config import ExtractConfig
 from raypath.finetune.config import FinetuneConfig
 from raypath.predict.config import PredictConfig

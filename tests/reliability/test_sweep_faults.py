@@ -122,8 +122,8 @@ def test_killed_driver_resumes_to_exactly_n_trials_without_duplicates(local_ray,
 def test_trials_that_raise_are_retried_then_failed_and_compare_ignores_them(local_ray, cohort_dir, tmp_path,
                                                                            sweep_data):
     """Case 11: a tile-level loss without registration raises in every attempt of its pack."""
-    from raypath.evaluate.config import CompareConfig
-    from raypath.evaluate.groups import model_groups
+    from raypath.compare.config import CompareConfig
+    from raypath.compare.groups import model_groups
     from raypath.sweep.driver import run_sweep
 
     space = {

@@ -6,8 +6,8 @@ import signal
 import pytest
 from mlflow import MlflowClient
 
-from raypath.evaluate.compare import compare_sweep
-from raypath.evaluate.config import CompareConfig
+from raypath.compare.config import CompareConfig
+from raypath.compare.run import compare_sweep
 from raypath.sweep.phases import (
     TAG_COMPLETE,
     TAG_DONE,
@@ -17,7 +17,7 @@ from raypath.sweep.phases import (
     StopRequest,
     incomplete_phases,
 )
-from raypath.sweep.tracking import RunLedger, phase_key
+from raypath.tracking.runs import RunLedger, phase_key
 
 
 def _sweep(tmp_path, *, phases: str | None, search: bool | None, replicates: bool | None) -> MlflowClient:

@@ -4,8 +4,8 @@ robust configuration keeps the accuracy floor the most robust one is still retur
 import numpy as np
 import pandas as pd
 
-from raypath.evaluate.config import CompareConfig
-from raypath.evaluate.groups import model_groups
+from raypath.compare.config import CompareConfig
+from raypath.compare.groups import model_groups
 from raypath.sweep.config import ObjectiveConfig
 from raypath.sweep.selection import best_baseline, rank_robust
 
@@ -76,7 +76,7 @@ def test_perturbing_every_validation_metric_by_1e_6_leaves_the_selection_unchang
 
 
 def test_the_stability_table_shows_the_runner_ups_with_their_gaps_and_the_tie():
-    from raypath.evaluate.stability import stability_note, stability_table
+    from raypath.compare.stability import stability_note, stability_table
 
     selection = rank_robust(_near_ties(), objectives=OBJECTIVES, top_k=1, tolerance=0.02)
     table = stability_table(selection)

@@ -9,7 +9,7 @@ from mlflow import MlflowClient
 from raypath.sweep.config import SweepConfig
 from raypath.sweep.driver import run_sweep
 from raypath.sweep.selection import runs_frame
-from raypath.sweep.tracking import experiment_name
+from raypath.tracking.runs import experiment_name
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 COMPARED = ("val/auc", "val/loss", "val/score_spread", "best_epoch")  # a search logs no test metrics

@@ -16,7 +16,7 @@ from mlflow.entities import ViewType
 
 from raypath.sweep.config import SweepConfig
 from raypath.sweep.selection import runs_frame
-from raypath.sweep.tracking import TAG_KIND
+from raypath.tracking.runs import TAG_KIND
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 EXPERIMENT = "raypath/e2e/sim-16"
@@ -25,8 +25,8 @@ EXPERIMENT = "raypath/e2e/sim-16"
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory, write_simulated, tiny_sweep_data, local_ray):
     """Sweep (from another working directory), rerun, compare: (config, client, runs, compare result, cwd)."""
-    from raypath.evaluate.compare import compare_sweep
-    from raypath.evaluate.config import CompareConfig
+    from raypath.compare.config import CompareConfig
+    from raypath.compare.run import compare_sweep
     from raypath.sweep.driver import run_sweep
 
     cohort = write_simulated(tmp_path_factory.mktemp("cohort"), n_specimens=30, label_strength=3.0)
@@ -263,8 +263,8 @@ def test_another_concurrency_chooses_the_same_configurations_and_writes_the_same
         swept, tiny_sweep_data, tmp_path_factory):
     """Same config and seed, one trial at a time instead of two: trials finish in another order, the
     search suggests, stops and selects the same, and compare writes the same table.csv."""
-    from raypath.evaluate.compare import compare_sweep
-    from raypath.evaluate.config import CompareConfig
+    from raypath.compare.config import CompareConfig
+    from raypath.compare.run import compare_sweep
     from raypath.sweep.driver import run_sweep
 
     out = tmp_path_factory.mktemp("serial")

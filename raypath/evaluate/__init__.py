@@ -1,1 +1,0 @@
-"""Task metrics (AUC, balanced accuracy, C-index) and cross-scanner robustness metrics."""

@@ -1,7 +1,0 @@
-"""The pyfunc entry MLflow runs when loading a raypath model ("models from code": no pickle)."""
-
-import mlflow
-
-from raypath.registry.pyfunc import MILPyfunc
-
-mlflow.models.set_model(MILPyfunc())

@@ -160,15 +160,6 @@ class Bag:
     tile_um: float = 0.0  # side of a tile in microns (tile_px x mpp): scale bars on heatmaps
 
 
-def read_metadata(path: str) -> dict[str, Any]:
-    """The raypath provenance stored in a feature file's footer."""
-    filesystem, inner = pafs.FileSystem.from_uri(path) if is_remote(path) else (None, path)
-    raw = pq.read_schema(inner, filesystem=filesystem).metadata or {}
-    if METADATA_KEY not in raw:
-        raise ProvenanceError(f"{path} has no raypath metadata; not a raypath feature file")
-    return json.loads(raw[METADATA_KEY])
-
-
 def table_to_bag(table: pa.Table, metadata: dict[str, Any]) -> Bag:
     """Convert a slide's table (already read) into a Bag without copying the features twice."""
     dim = table.schema.field("features").type.list_size
@@ -341,12 +332,6 @@ class FeatureStore:
         if not meta:
             raise ProvenanceError(f"{path} has no raypath metadata")
         return table_to_bag(table, meta)
-
-    def read_bags(self, slide_ids: Iterable[str] | None = None) -> list[Bag]:
-        """Several slides' bags; raises ProvenanceError if their provenance differs."""
-        bags = [self.read_bag(s) for s in (self.slide_ids() if slide_ids is None else slide_ids)]
-        check_provenance([b.metadata for b in bags], where=self.directory)
-        return bags
 
 
 def check_encoder(metadata: Mapping[str, Any], *, store: "FeatureStore") -> None:

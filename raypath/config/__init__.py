@@ -12,6 +12,7 @@ from raypath.config.base import (
     default_tracking_uri,
     did_you_mean,
     load_config,
+    overlay,
     validate_section,
 )
 from raypath.config.ray_settings import RaySettings
@@ -19,4 +20,4 @@ from raypath.config.registry import Registry, UnknownNameError
 
 __all__ = ["ConfigError", "LocalPath", "Location", "RaySettings", "Registry", "StrictModel", "TrackingUri",
            "UnknownNameError", "absolute", "absolute_sqlite", "apply_overrides", "default_tracking_uri",
-           "did_you_mean", "load_config", "validate_section"]
+           "did_you_mean", "load_config", "overlay", "validate_section"]

@@ -6,10 +6,11 @@ the config is validated (`LocalPath`, `Location`, `TrackingUri`), so no trial, t
 runs elsewhere ever sees a relative path.
 """
 
+import copy
 import difflib
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, get_args, get_origin
 
@@ -182,12 +183,38 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 def set_dotted(data: dict[str, Any], keys: list[str], value: Any, *, source: str) -> None:
     """`data[k1][k2]...[kn] = value`, creating sections; refuses to descend into a non-section."""
+    section(data, keys[:-1], source=source)[keys[-1]] = value
+
+
+def section(data: dict[str, Any], keys: list[str], *, source: str) -> dict[str, Any]:
+    """`data[k1]...[kn]`, the sections created where absent; refuses to descend into a non-section."""
     node = data
-    for key in keys[:-1]:
+    for key in keys:
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
             raise ConfigError(f"{source}: '{key}' is not a section")
-    node[keys[-1]] = value
+    return node
+
+
+def dotted_items(data: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tuple[list[str], Any]]:
+    """(key path, value) of every value inside nested sections; an empty section is a value itself."""
+    for key, value in data.items():
+        if isinstance(value, Mapping) and value:
+            yield from dotted_items(value, (*prefix, key))
+        else:
+            yield [*prefix, key], value
+
+
+def overlay(defaults: Mapping[str, Any], override: Mapping[str, Any], *, source: str) -> dict[str, Any]:
+    """`override` set over a copy of `defaults` key path by key path, as `--set` sets dotted keys:
+    sections merge, other values replace, and an empty section adds the section without clearing it."""
+    data = copy.deepcopy(dict(defaults))
+    for keys, value in dotted_items(override):
+        if isinstance(value, Mapping):
+            section(data, keys, source=source)
+        else:
+            set_dotted(data, keys, value, source=source)
+    return data
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -6,16 +6,16 @@ the sweep restores its Tune experiment), so a second run only re-renders the com
 
 import logging
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import ray
+from pydantic import BaseModel
 
 from raypath.compare.config import CompareConfig
-from raypath.config import validate_section
+from raypath.config import overlay, validate_section
 from raypath.demo.config import DemoConfig
 from raypath.extract.config import ExtractConfig
 from raypath.slides.registration.config import RegisterConfig
@@ -23,17 +23,7 @@ from raypath.sweep.config import SweepConfig
 from raypath.tracking.experiments import UI_TRAINING_VIEW
 
 log = logging.getLogger(__name__)
-
-
-def merged(defaults: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merge `override` into `defaults` (nested sections merge, other values replace)."""
-    result = dict(defaults)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
-            result[key] = merged(result[key], value)
-        else:
-            result[key] = value
-    return result
+Stage = TypeVar("Stage", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -55,26 +45,31 @@ def plan_demo(config: DemoConfig, *, source: str) -> DemoPlan:
     manifest, labels = cohort / "manifest.csv", cohort / "labels.csv"
     registration = cohort / "registration.parquet"
     ray = {"ray": config.ray.model_dump(mode="json", exclude_unset=True)}
-    register = validate_section(RegisterConfig, {**merged(ray, config.registration), "manifest": manifest,
-                                                 "out": registration},
-                                source=f"{source} section 'registration'")
-    extract = validate_section(ExtractConfig, {**merged(ray, config.extract), "manifest": manifest,
-                                               "output": str(out / "features"),
-                                               "registration": registration},
-                               source=f"{source} section 'extract'")
+    register = _stage_config(RegisterConfig, ray, config, "registration", source=source,
+                             joins={"manifest": manifest, "out": registration})
+    extract = _stage_config(ExtractConfig, ray, config, "extract", source=source,
+                            joins={"manifest": manifest, "output": str(out / "features"),
+                                   "registration": registration})
     fms = [spec.name for spec in extract.encoders]
     sweep_defaults = {"sweep_id": "demo", "output_dir": out / "runs",
                       "features": {"root": str(out / "features"), "fms": fms, "labels": labels,
                                    "registration": registration, "tiling_hash": extract.tiling.cache_key()},
                       "train": {"split": {"source": "column"}}, **ray}
-    sweep = validate_section(SweepConfig, merged(sweep_defaults, config.sweep),
-                             source=f"{source} section 'sweep'")
+    sweep = _stage_config(SweepConfig, sweep_defaults, config, "sweep", source=source)
     compare_defaults = {"sweep_id": sweep.sweep_id, "output_dir": sweep.output_dir, "out": out / "report",
                         "heatmaps": {"manifest": manifest}}
-    compare = validate_section(CompareConfig, merged(compare_defaults, config.compare),
-                               source=f"{source} section 'compare'")
+    compare = _stage_config(CompareConfig, compare_defaults, config, "compare", source=source)
     return DemoPlan(cohort=cohort, config=config, register=register, extract=extract, sweep=sweep,
                     compare=compare)
+
+
+def _stage_config(model: type[Stage], defaults: dict[str, Any], config: DemoConfig, name: str, *, source: str,
+                  joins: dict[str, Any] | None = None) -> Stage:
+    """Section `name` of the demo config: the demo's defaults, the user's section set over them as `--set`
+    sets keys, and the paths that join the stages last (they are not the user's to change)."""
+    where = f"{source} section '{name}'"
+    data = overlay(defaults, getattr(config, name), source=where)
+    return validate_section(model, {**data, **(joins or {})}, source=where)
 
 
 def _registration_current(registration: Path, *, manifest: Path) -> bool:

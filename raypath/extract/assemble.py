@@ -8,10 +8,12 @@ preserved, which keeps actors busy), so buffers are indexed by tile_index: a dup
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from raypath.extract import rows
+from raypath.extract.failures import SlideRecord
 
 
 @dataclass
@@ -26,10 +28,6 @@ class SlideBuffer:
     coords: np.ndarray = field(init=False)
     tissue_fraction: np.ndarray = field(init=False)
     filled: np.ndarray = field(init=False)
-    node_id: str = ""
-    node_ip: str = ""
-    attempts: int = 1
-    read_s: float = 0.0
 
     def __post_init__(self) -> None:
         self.coords = np.zeros((self.n_tiles, 2), dtype=np.int64)
@@ -41,26 +39,15 @@ class SlideBuffer:
         return bool(self.filled.all())
 
 
-@dataclass(frozen=True)
-class SlideEvent:
-    """A slide the driver learned the fate of: `buffer` when complete, else failed/skipped info."""
-
-    slide_id: str
-    status: str
-    stage: str = ""
-    reason: str = ""
-    attempts: int = 1
-    node_id: str = ""
-    node_ip: str = ""
-    read_s: float = 0.0
-    buffer: SlideBuffer | None = None
+Outcome = tuple[SlideRecord, SlideBuffer | None]
+"""A slide the driver learned the fate of, with its tiles when it is complete (status done)."""
 
 
 class Assembler:
     """Collects tile rows per slide; returns each slide once, when complete, failed or skipped."""
 
-    def __init__(self, *, needs: dict[str, list[str]], dims: dict[str, int]) -> None:
-        self.needs, self.dims = needs, dims
+    def __init__(self, *, needs: dict[str, list[str]], dims: dict[str, int], paths: dict[str, str]) -> None:
+        self.needs, self.dims, self.paths = needs, dims, paths
         self.buffers: dict[str, SlideBuffer] = {}
         self.closed: set[str] = set()
 
@@ -68,29 +55,28 @@ class Assembler:
     def open_slides(self) -> int:
         return len(self.buffers)
 
-    def add(self, batch: dict[str, np.ndarray]) -> list[SlideEvent]:
+    def add(self, batch: dict[str, np.ndarray]) -> list[Outcome]:
         """Absorb one batch; return the slides it finished (complete, failed or skipped)."""
-        events = []
+        outcomes = []
         slide_ids = np.asarray(batch["slide_id"], dtype=object)
         for slide_id in dict.fromkeys(slide_ids.tolist()):
             if slide_id in self.closed:
                 continue  # late chunks of a slide that already failed
             index = np.flatnonzero(slide_ids == slide_id)
-            event = self._absorb(slide_id, batch, index)
-            if event is not None:
+            outcome = self._absorb(slide_id, batch, index)
+            if outcome is not None:
                 self.closed.add(slide_id)
                 self.buffers.pop(slide_id, None)
-                events.append(event)
-        return events
+                outcomes.append(outcome)
+        return outcomes
 
-    def _absorb(self, slide_id: str, batch: dict[str, np.ndarray], index: np.ndarray) -> SlideEvent | None:
+    def _absorb(self, slide_id: str, batch: dict[str, np.ndarray], index: np.ndarray) -> Outcome | None:
         status = batch["status"][index]
         problem = index[status != rows.TILE]
         if problem.size:
             first = problem[0]
-            return SlideEvent(slide_id=slide_id, status=str(batch["status"][first]),
-                              stage=str(batch["stage"][first]), reason=str(batch["reason"][first]),
-                              **_where(batch, first))
+            return self._record(slide_id, batch, first, status=str(batch["status"][first]),
+                                stage=str(batch["stage"][first]), reason=str(batch["reason"][first])), None
         buffer = self.buffers.get(slide_id) or self._open(slide_id, batch, index[0])
         tiles = batch["tile_index"][index]
         buffer.coords[tiles, 0], buffer.coords[tiles, 1] = batch["x"][index], batch["y"][index]
@@ -98,27 +84,24 @@ class Assembler:
         for name, values in buffer.features.items():
             values[tiles] = batch[rows.feature_column(name)][index]
         buffer.filled[tiles] = True
-        last = index[-1]
-        buffer.attempts = max(buffer.attempts, int(batch["attempts"][last]))
-        buffer.read_s = max(buffer.read_s, float(batch["read_s"][last]))
         if not buffer.complete:
             return None
-        return SlideEvent(slide_id=slide_id, status="done", buffer=buffer, **_where(batch, last))
+        return self._record(slide_id, batch, index[-1], status="done", tiles=buffer.n_tiles), buffer
+
+    def _record(self, slide_id: str, batch: dict[str, np.ndarray], row: int, **outcome: Any) -> SlideRecord:
+        """The slide's record: where and how long its last chunk was read, and with what outcome."""
+        return SlideRecord(slide_id=slide_id, path=self.paths[slide_id], attempts=int(batch["attempts"][row]),
+                           node_id=str(batch["node_id"][row]), node_ip=str(batch["node_ip"][row]),
+                           seconds=round(float(batch["read_s"][row]), 3), **outcome)
 
     def _open(self, slide_id: str, batch: dict[str, np.ndarray], row: int) -> SlideBuffer:
         n_tiles = int(batch["n_tiles"][row])
         features = {name: np.zeros((n_tiles, self.dims[name]), dtype=np.float32)
                     for name in self.needs[slide_id]}
         buffer = SlideBuffer(slide_id=slide_id, n_tiles=n_tiles, extent_l0=int(batch["extent_l0"][row]),
-                             mpp=float(batch["mpp"][row]), features=features,
-                             node_id=str(batch["node_id"][row]), node_ip=str(batch["node_ip"][row]))
+                             mpp=float(batch["mpp"][row]), features=features)
         self.buffers[slide_id] = buffer
         return buffer
-
-
-def _where(batch: dict[str, np.ndarray], row: int) -> dict[str, object]:
-    return {"attempts": int(batch["attempts"][row]), "node_id": str(batch["node_id"][row]),
-            "node_ip": str(batch["node_ip"][row]), "read_s": float(batch["read_s"][row])}
 
 
 def encoded_counts(batch: dict[str, np.ndarray], names: Iterable[str]) -> dict[str, int]:

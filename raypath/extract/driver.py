@@ -5,11 +5,12 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import replace
 
 import numpy as np
 
 from raypath.extract import rows
-from raypath.extract.assemble import Assembler, SlideEvent, encoded_counts
+from raypath.extract.assemble import Assembler, encoded_counts
 from raypath.extract.failures import SlideRecord
 from raypath.extract.plan import Plan
 from raypath.extract.progress import Progress
@@ -25,9 +26,10 @@ class Driver:
     def __init__(self, plan: Plan, *, needs, dims, summary: RunSummary, writer: SlideWriter,
                  settled: Callable[[str], None]) -> None:
         self.plan, self.summary, self.writer, self.settled = plan, summary, writer, settled
-        self.assembler = Assembler(needs=needs, dims=dims)
+        self.assembler = Assembler(needs=needs, dims=dims,
+                                   paths={slide_id: slide["path"] for slide_id, slide in plan.slides.items()})
         self.progress = Progress(total=len(plan.tasks))
-        self.pending: dict[Future, SlideEvent] = {}
+        self.pending: dict[Future, SlideRecord] = {}  # complete slides being written
         self.results: dict[str, SlideRecord] = {}
         self.started = time.perf_counter()
 
@@ -40,11 +42,11 @@ class Driver:
             self.summary.encoded[name] += count
         self.summary.tiles += tiles
         self.progress.add_tiles(tiles)
-        for event in self.assembler.add(batch):
-            if event.status == "done":
-                self.pending[self.writer.submit(event.buffer)] = event
+        for record, buffer in self.assembler.add(batch):
+            if buffer is not None:
+                self.pending[self.writer.submit(buffer)] = record
             else:
-                self._record(event, status=event.status, stage=event.stage, reason=event.reason)
+                self._record(record)
         self._collect(block=False)
 
     def _collect(self, *, block: bool) -> None:
@@ -53,23 +55,18 @@ class Driver:
             if not finished:
                 return
             for future in finished:
-                event = self.pending.pop(future)
+                record = self.pending.pop(future)
                 error = future.exception()
-                if error is None:
-                    self._record(event, status="done")
-                else:
-                    log.error("writing %s failed: %s", event.slide_id, error)
-                    reason = f"{type(error).__name__}: {error}"
-                    self._record(event, status="failed", stage="write", reason=reason)
+                if error is not None:
+                    log.error("writing %s failed: %s", record.slide_id, error)
+                    record = replace(record, status="failed", stage="write",
+                                     reason=f"{type(error).__name__}: {error}")
+                self._record(record)
 
-    def _record(self, event: SlideEvent, *, status: str, stage: str = "", reason: str = "") -> None:
-        tiles = event.buffer.n_tiles if event.buffer is not None else 0
-        self.results[event.slide_id] = SlideRecord(
-            slide_id=event.slide_id, path=self.plan.slides[event.slide_id]["path"], status=status,
-            stage=stage, reason=reason, attempts=event.attempts, node_id=event.node_id, node_ip=event.node_ip,
-            tiles=tiles, seconds=round(event.read_s, 3))
-        self.progress.add_slide(status)
-        self.settled(event.slide_id)
+    def _record(self, record: SlideRecord) -> None:
+        self.results[record.slide_id] = record
+        self.progress.add_slide(record.status)
+        self.settled(record.slide_id)
 
     def abort(self, reason: str) -> None:
         """Slides without a result when the pipeline broke are failed, never silently missing."""
@@ -80,11 +77,11 @@ class Driver:
             buffer = self.assembler.buffers.get(slide_id)
             arrived = f" ({int(buffer.filled.sum())}/{buffer.n_tiles} tiles arrived)" if buffer else ""
             why = reason + arrived
-            self._record(SlideEvent(slide_id=slide_id, status="failed", attempts=0),
-                         status="failed", stage="read", reason=why)
+            self._record(SlideRecord(slide_id=slide_id, path=self.plan.slides[slide_id]["path"],
+                                     status="failed", stage="read", reason=why))
 
     def pending_ids(self) -> set[str]:
-        return {event.slide_id for event in self.pending.values()}
+        return {record.slide_id for record in self.pending.values()}
 
     def drain(self) -> None:
         self._collect(block=True)

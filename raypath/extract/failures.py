@@ -25,7 +25,11 @@ FAILURE_COLUMNS = ("slide_id", "path", "stage", "status", "reason", "attempts")
 
 @dataclass(frozen=True)
 class SlideRecord:
-    """What happened to one slide in this run; status is done, skipped or failed."""
+    """What happened to one slide in this run; status is done, skipped or failed.
+
+    The one outcome type: the assembler makes it when a slide's last chunk arrives (seconds: how long
+    that read took), the driver fails it if the write does, and it is a row of slides.csv as it is.
+    """
 
     slide_id: str
     path: str

@@ -70,17 +70,6 @@ def build_model(config: FinetuneConfig, *, n_outputs: int, n_scanners: int, on_g
     return FinetuneModel(fm, mil, weights=config.loss_weights(), autocast_bf16=config.autocast_bf16)
 
 
-def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Parameters that train (adapters and head), by name, on the CPU."""
-    return {n: p.detach().to("cpu").clone() for n, p in model.named_parameters() if p.requires_grad}
-
-
-def frozen_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Parameters and buffers that never train (the FM's base weights)."""
-    trains = {n for n, p in model.named_parameters() if p.requires_grad}
-    return {n: t.detach().to("cpu") for n, t in model.state_dict().items() if n not in trains}
-
-
 def step(model: nn.Module, optimizer: torch.optim.Optimizer, pixels: torch.Tensor,
          batch: Batch) -> dict[str, float]:
     """One optimisation step (gradients averaged over workers by DDP/FSDP in backward)."""

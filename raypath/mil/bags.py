@@ -10,8 +10,6 @@ A cached BagSet also carries its ``layout`` (`raypath.mil.layout`): each bag's r
 so that training samples a bag as one contiguous window of rows.
 """
 
-import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -19,9 +17,6 @@ import pandas as pd
 
 from raypath.mil.layout import RowLayout
 from raypath.simulate.cohort import SimulatedCohort
-from raypath.store import Bag, check_provenance
-
-log = logging.getLogger(__name__)
 
 IDENTITY_COLUMNS = ("slide_id", "specimen_id", "patient_id", "scanner")
 
@@ -57,13 +52,6 @@ class BagSet:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
-    @property
-    def specimen_starts(self) -> np.ndarray:
-        """Index of each specimen's first slide, plus n_slides at the end (slides are grouped)."""
-        codes = self.slides["specimen_id"].to_numpy()
-        change = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-        return np.r_[change, len(codes)].astype(np.int64)
-
     def tiles(self, slide: int) -> np.ndarray:
         """One slide's features, a view into the shared array."""
         return self.features[self.offsets[slide]: self.offsets[slide + 1]]
@@ -79,28 +67,6 @@ class BagSet:
         if locations.shape != (len(self.features),):
             raise ValueError(f"locations shape {locations.shape} != ({len(self.features)},)")
         return replace(self, locations=np.asarray(locations, dtype=np.int64))
-
-
-def bagset_from_bags(bags: Sequence[Bag], *, dtype: type = np.float32) -> BagSet:
-    """Pack bags into one array; slides sorted by specimen then scanner; empty bags dropped."""
-    kept = [b for b in bags if len(b.features)]
-    if len(kept) < len(bags):
-        log.warning("dropping %d slides without tiles", len(bags) - len(kept))
-    if not kept:
-        raise ValueError("no bags with tiles to pack")
-    if any(b.metadata for b in kept):  # store bags carry provenance: never pack two FM versions together
-        check_provenance([b.metadata for b in kept], where="the bags to pack")
-    kept = sorted(kept, key=lambda b: (b.specimen_id, b.scanner, b.slide_id))
-    lengths = np.array([len(b.features) for b in kept], dtype=np.int64)
-    offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
-    features = np.empty((offsets[-1], kept[0].features.shape[1]), dtype=dtype)
-    coords = np.empty((offsets[-1], 2), dtype=np.int64)
-    for index, bag in enumerate(kept):
-        features[offsets[index]: offsets[index + 1]] = bag.features
-        coords[offsets[index]: offsets[index + 1]] = bag.coords
-    slides = pd.DataFrame([{c: getattr(b, c) for c in IDENTITY_COLUMNS} for b in kept])
-    slides["extent_l0"] = [b.extent_l0 for b in kept]
-    return BagSet(features=features, offsets=offsets, slides=slides, coords=coords)
 
 
 def locations_from_pairs(bagset: BagSet, pairs: dict[str, tuple[str, np.ndarray]]) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 `<work dir>/failures.csv` lists the specimens of the latest run that still lack a result when it
 ends, each with the scan, stage and reason that stopped it; per-run copies, `specimens.csv` and
-`summary.json` live in `<work dir>/_runs/<run_id>/`. Files are written atomically (`extract.atomic`).
+`summary.json` live in `<work dir>/_runs/<run_id>/`. Files are written atomically (`raypath.publish`).
 """
 
 import json

@@ -1,7 +1,7 @@
 """Per-specimen results: `<work dir>/specimens/<settings hash>/<specimen>.<inputs digest>.parquet`.
 
 Each file is written whole under a temporary name carrying the run's owner token and renamed into
-place (`extract.atomic`), so a killed run leaves finished specimens complete and nothing
+place (`raypath.publish`), so a killed run leaves finished specimens complete and nothing
 half-written under a final name; a rerun skips every specimen whose file exists.
 """
 

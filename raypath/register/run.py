@@ -131,18 +131,17 @@ def _execute(tasks: list[SpecimenTask], *, config: RegisterConfig, results: Spec
 
 def _store(outcome: Outcome, task: SpecimenTask, *, results: SpecimenResults, owner: str) -> SpecimenRecord:
     """The specimen's result written atomically (a failed write fails the specimen, not the run)."""
-    status, stage, reason = outcome.status, outcome.stage, outcome.reason
-    if status == "done":
+    record, rows = outcome
+    if record.status == "done":
         try:
-            results.write(task, outcome.rows, owner=owner)
+            results.write(task, rows, owner=owner)
         except OSError as exc:
-            status, stage, reason = "failed", "write", f"{type(exc).__name__}: {exc}"
-    if status != "done":
-        log.error("specimen %s not registered (%s%s): %s", task.specimen_id, stage,
-                  f", slide {outcome.slide_id}" if outcome.slide_id else "", reason)
-    return SpecimenRecord(specimen_id=task.specimen_id, status=status, slide_id=outcome.slide_id, stage=stage,
-                          reason=reason, attempts=outcome.attempts, node_id=outcome.node_id,
-                          node_ip=outcome.node_ip, seconds=outcome.seconds)
+            record = dataclasses.replace(record, status="failed", stage="write",
+                                         reason=f"{type(exc).__name__}: {exc}")
+    if record.status != "done":
+        log.error("specimen %s not registered (%s%s): %s", task.specimen_id, record.stage,
+                  f", slide {record.slide_id}" if record.slide_id else "", record.reason)
+    return record
 
 
 def _finish(summary: RegisterSummary, records: dict[str, SpecimenRecord], *, table: pd.DataFrame,

@@ -5,31 +5,19 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import ray
 
 from raypath.extract.tiles import current_node
 from raypath.register.plan import SpecimenTask
+from raypath.register.records import SpecimenRecord
 from raypath.slides.registration.config import RegisterConfig
 from raypath.slides.registration.specimen import SpecimenError, register_specimen
 
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one task produced: rows when done; the failing slide, stage and reason when failed."""
-
-    specimen_id: str
-    status: str
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    slide_id: str = ""
-    stage: str = ""
-    reason: str = ""
-    attempts: int = 1
-    node_id: str = ""
-    node_ip: str = ""
-    seconds: float = 0.0
+Outcome = tuple[SpecimenRecord, list[dict[str, Any]]]
+"""What one task produced: the specimen's record (the failing slide, stage and reason when failed) and
+its registration rows (none unless done)."""
 
 
 def register_one(task: SpecimenTask, config: RegisterConfig) -> Outcome:
@@ -46,8 +34,8 @@ def register_one(task: SpecimenTask, config: RegisterConfig) -> Outcome:
         rows, status = [], "failed"
         where = {"stage": "register", "reason": f"{type(exc).__name__}: {exc}"}
         traceback.print_exc()
-    return Outcome(specimen_id=task.specimen_id, status=status, rows=rows, **where, **node,
-                   seconds=round(time.perf_counter() - started, 3))
+    return SpecimenRecord(specimen_id=task.specimen_id, status=status, attempts=1, **where, **node,
+                          seconds=round(time.perf_counter() - started, 3)), rows
 
 
 @ray.remote
@@ -77,5 +65,5 @@ def _outcome(ref: ray.ObjectRef, task: SpecimenTask, *, attempts: int) -> Outcom
         return ray.get(ref)
     except ray.exceptions.RayError as exc:  # the worker died (a reader crash, OOM) on every attempt
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return Outcome(specimen_id=task.specimen_id, status="failed", stage="worker", reason=reason,
-                       attempts=attempts)
+        return SpecimenRecord(specimen_id=task.specimen_id, status="failed", stage="worker", reason=reason,
+                              attempts=attempts), []

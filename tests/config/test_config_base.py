@@ -69,3 +69,15 @@ def test_set_overrides_and_typed_values_apply_in_order(tmp_path: Path):
     assert (config.tile_px, config.reader, config.tissue.closing_um) == (128, "cucim", 8.0)
     with pytest.raises(ConfigError, match="reader"):
         load_config(TilingConfig, values={"reader": "on"})
+
+
+def test_overlay_sets_a_nested_override_key_by_key_as_set_does():
+    from raypath.config import overlay
+
+    defaults = {"features": {"root": "r", "fms": ["a"]}, "heatmaps": {"manifest": "m"}, "seed": 0}
+    given = {"features": {"fms": ["b"]}, "heatmaps": {}, "extra": {}, "seed": 1}
+    assert overlay(defaults, given, source="demo") == {
+        "features": {"root": "r", "fms": ["b"]}, "heatmaps": {"manifest": "m"}, "extra": {}, "seed": 1}
+    assert defaults["features"]["fms"] == ["a"]  # the defaults are copied, never changed
+    with pytest.raises(ConfigError, match="demo: 'seed' is not a section"):
+        overlay(defaults, {"seed": {"value": 2}}, source="demo")

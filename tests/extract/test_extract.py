@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import shapely
+from bagkit import read_bags
 from PIL import Image
 from shapely.geometry import shape
 
@@ -72,7 +73,7 @@ def test_features_match_a_direct_forward_with_full_provenance(first_run, cohort)
     store = store_of(config)
     assert store.slide_ids() == sorted(manifest["slide_id"])
     encoder = build_encoder(ENCODER)
-    bags = {bag.slide_id: bag for bag in store.read_bags()}
+    bags = {bag.slide_id: bag for bag in read_bags(store)}
     assert sum(len(b.features) for b in bags.values()) == summary.tiles == summary.encoded[ENCODER]
     slide = manifest.iloc[0]
     with open_slide(cohort / slide["path"]) as reader:
@@ -215,7 +216,7 @@ def test_changed_tiling_goes_to_a_new_location(first_run, tmp_path):
     assert config.tiling.cache_key() != old.tiling.cache_key()
     summary = run_extraction(config)
     assert summary.done == first_run[1].done and summary.encoded[ENCODER] > 0
-    assert store_of(config).read_bags()[0].metadata["tiling"]["tile_px"] == 112
+    assert read_bags(store_of(config))[0].metadata["tiling"]["tile_px"] == 112
     previous = FeatureStore(config.output, encoder=ENCODER, tiling_hash=old.tiling.cache_key())
     assert previous.slide_ids() == store_of(old).slide_ids()
 

@@ -10,10 +10,10 @@ does not cover fails, named, and the rest completes.
 import numpy as np
 import pandas as pd
 import pytest
+from bagkit import bagset_from_bags, read_bags
 
 from raypath.extract.config import ExtractConfig
 from raypath.extract.run import run_extraction
-from raypath.mil.bags import bagset_from_bags
 from raypath.slides.registration import registration_transforms
 from raypath.slides.synth import write_cohort
 from raypath.slides.synth.config import SynthConfig
@@ -54,7 +54,7 @@ def both(local_ray, cohort, tmp_path_factory):
 
 def pair_offsets(store: FeatureStore, registration: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(location of every moving tile, distance in reference px of its centre from its paired one)."""
-    bagset = bagset_from_bags(store.read_bags())
+    bagset = bagset_from_bags(read_bags(store))
     locations = registered_locations(bagset, registration)
     transforms, slides = registration_transforms(registration), bagset.slides.reset_index(drop=True)
     found, distances = [], []

@@ -4,6 +4,9 @@ so nothing is resized)."""
 
 from pathlib import Path
 
+import torch
+from torch import nn
+
 from raypath.finetune.config import FinetuneConfig
 from raypath.register.run import run_registration
 from raypath.slides.registration.config import RegisterConfig
@@ -26,3 +29,14 @@ def finetune_config(cohort: Path, out: Path, **changes) -> FinetuneConfig:
             "fm_tile_consistency": 0.5, "optimizer": {"lr": 1e-2},
             "model": {"hidden": 16, "attention_dim": 8, "projection_dim": 8, "dropout": 0.0}}
     return FinetuneConfig.model_validate({**base, **changes})
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters that train (adapters and head), by name, on the CPU."""
+    return {n: p.detach().to("cpu").clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def frozen_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters and buffers that never train (the FM's base weights)."""
+    trains = {n for n, p in model.named_parameters() if p.requires_grad}
+    return {n: t.detach().to("cpu") for n, t in model.state_dict().items() if n not in trains}

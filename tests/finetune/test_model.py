@@ -3,10 +3,10 @@ weights stay bit-identical; tiles come out the same from the slides and from the
 
 import numpy as np
 import torch
-from finetunekit import finetune_config
+from finetunekit import finetune_config, frozen_state, trainable_state
 
 from raypath.finetune.data import open_data, step_batches, step_inputs
-from raypath.finetune.model import build_model, frozen_state, step, trainable_state
+from raypath.finetune.model import build_model, step
 from raypath.finetune.plan import ensure_plan
 from raypath.finetune.run import absolute
 

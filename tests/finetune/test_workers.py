@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import ray.cloudpickle
 import torch
-from finetunekit import finetune_config
+from finetunekit import finetune_config, frozen_state, trainable_state
 
 from raypath.encoders.loading import state_dict_hash
-from raypath.finetune.model import build_model, frozen_state, trainable_state
+from raypath.finetune.model import build_model
 from raypath.finetune.run import absolute, prepare_run, train
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]  # Ray Train groups, validated every epoch

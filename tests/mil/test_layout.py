@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from bagkit import bagset_from_bags
 
-from raypath.mil.bags import bagset_from_bags, simulated_bagset
+from raypath.mil.bags import simulated_bagset
 from raypath.mil.cache import LAYOUT_SEED, cache_directory, open_cache
 from raypath.mil.layout import HEADER_BYTES, RowLayout, RowPrefetch, inverse, runs, tile_order
 from raypath.mil.sampling import Collator

@@ -5,11 +5,11 @@ requirements resolve without raypath (the model carries raypath's code)."""
 import mlflow
 import numpy as np
 from mlflow import MlflowClient
-from tests.packaging.test_pyfunc import _tiles, _trained
 
 from raypath.packaging.logged import log_model
 from raypath.packaging.package import download_model, run_model_id
 from raypath.tracking.results import register_model
+from tests.packaging.test_pyfunc import _tiles, _trained
 
 
 def test_a_logged_model_belongs_to_its_run_and_the_registered_version_links_to_it(tmp_path):

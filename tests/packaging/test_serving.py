@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-from tests.packaging.test_pyfunc import _tiles, _trained
 
 from raypath.packaging.package import save_model
+from tests.packaging.test_pyfunc import _tiles, _trained
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

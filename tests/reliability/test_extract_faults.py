@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from bagkit import read_bags
 from cohortkit import ENCODER, GOOD_SLIDES, OVERRIDE_ID
 
 from raypath.cli import main
@@ -41,7 +42,7 @@ def test_case1_good_slides_are_written_and_bad_ones_are_recorded(fault_run, faul
     store = store_at(out)
     assert code != 0 and summary["exit_code"] == code and summary["failed"] >= 2
     assert set(faulty_cohort.good) <= set(store.slide_ids())
-    bags = {bag.slide_id: bag for bag in store.read_bags(faulty_cohort.good)}
+    bags = {bag.slide_id: bag for bag in read_bags(store, faulty_cohort.good)}
     assert len(bags) == GOOD_SLIDES and all(len(bag.features) > 0 for bag in bags.values())
     for slide_id in ("truncated", "corrupt-tile"):
         assert slide_id in failures.index, f"{slide_id} is missing from failures.csv: extracted as good"

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from bagkit import read_bags
 from cohortkit import ENCODER, extract_config, file_identity, hidden_files, leftovers, store_of
 from jobkit import JOB_TIMEOUT_S, extract_args, kill_session, run_job, start
 
@@ -60,7 +61,7 @@ def test_case3_outputs_equal_an_uninterrupted_run(killed_and_resumed, baseline_r
     store, _, _, _ = killed_and_resumed
     reference = store_of(baseline_run)
     assert store.slide_ids() == reference.slide_ids()
-    for resumed, expected in zip(store.read_bags(), reference.read_bags(), strict=True):
+    for resumed, expected in zip(read_bags(store), read_bags(reference), strict=True):
         assert resumed.slide_id == expected.slide_id
         np.testing.assert_array_equal(resumed.coords, expected.coords)
         np.testing.assert_allclose(resumed.features, expected.features, rtol=1e-5, atol=1e-6)

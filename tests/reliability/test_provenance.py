@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bagkit import bagset_from_bags, read_bags
 
-from raypath.mil.bags import bagset_from_bags
 from raypath.mil.cache import open_cache
 from raypath.store import SCHEMA_VERSION, FeatureStore, ProvenanceError, provenance, tiles_table
 from raypath.train.data import load_training_data
@@ -53,7 +53,7 @@ def mixed_store(request, tmp_path) -> tuple[FeatureStore, str, tuple[object, obj
 def test_case13_the_store_refuses_to_mix_fm_versions(mixed_store):
     store, key, (old, new) = mixed_store
     with pytest.raises(ProvenanceError, match=key) as error:
-        store.read_bags()
+        read_bags(store)
     assert str(old) in str(error.value) and str(new) in str(error.value)
 
 

@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from bagkit import read_bags
 from cohortkit import ENCODER, extract_config, file_identity, hidden_files, store_of
 
 from raypath.extract.run import run_extraction
@@ -50,8 +51,8 @@ def test_case5_changed_settings_go_to_a_new_keyed_location(baseline_run, previou
     summary = run_extraction(new)
     assert summary.exit_code == 0 and summary.encoded[new.encoders[0].name] > 0
     assert file_identity(old_store) == before and hidden_files(old_store) == []
-    new_bags = new_store.read_bags()
+    new_bags = read_bags(new_store)
     assert [b.slide_id for b in new_bags] == list(before)
-    old_bags = old_store.read_bags()
+    old_bags = read_bags(old_store)
     with pytest.raises(ProvenanceError, match="disagree on provenance"):
         check_provenance([old_bags[0].metadata, new_bags[0].metadata], where="old + new")

@@ -13,7 +13,7 @@ from PIL import Image
 
 from raypath.slides.reader import SlideReadError, open_slide
 from raypath.slides.reader import tile_check as tile_check_module
-from raypath.slides.reader.jpeg_check import JpegHeader, jpeg_frame_size, jpeg_header
+from raypath.slides.reader.jpeg_check import JpegHeader, jpeg_header
 from raypath.slides.reader.tile_check import TileValidator, touched_tiles
 
 TILE = 64
@@ -40,19 +40,19 @@ def stream(*, width: int = 256, height: int = 256, tables: bool = True, end: byt
 
 
 def test_a_complete_stream_gives_width_then_height() -> None:
-    assert jpeg_frame_size(stream(width=320, height=200)) == (320, 200)
-    assert jpeg_frame_size(stream(tables=False)) == (256, 256)
-    assert jpeg_frame_size(stream() + bytes(7)) == (256, 256)  # zero padding after EOI
+    assert jpeg_header(stream(width=320, height=200)).size == (320, 200)
+    assert jpeg_header(stream(tables=False)).size == (256, 256)
+    assert jpeg_header(stream() + bytes(7)).size == (256, 256)  # zero padding after EOI
 
 
 def test_a_real_encoder_stream_passes() -> None:
     buffer = io.BytesIO()
     Image.new("RGB", (48, 32), (200, 120, 170)).save(buffer, format="JPEG", quality=80)
-    assert jpeg_frame_size(buffer.getvalue()) == (48, 32)
+    assert jpeg_header(buffer.getvalue()).size == (48, 32)
 
 
 def test_the_claimed_frame_size_is_returned_for_the_caller_to_compare() -> None:
-    assert jpeg_frame_size(stream(width=60000, height=60000)) == (60000, 60000)
+    assert jpeg_header(stream(width=60000, height=60000)).size == (60000, 60000)
 
 
 @pytest.mark.parametrize(("data", "reason"), [
@@ -67,7 +67,7 @@ def test_the_claimed_frame_size_is_returned_for_the_caller_to_compare() -> None:
 ])
 def test_broken_streams_raise_with_a_reason(data: bytes, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
-        jpeg_frame_size(data)
+        jpeg_header(data)
 
 
 @pytest.fixture

@@ -112,7 +112,7 @@ def test_thumbnail_maps_exactly_onto_level0(tiny_svs: Path, backend: str) -> Non
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_missing_mpp_needs_override(no_mpp_tiff: Path, backend: str) -> None:
     with open_slide(no_mpp_tiff, reader=backend) as slide:
-        assert not slide.has_mpp
+        assert slide.file_mpp is None
         with pytest.raises(MissingMppError, match=re.escape(str(no_mpp_tiff))):
             _ = slide.mpp
     with open_slide(no_mpp_tiff, reader=backend, mpp_override=0.25) as slide:

@@ -93,7 +93,6 @@ def feature_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def test_a_40x_tile_for_half_micron_decodes_at_half_scale() -> None:
     plan = choose_plan(LEVELS_40X, extent_l0=448, tile_px=224)
     assert (plan.level, plan.factor, plan.decoded_px) == (0, 2, 224)
-    assert not plan.needs_resample(224)
     coarse = choose_plan(LEVELS_40X, extent_l0=448 * 4, tile_px=224)  # 2 um/px: level 1 at 1/2
     assert (coarse.level, coarse.factor) == (1, 2)
     quarter = choose_plan(LEVELS_40X[:2], extent_l0=3584, tile_px=224)  # 4 um/px without level 2
@@ -104,7 +103,7 @@ def test_the_plan_never_goes_below_the_tile_unless_the_tolerance_allows_it() -> 
     strict = choose_plan(LEVELS_40X, extent_l0=443, tile_px=224)  # 0.2527 um/px slide
     assert (strict.level, strict.factor) == (0, 1)
     slack = choose_plan(LEVELS_40X, extent_l0=443, tile_px=224, slack=0.1)
-    assert (slack.factor, slack.decoded_px) == (2, 221.5) and slack.needs_resample(224)
+    assert (slack.factor, slack.decoded_px) == (2, 221.5)
     assert choose_plan(LEVELS_40X, extent_l0=200, tile_px=224) is None  # would need upsampling
 
 
@@ -193,7 +192,7 @@ def test_resampled_tiles_stay_close_when_the_tolerance_allows_a_coarser_decode(s
     443 px to 224 with Lanczos in one step; a box resize of the same full decode is the yardstick for
     how far two standard resizes of the same pixels already are from each other."""
     fast, reference, plan = reference_tiles(svs_40x, CONFIG, mpp=0.2527)
-    assert plan.factor == 2 and plan.needs_resample(224)
+    assert (plan.factor, plan.decoded_px) == (2, 221.5)
     with open_slide(svs_40x, reader="openslide", mpp_override=0.2527) as slide:
         grid = tile_slide(slide, CONFIG)
         full = slide.read_regions(locations=grid.coords, level=grid.level, size=(grid.read_size,) * 2)

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from bagkit import read_bags, read_metadata
 
 from raypath.store import (
     METADATA_KEY,
@@ -13,7 +14,6 @@ from raypath.store import (
     FeatureStore,
     ProvenanceError,
     provenance,
-    read_metadata,
     tiles_table,
 )
 
@@ -71,7 +71,7 @@ def test_mixed_provenance_is_refused(tmp_path: Path):
     store.write("s1", make_table())
     store.write("s2", make_table(slide={**SLIDE, "slide_id": "s2"}, weights_hash="w2"))
     with pytest.raises(ProvenanceError, match="weights_hash"):
-        store.read_bags()
+        read_bags(store)
 
 
 def test_unsafe_slide_id_is_refused(tmp_path: Path):

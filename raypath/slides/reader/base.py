@@ -96,10 +96,6 @@ class SlideReader(abc.ABC):
         return self.level_count > 1
 
     @property
-    def has_mpp(self) -> bool:
-        return self._mpp_override is not None or self.file_mpp is not None
-
-    @property
     def mpp(self) -> float:
         """Level-0 microns per pixel; the manifest override wins over the file."""
         if self._mpp_override is not None:

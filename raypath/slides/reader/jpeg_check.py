@@ -111,11 +111,6 @@ def jpeg_header(data: bytes) -> JpegHeader:
     return JpegHeader(width=width, height=height, component_ids=ids, jfif=jfif, adobe_transform=adobe)
 
 
-def jpeg_frame_size(data: bytes) -> tuple[int, int]:
-    """(width, height) of a structurally complete JPEG stream (see `jpeg_header`)."""
-    return jpeg_header(data).size
-
-
 TABLE_MARKERS = frozenset({0xC4, 0xCC, 0xDB, 0xDD})
 """DHT, DAC, DQT, DRI: what a JPEGTables stream is for."""
 

@@ -39,9 +39,6 @@ class DecodePlan:
     decoded_px: float
     cost: float
 
-    def needs_resample(self, tile_px: int) -> bool:
-        return abs(self.decoded_px - tile_px) > EPSILON
-
 
 def plan_cost(side_px: float, factor: int, *, tile_px: int) -> float:
     """Relative work of decoding a `side_px`-wide region at 1/`factor` and bringing it to `tile_px`."""

@@ -79,12 +79,29 @@ def test_imports_point_down_the_pipeline(path):
     assert not backward, "backward edges:\n" + "\n".join(backward)
 
 
+def _third_party_imports(paths: list[Path], roots: set[str]) -> list[str]:
+    """'file:line' of every import (function-level ones too) of a top-level package in `roots`."""
+    found = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            if any(name.split(".")[0] in roots for name in names):
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
+    return found
+
+
 def test_training_is_plain_torch():
-    heavy = [f"{path.relative_to(PACKAGE.parent)}:{node.lineno}"
-             for path in (PACKAGE / "train").rglob("*.py")
-             for node in ast.walk(ast.parse(path.read_text()))
-             if isinstance(node, ast.Import | ast.ImportFrom)
-             and any(name.split(".")[0] in {"ray", "mlflow", "optuna"}
-                     for name in ([node.module or ""] if isinstance(node, ast.ImportFrom)
-                                  else [a.name for a in node.names]))]
+    heavy = _third_party_imports(list((PACKAGE / "train").rglob("*.py")), {"ray", "mlflow", "optuna"})
     assert not heavy, f"raypath/train imports Ray, MLflow or Optuna: {heavy}"
+
+
+def test_only_tracking_and_packaging_talk_to_mlflow():
+    """MLflow code has one home per concern: runs (`tracking/`) and models (`packaging/`)."""
+    elsewhere = [path for path in _modules() if _unit(path) not in {"tracking", "packaging"}]
+    found = _third_party_imports(elsewhere, {"mlflow"})
+    assert not found, f"MLflow imported outside raypath/tracking and raypath/packaging: {found}"

@@ -4,11 +4,11 @@ import json
 import logging
 
 import pandas as pd
-from mlflow import MlflowClient
 
 from raypath.compare.config import CompareConfig
 from raypath.compare.groups import ModelGroups
 from raypath.compare.report import number
+from raypath.tracking.queries import TrackingClient
 from raypath.tracking.results import register_model
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ def champion_name(config: CompareConfig, *, fm: str) -> str:
     return f"raypath-{config.sweep_id}-{fm}"
 
 
-def register_champion(client: MlflowClient, chosen: ModelGroups, table: pd.DataFrame,
+def register_champion(client: TrackingClient, chosen: ModelGroups, table: pd.DataFrame,
                       config: CompareConfig, *, fm: str, tags: dict[str, str]) -> str | None:
     """Its best replicate (validation accuracy) registered with FM, weights, tiling, loss weights and
     the table's metrics with intervals as version tags."""

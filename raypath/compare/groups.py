@@ -7,20 +7,15 @@ else from single search runs. Failed or unfinished runs never enter a group (iss
 from dataclasses import dataclass
 
 import pandas as pd
-from mlflow import MlflowClient
 
 from raypath.compare.config import CompareConfig
 from raypath.sweep.selection import COMPLETED, Selection, config_means, rank_baselines, rank_robust
+from raypath.tracking.queries import TrackingClient, sweep_experiments
 
 
-def sweep_experiments(client: MlflowClient, config: CompareConfig) -> dict[str, str]:
-    """{fm: experiment_id} of the sweep, from the experiment names the sweep created."""
-    prefix = f"raypath/{config.sweep_id}/"
-    found = {
-        e.name.removeprefix(prefix): e.experiment_id
-        for e in client.search_experiments()
-        if e.name.startswith(prefix)
-    }
+def compared_experiments(client: TrackingClient, config: CompareConfig) -> dict[str, str]:
+    """{fm: experiment_id} of the FMs to compare; an FM the sweep did not run is an error."""
+    found = sweep_experiments(client, sweep_id=config.sweep_id)
     wanted = config.fms or sorted(found)
     missing = [fm for fm in wanted if fm not in found]
     if missing or not found:

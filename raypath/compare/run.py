@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from mlflow import MlflowClient
 
 from raypath.compare.champion import champion_group, register_champion
 from raypath.compare.config import CompareConfig
-from raypath.compare.groups import ModelGroups, model_groups, sweep_experiments
+from raypath.compare.groups import ModelGroups, compared_experiments, model_groups
 from raypath.compare.heatmaps import heatmap_figure
 from raypath.compare.pareto import pareto_plot
 from raypath.compare.report import (
@@ -43,7 +42,14 @@ from raypath.compare.specimen_views import (
 from raypath.compare.stability import stability_note, stability_table
 from raypath.store import FeatureStore
 from raypath.sweep.phases import IncompleteSweepError, incomplete_phases
-from raypath.sweep.selection import Selection, rank_robust, robustness_metric, runs_frame
+from raypath.sweep.selection import Selection, rank_robust, robustness_metric
+from raypath.tracking.queries import (
+    TrackingClient,
+    experiment_name_of,
+    experiment_tags,
+    runs_frame,
+    tracking_client,
+)
 from raypath.tracking.results import log_report
 from raypath.tracking.runs import RunLedger
 from raypath.tracking.store import ready_store
@@ -83,7 +89,7 @@ def _pareto(runs: pd.DataFrame, chosen: ModelGroups, config: CompareConfig, *, f
     return "pareto.png"
 
 
-def _replicate_models(client: MlflowClient, chosen: ModelGroups) -> dict[str, RunModel]:
+def _replicate_models(client: TrackingClient, chosen: ModelGroups) -> dict[str, RunModel]:
     """Baseline and robust 1 of the first replicate both have (paired: same seed and split)."""
     groups = chosen.groups
     if chosen.phase != "replicates" or not {"baseline", "robust 1"} <= groups.keys():
@@ -125,7 +131,7 @@ def _roc(models: dict[str, RunModel], *, tags: dict, out: Path) -> list[str]:
     return [figure.name] if figure else []
 
 
-def compare_fm(client: MlflowClient, config: CompareConfig, *, fm: str, experiment_id: str) -> FmComparison:
+def compare_fm(client: TrackingClient, config: CompareConfig, *, fm: str, experiment_id: str) -> FmComparison:
     """Table, plots, heatmaps, report and registration for one FM; writes under <report_dir>/<fm>."""
     out = config.report_dir() / fm
     out.mkdir(parents=True, exist_ok=True)
@@ -140,7 +146,7 @@ def compare_fm(client: MlflowClient, config: CompareConfig, *, fm: str, experime
     candidates = search_candidates(runs, config)
     stability = stability_table(candidates, top_k=config.top_k)
     stability.to_csv(out / "stability.csv")
-    tags = client.get_experiment(experiment_id).tags
+    tags = experiment_tags(client, experiment_id)
     models = _replicate_models(client, chosen)
     images = [_pareto(runs, chosen, config, fm=fm, out=out), *_roc(models, tags=tags, out=out),
               *_heatmaps(models, config, tags=tags, out=out)]
@@ -156,7 +162,7 @@ def compare_fm(client: MlflowClient, config: CompareConfig, *, fm: str, experime
                         metrics=list(dict.fromkeys(table["metric"])), images=images, stability=stability,
                         caveats=caveat_notes(table, labels=labels))
     _write_reports(out, title=f"raypath sweep {config.sweep_id}: {fm}", sections=[section], config=config)
-    experiment = client.get_experiment(experiment_id).name
+    experiment = experiment_name_of(client, experiment_id)
     ledger = RunLedger(tracking_uri=config.tracking_uri(), experiment=experiment)
     log_report(ledger, sweep_id=config.sweep_id, fm=fm, directory=out)
     result.section = section
@@ -172,8 +178,8 @@ def _write_reports(directory: Path, *, title: str, sections: list[FmSection], co
 def compare_sweep(config: CompareConfig) -> list[FmComparison]:
     """Every FM of the sweep, plus one combined report.md/.html at the top of the report directory."""
     uri = ready_store(config.tracking_uri())
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    experiments = sweep_experiments(client, config)
+    client = tracking_client(uri)
+    experiments = compared_experiments(client, config)
     incomplete = [p for fm, eid in experiments.items() for p in incomplete_phases(client, eid, fm=fm)]
     if incomplete:
         raise IncompleteSweepError(

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from mlflow import MlflowClient
 from torch import nn
 
 from raypath.compare.backdrop import tissue_backdrop
@@ -18,6 +17,7 @@ from raypath.packaging.network import load_backbone, predict_bag
 from raypath.packaging.package import MODEL_NAME, download_model
 from raypath.packaging.spec import ModelSpec
 from raypath.store import FeatureStore
+from raypath.tracking.queries import TrackingClient, download_artifacts, run_params
 
 log = logging.getLogger(__name__)
 HELD_OUT_PARAM = "split.held_out_scanners"  # the train config field, logged as a JSON list
@@ -34,15 +34,15 @@ class RunModel:
     held_out_scanners: tuple[str, ...] = ()
 
 
-def load_run_model(client: MlflowClient, run_id: str) -> RunModel:
+def load_run_model(client: TrackingClient, run_id: str) -> RunModel:
     """The pyfunc model and predictions a replicate trial logged (safetensors + JSON: no pickle)."""
     with tempfile.TemporaryDirectory() as tmp:
         model, spec = download_model(f"runs:/{run_id}/{MODEL_NAME}", tracking_uri=client.tracking_uri,
                                      into=Path(tmp))
         backbone = load_backbone(spec, model / "artifacts" / "model.safetensors")
-        predictions = pd.read_parquet(Path(client.download_artifacts(run_id, "predictions", tmp))
+        predictions = pd.read_parquet(download_artifacts(client, run_id, "predictions", into=Path(tmp))
                                       / "predictions.parquet")
-    held_out = json.loads(client.get_run(run_id).data.params.get(HELD_OUT_PARAM, "[]"))
+    held_out = json.loads(run_params(client, run_id).get(HELD_OUT_PARAM, "[]"))
     return RunModel(backbone=backbone, spec=spec, predictions=predictions,
                     held_out_scanners=tuple(held_out))
 

@@ -12,7 +12,6 @@ import logging
 import tempfile
 from pathlib import Path
 
-from mlflow.exceptions import MlflowException
 from safetensors.torch import save_file
 
 import raypath
@@ -25,7 +24,8 @@ from raypath.packaging.logged import log_model
 from raypath.packaging.spec import AdapterSpec, ModelSpec
 from raypath.store import code_hash, provenance
 from raypath.tracking.inputs import code_tags
-from raypath.tracking.results import register_model
+from raypath.tracking.queries import registered_versions
+from raypath.tracking.results import point_alias, register_model
 from raypath.tracking.runs import (
     TAG_FM,
     TAG_KIND,
@@ -93,7 +93,7 @@ def publish(config: FinetuneConfig, model: FinetuneModel, evaluation: Evaluation
     published = _published(ledger, key=key, name=name, weights=weights)
     if published is not None:  # the same command again on a finished run: nothing new to register
         run_id, version = published
-        ledger.client.set_registered_model_alias(name, config.tracking.alias, version)
+        point_alias(ledger.client, name=name, alias=config.tracking.alias, version=version)
         log.info("%s version %s already holds these weights (run %s); alias %s points at it",
                  name, version, run_id, config.tracking.alias)
         return run_id, name, version
@@ -113,7 +113,7 @@ def publish(config: FinetuneConfig, model: FinetuneModel, evaluation: Evaluation
                   step=len(history))
         predictions = Path(tmp) / "predictions.parquet"
         evaluation.table.to_parquet(predictions, index=False)
-        ledger.client.log_artifact(run_id, str(predictions), artifact_path="predictions")
+        ledger.log_artifact(run_id, predictions, folder="predictions")
     ledger.end(run_id, status="FINISHED")
     tags = {**weights, "raypath.kind": "finetuned", "raypath.fm": config.encoder,
             "raypath.base_weights_hash": base_hash,
@@ -132,11 +132,7 @@ def _published(ledger: RunLedger, *, key: str, name: str, weights: dict[str, str
     run = ledger.find(key)
     if run is None or run.info.status != "FINISHED":
         return None
-    try:
-        versions = ledger.client.search_model_versions(f"name = '{name}'")
-    except MlflowException:
-        return None
-    for version in versions:
+    for version in registered_versions(ledger.client, name):
         if version.run_id == run.info.run_id and all(version.tags.get(k) == v for k, v in weights.items()):
             return run.info.run_id, str(version.version)
     return None

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ray.train
-from mlflow import MlflowClient
 
 from raypath.cluster import connect
 from raypath.cohort import load_manifest
@@ -21,6 +20,7 @@ from raypath.finetune.evaluate import evaluate, restore
 from raypath.finetune.loop import train_loop
 from raypath.finetune.plan import ensure_plan, read_plan
 from raypath.finetune.publish import publish, tracking_uri
+from raypath.tracking.queries import annotate_run, tracking_client
 from raypath.train.data import read_tables
 from raypath.train.evaluation import Evaluation
 from raypath.train.leakage import audit_tags, write_audit
@@ -110,10 +110,8 @@ def _record_split(config: FinetuneConfig, data: FinetuneData, *, run_id: str) ->
     """The split's origin and the leakage audit on the run (tags, `leakage.json`)."""
     tables = read_tables(labels=config.labels, splits=config.splits, registration=None)
     _, plan, audit = finetune_split(config, data.prepared.bagset.slides, tables)
-    client = MlflowClient(tracking_uri=tracking_uri(config))
-    for key, value in {**plan.tags(), **audit_tags(audit)}.items():
-        client.set_tag(run_id, key, value)
-    client.log_artifact(run_id, str(write_audit(audit, config.output_dir / LEAKAGE)))
+    annotate_run(tracking_client(tracking_uri(config)), run_id, tags={**plan.tags(), **audit_tags(audit)},
+                 files=[write_audit(audit, config.output_dir / LEAKAGE)])
 
 
 def run_finetune(config: FinetuneConfig, *, resume: bool = True) -> FinetuneSummary:

@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Dataset
 from ray.tune import Callback
 
 from raypath.packaging.logged import log_model
@@ -27,6 +26,7 @@ from raypath.packaging.spec import ModelSpec
 from raypath.sweep.packing import member_settings
 from raypath.sweep.rerun import TAG_RERUN, member_record
 from raypath.sweep.space import apply_params
+from raypath.tracking.inputs import FeatureDataset
 from raypath.tracking.runs import (
     TAG_BASELINE,
     TAG_CAVEAT,
@@ -52,7 +52,7 @@ class MlflowSweepCallback(Callback):
     """Open, fill and close one MLflow run per pack member under the phase's parent run."""
 
     def __init__(self, *, ledger: RunLedger, sweep_id: str, fm: str, phase: str, train: Mapping[str, Any],
-                 dataset: Dataset, tags: Mapping[str, str], data: Mapping[str, Any]) -> None:
+                 dataset: FeatureDataset, tags: Mapping[str, str], data: Mapping[str, Any]) -> None:
         self.ledger, self.sweep_id, self.fm, self.phase = ledger, sweep_id, fm, phase
         self.train, self.dataset, self.tags, self.data = dict(train), dataset, dict(tags), dict(data)
         self._parent: str | None = None
@@ -163,8 +163,7 @@ class MlflowSweepCallback(Callback):
                     continue
                 log_model(self.ledger.client, run_id=run_id, weights=member_dir / "model.safetensors",
                           spec=ModelSpec.read(member_dir / "model.json"))
-                self.ledger.client.log_artifact(run_id, str(member_dir / "predictions.parquet"),
-                                                artifact_path="predictions")
+                self.ledger.log_artifact(run_id, member_dir / "predictions.parquet", folder="predictions")
 
     def __getstate__(self) -> dict[str, Any]:
         """Open-run bookkeeping is per driver process; a restored driver rebuilds it."""

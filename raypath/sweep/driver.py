@@ -40,7 +40,7 @@ from raypath.sweep.phases import (
 from raypath.sweep.replicates import replicate_packs, replicate_units
 from raypath.sweep.rerun import data_record
 from raypath.sweep.seal import owner_only_writes
-from raypath.sweep.selection import best_baseline, runs_frame, select_robust
+from raypath.sweep.selection import best_baseline, select_robust
 from raypath.sweep.space import ROBUST_KEYS, baseline_params, pack_keys
 from raypath.sweep.summary import earlier_wall, phase_summary
 from raypath.sweep.trainable import run_pack
@@ -53,6 +53,7 @@ from raypath.sweep.tuner import (
     search_plan,
 )
 from raypath.tracking.inputs import code_tags, feature_dataset
+from raypath.tracking.queries import runs_frame
 from raypath.tracking.runs import TAG_PACKAGES, RunLedger, experiment_name, package_versions, phase_key
 from raypath.tracking.store import ready_store
 from raypath.train.data import TrainingSource

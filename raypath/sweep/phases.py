@@ -16,10 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from mlflow import MlflowClient
-from mlflow.entities import ViewType
-
-from raypath.tracking.runs import TAG_KIND, TAG_PHASE
+from raypath.tracking.queries import TrackingClient, experiment_tags, phase_runs
 
 log = logging.getLogger(__name__)
 TAG_PHASES = "raypath.phases"  # experiment tag: the phases this sweep runs, in order
@@ -85,16 +82,9 @@ def graceful_stop() -> Iterator[StopRequest]:
             signal.signal(sig, old)
 
 
-def phase_runs(client: MlflowClient, experiment_id: str) -> dict[str, Any]:
-    """The parent run of each phase, by phase name."""
-    runs = client.search_runs([experiment_id], filter_string=f"tags.`{TAG_KIND}` = 'phase'",
-                              run_view_type=ViewType.ACTIVE_ONLY, max_results=100)
-    return {r.data.tags.get(TAG_PHASE): r for r in runs}
-
-
-def incomplete_phases(client: MlflowClient, experiment_id: str, *, fm: str) -> list[str]:
+def incomplete_phases(client: TrackingClient, experiment_id: str, *, fm: str) -> list[str]:
     """'fm phase (k of n configurations)' for each planned phase that did not complete."""
-    planned = client.get_experiment(experiment_id).tags.get(TAG_PHASES)
+    planned = experiment_tags(client, experiment_id).get(TAG_PHASES)
     if planned is None:  # a sweep recorded before phases were tracked
         log.warning("%s: the sweep does not record its phases; cannot check that they completed", fm)
         return []

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlflow import MlflowClient
-
 from raypath.store import FeatureStore
 from raypath.sweep.packing import member_settings
 from raypath.sweep.space import apply_params
+from raypath.tracking.queries import TrackingClient, run_tags
 from raypath.train.config import TrainConfig
 from raypath.train.data import TrainingSource, training_source
 from raypath.train.engine import PackMember, TrainResult, train_pack
@@ -55,8 +54,8 @@ class Rerun:
     record: dict[str, Any]
 
     @classmethod
-    def from_run(cls, client: MlflowClient, run_id: str) -> "Rerun":
-        tags = client.get_run(run_id).data.tags
+    def from_run(cls, client: TrackingClient, run_id: str) -> "Rerun":
+        tags = run_tags(client, run_id)
         if TAG_RERUN not in tags:
             raise ValueError(f"run {run_id} has no {TAG_RERUN} tag (not a sweep trial of this raypath)")
         return cls(json.loads(tags[TAG_RERUN]))

@@ -18,7 +18,6 @@ Rows are read in a fixed order (by trial key), so the same runs give the same ch
 means to the last bit whatever order MLflow returns them in.
 """
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,55 +25,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from mlflow import MlflowClient
-from mlflow.entities import ViewType
 
 from raypath.sweep.config import ObjectiveConfig
 from raypath.sweep.space import ROBUST_KEYS
-from raypath.tracking.runs import (
-    TAG_BASELINE,
-    TAG_CAVEAT,
-    TAG_CONFIG,
-    TAG_KEY,
-    TAG_KIND,
-    TAG_PARAMS,
-    TAG_PHASE,
-    TAG_SEED,
-    TAG_UNDEFINED,
-)
 
 log = logging.getLogger(__name__)
 COMPLETED = "best_epoch"  # only logged by a member that finished training and its final evaluation
 TIE_TOLERANCE = 1e-3
-
-
-def runs_frame(client: MlflowClient, experiment_id: str, *, phase: str | None = None) -> pd.DataFrame:
-    """One row per active run: run_id, status, key, config_key, baseline, seed, params, metrics..."""
-    query = f"tags.`{TAG_KIND}` = 'trial'" + (f" and tags.`{TAG_PHASE}` = '{phase}'" if phase else "")
-    runs = client.search_runs(
-        [experiment_id], filter_string=query, run_view_type=ViewType.ACTIVE_ONLY, max_results=50000
-    )
-    rows = [
-        {
-            "run_id": r.info.run_id,
-            "status": r.info.status,
-            "key": r.data.tags.get(TAG_KEY),
-            "config_key": r.data.tags.get(TAG_CONFIG),
-            "phase": r.data.tags.get(TAG_PHASE),
-            "baseline": r.data.tags.get(TAG_BASELINE) == "true",
-            "seed": int(r.data.tags.get(TAG_SEED, -1)),
-            "fold": int(r.data.tags.get("raypath.fold", -1)),
-            "params": json.loads(r.data.tags.get(TAG_PARAMS, "{}")),
-            "undefined": {k.removeprefix(TAG_UNDEFINED): v for k, v in r.data.tags.items()
-                          if k.startswith(TAG_UNDEFINED)},
-            "caveats": {k.removeprefix(TAG_CAVEAT): v for k, v in r.data.tags.items()
-                        if k.startswith(TAG_CAVEAT)},
-            **r.data.metrics,
-        }
-        for r in runs
-    ]
-    frame = pd.DataFrame(rows)
-    return frame.sort_values(["key", "run_id"], kind="stable").reset_index(drop=True) if rows else frame
 
 
 def robustness_metric(objectives: Sequence[ObjectiveConfig]) -> str:

@@ -14,8 +14,10 @@ import raypath
 from raypath.store import code_hash
 from raypath.train.data import TrainingSource
 
+FeatureDataset = Dataset  # the MLflow dataset entry of a feature store, as runs record it
 
-def feature_dataset(data: TrainingSource) -> Dataset:
+
+def feature_dataset(data: TrainingSource) -> FeatureDataset:
     """The feature store as an MLflow dataset: FM card, weights and tiling hash in its profile."""
     store = data.store()
     first = store.slide_entry(store.slide_ids()[0]).metadata

@@ -47,6 +47,11 @@ def register_model(client: MlflowClient, *, name: str, run_id: str, description:
     version = existing[0].version
     for key, value in tags.items():
         client.set_model_version_tag(name, str(version), key, str(value))
-    client.set_registered_model_alias(name, alias, str(version))
+    point_alias(client, name=name, alias=alias, version=str(version))
     log.info("registered %s version %s (alias %s) from run %s", name, version, alias, run_id)
     return str(version)
+
+
+def point_alias(client: MlflowClient, *, name: str, alias: str, version: str) -> None:
+    """`models:/<name>@<alias>` loads `version` from now on."""
+    client.set_registered_model_alias(name, alias, str(version))

@@ -17,6 +17,7 @@ import math
 import platform
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
@@ -199,6 +200,10 @@ class RunLedger:
         """The feature store the run trained on, as an MLflow dataset input."""
         tags = [InputTag("mlflow.data.context", context)]
         self.client.log_inputs(run_id, [DatasetInput(dataset, tags=tags)])
+
+    def log_artifact(self, run_id: str, path: Path, *, folder: str | None = None) -> None:
+        """One file among the run's artifacts (under `folder`)."""
+        self.client.log_artifact(run_id, str(path), artifact_path=folder)
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])

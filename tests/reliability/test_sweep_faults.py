@@ -16,8 +16,8 @@ from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
 from raypath.sweep.config import SweepConfig
-from raypath.sweep.selection import runs_frame
 from raypath.sweep.tuner import search_packs
+from raypath.tracking.queries import runs_frame
 
 pytestmark = pytest.mark.slow
 EXPERIMENT = "raypath/{sweep}/sim-16"

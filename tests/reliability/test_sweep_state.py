@@ -76,7 +76,8 @@ def _trial_runs(config: SweepConfig, phase: str) -> list:
 def test_sigint_mid_search_replicates_nothing_and_the_rerun_completes_from_the_full_search(
         tmp_path, sweep_data):
     from raypath.cli import main
-    from raypath.sweep.selection import runs_frame, select_robust
+    from raypath.sweep.selection import select_robust
+    from raypath.tracking.queries import runs_frame
 
     data = sweep_data(tmp_path, replicates={"seeds": 2, "top_k": 1, "accuracy_tolerance": 1.0})
     path, config = _write(data, tmp_path / "sweep.yaml"), SweepConfig.model_validate(data)

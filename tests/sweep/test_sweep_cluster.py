@@ -8,7 +8,7 @@ from mlflow import MlflowClient
 
 from raypath.sweep.config import SweepConfig
 from raypath.sweep.driver import run_sweep
-from raypath.sweep.selection import runs_frame
+from raypath.tracking.queries import runs_frame
 from raypath.tracking.runs import experiment_name
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]

@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
 from raypath.sweep.config import SweepConfig
-from raypath.sweep.selection import runs_frame
+from raypath.tracking.queries import runs_frame
 from raypath.tracking.runs import TAG_KIND
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]

@@ -107,9 +107,10 @@ def publish(config: FinetuneConfig, model: FinetuneModel, evaluation: Evaluation
         ledger.set_tags(run_id, {f"{TAG_UNDEFINED}{k}": v for k, v in evaluation.undefined.items()})
     with tempfile.TemporaryDirectory() as tmp:
         training = {"run": config.name, "history": history, "best_epoch": best_epoch}
-        weights, adapter, spec = package(Path(tmp), config, model, base_hash=base_hash, n_outputs=n_outputs,
-                                         risk_cut=evaluation.risk_cut, training=training)
-        log_model(ledger.client, run_id=run_id, weights=weights, spec=spec, adapter=adapter,
+        weights_file, adapter, spec = package(Path(tmp), config, model, base_hash=base_hash,
+                                              n_outputs=n_outputs, risk_cut=evaluation.risk_cut,
+                                              training=training)
+        log_model(ledger.client, run_id=run_id, weights=weights_file, spec=spec, adapter=adapter,
                   step=len(history))
         predictions = Path(tmp) / "predictions.parquet"
         evaluation.table.to_parquet(predictions, index=False)

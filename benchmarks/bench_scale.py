@@ -366,8 +366,8 @@ def _epoch_median(run: dict, key: str) -> float:
 
 def _own_core_s(run: dict) -> float:
     """Median s/epoch less the main thread's wait for a core: the epoch on an otherwise idle core."""
-    return float(np.median(np.subtract(run["epoch_s"], run["epoch_core_wait_s"])[1:]
-                           or np.subtract(run["epoch_s"], run["epoch_core_wait_s"])))
+    own = np.subtract(run["epoch_s"], run["epoch_core_wait_s"]).tolist()
+    return float(np.median(own[1:] or own))
 
 
 def out_of_core_report(runs: list[dict], args: argparse.Namespace, *, cache_bytes: int,

@@ -131,7 +131,7 @@ def main() -> int:
         f"{2 * SPECIMENS_PER_STEP} bags per step, {args.threads} torch threads, median of {args.epochs} "
         "timed epoch(s) after a warm-up epoch. Per bag-epoch = epoch wall time / (bags x models). torchmil "
         "trains its G models one after another (its cost per model does not depend on G); raypath trains "
-        "the G configurations as one pack. torchmil runs BCE alone in both rows: 'all losses' is extra "
+        "the G configurations as one pack. torchmil runs BCE alone in every row: 'all losses' is extra "
         f"work raypath does that torchmil does not. 1-min load average during the run: "
         f"{min(load):.1f} to {max(load):.1f} on {os.cpu_count()} cores. CPU ms = the process's CPU time "
         "per bag-epoch: with one torch thread it does not grow when other work shares the cores, so the "

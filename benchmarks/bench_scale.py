@@ -42,6 +42,7 @@ import numpy as np
 from machine import header, write_section
 from memory_limit import (
     cgroup_available,
+    core_wait_s,
     drop_file_cache,
     group_stats,
     io_wait_s,
@@ -291,15 +292,15 @@ def train_epochs(spec: dict) -> dict:
     rows = (np.minimum(lengths[split == "train"], config.max_tiles).sum()
             + np.minimum(lengths[split == "val"], config.eval_max_tiles).sum())
 
-    def mark() -> tuple[float, int, float, float]:
-        return time.perf_counter(), read_bytes(), time.process_time(), io_wait_s()
+    def mark() -> tuple[float, int, float, float, float]:
+        return time.perf_counter(), read_bytes(), time.process_time(), io_wait_s(), core_wait_s()
 
     marks = [mark()]
     train_pack(members=members, data=bags, seed=0, on_epoch=lambda epoch, reported: marks.append(mark()))
     final = mark()
-    seconds, disk, cpu, wait = (np.diff([m[i] for m in marks]) for i in range(4))
+    seconds, disk, cpu, wait, core_wait = (np.diff([m[i] for m in marks]) for i in range(5))
     return {"epoch_s": seconds.tolist(), "epoch_read_bytes": disk.tolist(), "epoch_cpu_s": cpu.tolist(),
-            "epoch_io_wait_s": wait.tolist(),
+            "epoch_io_wait_s": wait.tolist(), "epoch_core_wait_s": core_wait.tolist(),
             "sampled_bytes": int(rows) * bags.dim * bags.features.itemsize,
             "final_s": final[0] - marks[-1][0], "final_read_bytes": final[1] - marks[-1][1],
             "raypath": str(Path(raypath.__file__).parent), "peak_rss_mb": peak_rss_mb(os.getpid())}
@@ -358,9 +359,21 @@ def out_of_core(args: argparse.Namespace, work: Path) -> str:
     return out_of_core_report(runs, args, cache_bytes=cache_bytes, store_gb=meta["store_gb"])
 
 
+def _epoch_median(run: dict, key: str) -> float:
+    """Median of a per-epoch series over the epochs after the first (the first alone if only one)."""
+    return float(np.median(run[key][1:] or run[key]))
+
+
+def _own_core_s(run: dict) -> float:
+    """Median s/epoch less the main thread's wait for a core: the epoch on an otherwise idle core."""
+    own = np.subtract(run["epoch_s"], run["epoch_core_wait_s"]).tolist()
+    return float(np.median(own[1:] or own))
+
+
 def out_of_core_report(runs: list[dict], args: argparse.Namespace, *, cache_bytes: int,
                        store_gb: float) -> str:
-    baseline = float(np.median(runs[0]["epoch_s"][1:] or runs[0]["epoch_s"]))
+    baseline = _epoch_median(runs[0], "epoch_s")
+    own_baseline = _own_core_s(runs[0])
     lines = [
         header("Out-of-core epochs (node-local float16 cache larger than the memory limit)"),
         f"{args.out_of_core_slides} simulated slides x {args.tiles} tiles x {args.dim} dims: store "
@@ -371,27 +384,28 @@ def out_of_core_report(runs: list[dict], args: argparse.Namespace, *, cache_byte
         "/proc/<pid>/io read_bytes per epoch; 'sampled' = the bytes of the rows the epoch gathers (train + "
         "validation). s/epoch = median of the epochs after the first; the first epoch is also shown. CPU "
         "s/epoch = the process's CPU time (load-independent); I/O wait = its block-I/O delay (delay "
-        "accounting, kernel.task_delayacct; 0 when off): on a shared machine wall time minus these is time "
-        "spent waiting for a core. The "
+        "accounting, kernel.task_delayacct; 0 when off); core wait = the time its training thread was "
+        "runnable but waiting for a core (run-queue delay, /proc/<pid>/schedstat), which other work on a "
+        "shared machine causes; 'own core' = s/epoch less core wait: CPU time plus time blocked on disk "
+        "reads and page faults, the epoch as it would run with a core to itself. The "
         "cache file's pages are evicted before each run (POSIX_FADV_DONTNEED; 'warm' then reads it in "
         "once); the limit is a cgroup v1 memory group the child joins before it starts, page cache "
         "included.\n",
         "| run | memory limit GB | s/epoch | first epoch s | vs warm | CPU s/epoch | I/O wait s/epoch "
+        "| core wait s/epoch | own core s/epoch | own core vs warm "
         "| disk read MB/epoch | sampled MB/epoch | read / sampled | group peak GB | OOM kills "
         "| final evaluation s |",
-        "|" + "---|" * 13,
+        "|" + "---|" * 16,
     ]
     for run in runs:
-        later = run["epoch_s"][1:] or run["epoch_s"]
-        reads = run["epoch_read_bytes"][1:] or run["epoch_read_bytes"]
-        per_epoch, read = float(np.median(later)), float(np.median(reads))
-        cpu = float(np.median(run["epoch_cpu_s"][1:] or run["epoch_cpu_s"]))
-        wait = float(np.median(run["epoch_io_wait_s"][1:] or run["epoch_io_wait_s"]))
+        per_epoch, read = _epoch_median(run, "epoch_s"), _epoch_median(run, "epoch_read_bytes")
+        cpu, wait = _epoch_median(run, "epoch_cpu_s"), _epoch_median(run, "epoch_io_wait_s")
+        core_wait, own = _epoch_median(run, "epoch_core_wait_s"), _own_core_s(run)
         group, limit = run["group"], "-" if run["limit"] is None else f"{run['limit'] / 1e9:.2f}"
         lines.append(
             f"| {run['name']} | {limit} | "
             f"{per_epoch:.1f} | {run['epoch_s'][0]:.1f} | {per_epoch / baseline:.2f}x | {cpu:.1f} | "
-            f"{wait:.2f} | {read / 1e6:.0f} | "
+            f"{wait:.2f} | {core_wait:.1f} | {own:.1f} | {own / own_baseline:.2f}x | {read / 1e6:.0f} | "
             f"{run['sampled_bytes'] / 1e6:.0f} | {read / run['sampled_bytes']:.2f} | "
             f"{group.get('max_usage_bytes', float('nan')) / 1e9:.2f} | {group.get('oom_kills', '-')} | "
             f"{run['final_s']:.1f} |")

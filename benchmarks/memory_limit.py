@@ -94,3 +94,11 @@ def io_wait_s(pid: int | str = "self") -> float:
     `sysctl kernel.task_delayacct=1`)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[39]) / os.sysconf("SC_CLK_TCK")  # field 42 of stat: delayacct_blkio_ticks
+
+
+def core_wait_s(pid: int | str = "self") -> float:
+    """Seconds the process's main thread has been runnable but waiting for a core (the scheduler's
+    run-queue delay, /proc/<pid>/schedstat; needs no delay accounting). On a shared machine this is
+    the part of wall time that other work causes; wall minus it is what the thread would have taken
+    with a core of its own: its CPU time plus time blocked (disk reads, page faults)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9

@@ -94,9 +94,9 @@ class EvaluateFMConfig(StrictModel):
     levels: list[Level] = Field(default_factory=lambda: ["tile", "slide"], min_length=1)
     corrections: list[Correction] = Field(default_factory=lambda: ["none", "center", "combat"], min_length=1)
     seed: int = 0
-    workers: int | None = Field(None, ge=1, description="processes sharing the (FM, correction, level) "
-                                                       "evaluations (null = the cores this process may "
-                                                       "use); results do not depend on it")
+    workers: int | None = Field(None, ge=1, description="processes sharing the evaluations' clustering "
+                                                       "scores and APDs (null = the cores this process "
+                                                       "may use); results do not depend on it")
     knn: KnnConfig = KnnConfig()
     apd: APDConfig = APDConfig()
     clustering: ClusteringConfig = ClusteringConfig()

@@ -2,23 +2,22 @@
 protocol, and raypath's variants computed beside them."""
 
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import numpy as np
 
-from raypath.evaluate_fm.apd import DropResult, average_performance_drop, held_out_centers
-from raypath.evaluate_fm.clustering import ClusteringResult, clustering_score
+from raypath.evaluate_fm.apd import DropResult
+from raypath.evaluate_fm.clustering import ClusteringResult
 from raypath.evaluate_fm.config import EvaluateFMConfig
 from raypath.evaluate_fm.data import FeatureSet
+from raypath.evaluate_fm.measure import POOLED, apd_design, measure, timed
 from raypath.evaluate_fm.ri import RobustnessCurve, Variant, pathorob_k_grid, robustness_curves
 from raypath.evaluate_fm.sampling import cell_labels, stratified_sample
 
 log = logging.getLogger(__name__)
 NAN = float("nan")
-T = TypeVar("T")
+Timed = tuple[object, float, float]  # (result, wall s, CPU s) of one metric
+__all__ = ["LevelResult", "apd_design", "evaluate_level", "level_result", "robustness"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,7 @@ def _drop_summary(drop: DropResult | None) -> dict[str, float]:
             "acc0_ood": float(np.mean(drop.accuracy_ood[0]))}
 
 
-def _curves(data: FeatureSet, config: EvaluateFMConfig) -> tuple[dict[str, RobustnessCurve], int]:
+def robustness(data: FeatureSet, config: EvaluateFMConfig) -> tuple[dict[str, RobustnessCurve], int]:
     """PathoROB's RI (same-slide neighbours excluded) and each configured raypath variant, from one
     neighbour search."""
     knn = config.knn
@@ -74,52 +73,16 @@ def _curves(data: FeatureSet, config: EvaluateFMConfig) -> tuple[dict[str, Robus
     return curves, len(keep)
 
 
-def apd_design(data: FeatureSet, config: EvaluateFMConfig) -> tuple[FeatureSet, tuple[str, ...]]:
-    """(samples, out-of-domain centres) of the APD. Held-out scanners are never trained on: where
-    their slides make up whole centres (the confounder is the scanner) those centres are the
-    out-of-domain test, beside PathoROB's; otherwise their slides are left out of the APD."""
-    apd, held = config.apd, np.isin(data.scanners, config.apd.held_out_scanners)
-    if not held.any():
-        return data, held_out_centers(data.centers, apd.held_out_centers)
-    centres = sorted(set(data.centers[held]))
-    if not np.isin(data.centers[~held], centres).any():
-        return data, tuple(dict.fromkeys([*held_out_centers(data.centers, apd.held_out_centers), *centres]))
-    log.info("APD: %d samples of held-out scanners %s left out (they share centres with others)",
-             int(held.sum()), apd.held_out_scanners)
-    kept = data.take(np.flatnonzero(~held))
-    return kept, held_out_centers(kept.centers, apd.held_out_centers)
-
-
-def _drop(data: FeatureSet, config: EvaluateFMConfig) -> DropResult | None:
-    apd = config.apd
-    try:
-        data, held_out = apd_design(data, config)
-        return average_performance_drop(
-            data.features, classes=data.classes, centers=data.centers, slides=data.slide_ids,
-            specimens=data.specimen_ids, held_out=held_out,
-            iterations=apd.iterations, min_test_slides=apd.min_test_slides,
-            max_balanced_slides=apd.max_balanced_slides, seed=apd.seed)
-    except ValueError as exc:  # a cohort too small for the design: report NaN, go on
-        log.warning("APD not computed: %s", exc)
-        return None
-
-
-def _timed(seconds: dict[str, tuple[float, float]], name: str, compute: Callable[[], T]) -> T:
-    """`compute()`, its (wall, CPU) seconds recorded under `name`: the progress line of its evaluation;
-    CPU time, unlike wall time, does not grow when other work shares the cores."""
-    started = time.perf_counter(), time.process_time()
-    result = compute()
-    seconds[name] = time.perf_counter() - started[0], time.process_time() - started[1]
-    return result
+def level_result(data: FeatureSet, metrics: dict[str, Timed]) -> LevelResult:
+    """One table row's result from its metrics: "RI" (`robustness`) and each of `POOLED` (`measure`)."""
+    (curves, n_knn), clusters, drop = (metrics[name][0] for name in ("RI", *POOLED))
+    return LevelResult(n_samples=len(data), n_knn=n_knn, curves=curves, drop=drop, clusters=clusters,
+                       seconds={name: metrics[name][1] for name in ("RI", *POOLED)},
+                       cpu_seconds={name: metrics[name][2] for name in ("RI", *POOLED)})
 
 
 def evaluate_level(data: FeatureSet, *, config: EvaluateFMConfig) -> LevelResult:
-    """RI (PathoROB and variants), clustering score and APD of one feature set, each timed."""
-    seconds: dict[str, tuple[float, float]] = {}
-    curves, n_knn = _timed(seconds, "RI", lambda: _curves(data, config))
-    clusters = _timed(seconds, "clustering score", lambda: clustering_score(
-        data.features, classes=data.classes, centers=data.centers, **config.clustering.model_dump()))
-    drop = _timed(seconds, "APD", lambda: _drop(data, config))
-    return LevelResult(n_samples=len(data), n_knn=n_knn, curves=curves, drop=drop, clusters=clusters,
-                       seconds={k: wall for k, (wall, _) in seconds.items()},
-                       cpu_seconds={k: cpu for k, (_, cpu) in seconds.items()})
+    """RI (PathoROB and variants), clustering score and APD of one feature set in this process, each
+    timed."""
+    metrics = {"RI": timed(lambda: robustness(data, config))}
+    return level_result(data, metrics | {name: measure(data, name, config=config) for name in POOLED})

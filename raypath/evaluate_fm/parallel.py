@@ -46,15 +46,19 @@ def _single_threaded(function: Callable[..., Any], index: int, task: tuple) -> t
 def run_unordered(function: Callable[..., Any], tasks: Sequence[tuple], *, workers: int,
                   desc: str) -> Iterator[tuple[int, Any]]:
     """(task index, `function(*task)`) as tasks finish, on up to `workers` processes, with a
-    progress bar on a terminal, else a log line every `PROGRESS_EVERY_S` seconds."""
-    bar = ProgressBar(total=len(tasks), desc=desc, leave=False, every_s=PROGRESS_EVERY_S)
+    progress bar on a terminal, else a log line every `PROGRESS_EVERY_S` seconds. With several
+    workers the tasks start on return, so the caller may compute something else before reading."""
+    if workers <= 1 or len(tasks) <= 1:
+        results = (_single_threaded(function, index, task) for index, task in enumerate(tasks))
+    else:
+        pool = Parallel(n_jobs=min(workers, len(tasks)), return_as="generator_unordered")
+        results = pool(delayed(_single_threaded)(function, index, task) for index, task in enumerate(tasks))
+    return _with_progress(results, total=len(tasks), desc=desc)
+
+
+def _with_progress(results: Iterator[tuple[int, Any]], *, total: int, desc: str) -> Iterator[tuple[int, Any]]:
+    bar = ProgressBar(total=total, desc=desc, leave=False, every_s=PROGRESS_EVERY_S)
     try:
-        if workers <= 1 or len(tasks) <= 1:
-            results = (_single_threaded(function, index, task) for index, task in enumerate(tasks))
-        else:
-            pool = Parallel(n_jobs=min(workers, len(tasks)), return_as="generator_unordered")
-            results = pool(delayed(_single_threaded)(function, index, task)
-                           for index, task in enumerate(tasks))
         for result in results:
             bar.update()
             yield result

@@ -1,8 +1,10 @@
 """`raypath evaluate-fm` end to end: every FM × correction × level, then table, plot and MLflow.
 
-Every (FM, correction, level) is an independent evaluation of a small array: they run on
-`config.workers` processes (`parallel`), each logged with its metrics' times as it finishes, and
-are reported in a fixed order whatever order they finish in.
+Every (FM, correction, level) is an independent evaluation of a small array. Its clustering score
+and APD (seconds each) run as separate tasks on `config.workers` processes (`parallel`), the
+largest (tile level) first; meanwhile this process computes every RI (its torch kNN is loaded
+here only). Each metric is logged as it finishes, each row once it is complete, and the rows are
+reported in a fixed order whatever order they finish in.
 """
 
 import logging
@@ -20,12 +22,12 @@ from raypath.evaluate_fm.data import (
     feature_sources,
     load_features,
 )
-from raypath.evaluate_fm.evaluate import LevelResult, evaluate_level
-from raypath.evaluate_fm.parallel import run_unordered, usable_workers
+from raypath.evaluate_fm.evaluate import LevelResult, level_result, robustness
+from raypath.evaluate_fm.measure import POOLED, measure, timed
+from raypath.evaluate_fm.parallel import run_unordered, single_threaded, usable_workers
 from raypath.evaluate_fm.report import row_name, write_report
 from raypath.mil.correction import Method, fit_correction
 from raypath.store import FeatureStore
-from raypath.tracking.evaluate_fm import default_uri, log_to_mlflow
 from raypath.train.split_policy import held_out_scanners
 
 log = logging.getLogger(__name__)
@@ -76,15 +78,37 @@ def _log_row(keys: Keys, result: LevelResult) -> None:
     log.info("%s %s (%d samples): %s [%s]", keys["row"], keys["level"], result.n_samples, values, times)
 
 
+def _pooled_tasks(evaluations: list[tuple[Keys, FeatureSet]]) -> list[tuple[int, str]]:
+    """(evaluation index, metric) of every pooled metric, the largest arrays first: a long task
+    started last would leave the other cores idle at the end."""
+    order = sorted(range(len(evaluations)), key=lambda index: -len(evaluations[index][1]))
+    return [(index, metric) for index in order for metric in POOLED]
+
+
+def _log_metric(keys: Keys, metric: str, wall: float, cpu: float) -> None:
+    log.info("%s %s: %s in %.1f s (CPU %.1f s)", keys["row"], keys["level"], metric, wall, cpu)
+
+
 def evaluate_all(evaluations: list[tuple[Keys, FeatureSet]], *, config: EvaluateFMConfig,
                  ) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
-    """(table rows, curve rows) of every evaluation, on `config.workers` processes."""
+    """(table rows, curve rows) of every evaluation: pooled metrics on `config.workers` processes,
+    every RI in this process while they run."""
+    tasks = _pooled_tasks(evaluations)
+    pooled = run_unordered(partial(measure, config=config), [(evaluations[i][1], m) for i, m in tasks],
+                           workers=usable_workers(config.workers), desc="evaluate-fm metrics")
+    metrics: list[dict[str, object]] = [{} for _ in evaluations]
+    with single_threaded():
+        for index, (keys, data) in enumerate(evaluations):
+            metrics[index]["RI"] = timed(lambda data=data: robustness(data, config))
+            _log_metric(keys, "RI", *metrics[index]["RI"][1:])
     results: list[LevelResult | None] = [None] * len(evaluations)
-    tasks = [(data,) for _, data in evaluations]
-    for index, result in run_unordered(partial(evaluate_level, config=config), tasks,
-                                       workers=usable_workers(config.workers), desc="evaluate-fm"):
-        results[index] = result
-        _log_row(evaluations[index][0], result)
+    for task, outcome in pooled:
+        index, metric = tasks[task]
+        metrics[index][metric] = outcome
+        _log_metric(evaluations[index][0], metric, *outcome[1:])
+        if len(metrics[index]) == 1 + len(POOLED):
+            results[index] = level_result(evaluations[index][1], metrics[index])
+            _log_row(evaluations[index][0], results[index])
     table, curves = [], []
     for (keys, _), result in zip(evaluations, results, strict=True):
         table.append({**keys, **result.summary()})
@@ -116,6 +140,8 @@ def run_evaluation(config: EvaluateFMConfig, *, manifest: pd.DataFrame, labels: 
     artifacts = write_report(frame, pd.DataFrame(curves), out,
                              confounder=f"'{column}' (center: {config.center})")
     if config.tracking:
+        from raypath.tracking.evaluate_fm import default_uri, log_to_mlflow  # MLflow loads in seconds
+
         params = {"features": str(config.features), "tiles_per_slide": str(config.tiles_per_slide),
                   "center": config.center, "center_column": column, "seed": str(config.seed),
                   "held_out_scanners": ",".join(held_out) or "none"}

@@ -6,15 +6,16 @@ estimator's per-call argument checks, array-API dispatch and loss wrapper cost s
 (75 % of a demo run's APD). This is the same computation without them: scikit-learn's objective
 (mean half-binomial or half-multinomial loss plus ½·‖w‖²/(C·n), intercept unpenalised), evaluated
 with scikit-learn's own per-sample loss, in the same float operations, minimised from zero by the
-same scipy L-BFGS-B call with the same options. The coefficients are therefore bit for bit the
-estimator's (tested against it), and so are its predictions.
+same L-BFGS-B loop with the same options (`lbfgs`: scipy's, without `minimize`'s wrappers). The
+coefficients are therefore bit for bit the estimator's (tested against it), and so are its predictions.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize
 from sklearn._loss.loss import HalfBinomialLoss, HalfMultinomialLoss
+
+from raypath.evaluate_fm.lbfgs import minimize_lbfgsb
 
 # LogisticRegression's defaults: max_iter 100, tol 1e-4; its L-BFGS-B options
 LBFGS_OPTIONS = {"maxiter": 100, "maxls": 50, "gtol": 1e-4, "ftol": 64 * np.finfo(float).eps}
@@ -90,7 +91,7 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, *, c: float) -> Probe
     else:
         objective = _MultinomialObjective(features, codes.astype(np.float64), l2, len(classes))
         start = np.zeros(len(classes) * (d + 1))
-    solution = optimize.minimize(objective, start, method="L-BFGS-B", jac=True, options=LBFGS_OPTIONS).x
+    solution = minimize_lbfgsb(objective, start, **LBFGS_OPTIONS)
     if len(classes) == 2:
         return Probe(classes=classes, coef=solution[None, :-1], intercept=solution[-1:])
     full = np.ascontiguousarray(solution.reshape((len(classes), -1), order="F"))  # the estimator's layout

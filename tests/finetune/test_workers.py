@@ -17,7 +17,8 @@ from raypath.finetune.run import absolute, prepare_run, train
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]  # Ray Train groups, validated every epoch
 # The epoch hooks below travel to Ray Train's processes by value: those cannot import a test module.
-ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+for _module in (sys.modules[__name__], sys.modules["finetunekit"]):  # the workers import neither
+    ray.cloudpickle.register_pickle_by_value(_module)
 
 
 class TraceHashes:

@@ -67,7 +67,7 @@ def test_evaluate_fm_refuses_a_misfiled_fm_before_evaluating_any(tmp_path, cohor
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("evaluate-fm evaluated an FM before checking every FM's features")
 
-    monkeypatch.setattr(pipeline, "evaluate_level", forbidden)
+    monkeypatch.setattr(pipeline, "robustness", forbidden)
     code = main(["evaluate-fm", "--features", str(cohort["features"]), "--manifest",
                  str(cohort["manifest.csv"]), "--labels", str(cohort["labels.csv"]), "--out",
                  str(tmp_path / "report"), "--no-tracking"])

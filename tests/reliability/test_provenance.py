@@ -103,7 +103,7 @@ def test_evaluate_fm_refuses_features_filed_under_another_fms_name(tmp_path, mon
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("evaluate-fm scored features filed under another FM's name")
 
-    monkeypatch.setattr(pipeline, "evaluate_level", forbidden)
+    monkeypatch.setattr(pipeline, "robustness", forbidden)
     store = FeatureStore(tmp_path / "features", encoder="tiny-virchow2", tiling_hash=TILING_HASH)
     slides = [write_slide(store, index, metadata()) for index in range(4)]  # recorded encoder: tiny-uni
     manifest = tmp_path / "manifest.csv"

@@ -160,13 +160,13 @@ def train_loop(loop_config: dict) -> None:
         if parallel.rank == 0:
             send(loop_config, f"epoch {epoch + 1}/{config.epochs}: " + " ".join(
                 f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
-        if not (checkpoints.due(epoch) or stop):
-            report(metrics, epoch=epoch)
-        else:
+        if checkpoints.due(epoch) or stop:
             state = {"trained": trained, "epoch": epoch, "history": progress.history, "best": progress.best,
                      "optimizer": get_optimizer_state_dict(model, optimizer, options=FULL),
                      "stopper": progress.stopper.state_dict()}
             save_checkpoint(state, metrics=metrics, epoch=epoch)
+        else:
+            report(metrics, epoch=epoch)
         for hook in loop_config.get("epoch_hooks", ()):
             hook(epoch=epoch, rank=parallel.rank, model=base)
         if stop:

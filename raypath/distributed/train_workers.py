@@ -3,10 +3,11 @@ engine (`train_pack`, a pack of one) inside each Ray Train worker.
 
 Each worker opens the training data from its node's feature cache (built once per node under a
 file lock), takes its share of every epoch's specimen batches and averages gradients with the
-others (`raypath.train.parallel`). After every epoch all ranks report; rank 0 attaches the whole
-engine state every `checkpoint_every` epochs, so a restarted worker group or a resumed driver
-continues from it. Rank 0 validates, logs to the tracker (MLflow) and writes the same outputs as a
-single-process `raypath train`.
+others by hand (`raypath.train.parallel`, not DDP: the engine stays plain torch, and two workers
+with batch K train exactly as one process with 2K). After every epoch all ranks report; rank 0
+attaches the whole engine state every `checkpoint_every` epochs (`RayCheckpoints`), so a restarted
+worker group or a resumed driver continues from it. Rank 0 validates, logs to the tracker (MLflow)
+and writes the same outputs as a single-process `raypath train`.
 """
 
 import json
@@ -21,14 +22,14 @@ import ray.train.torch
 
 from raypath.cluster import connect
 from raypath.config import RaySettings
-from raypath.distributed import worker
+from raypath.distributed.checkpoints import RayCheckpoints
 from raypath.distributed.config import DistributedConfig
 from raypath.distributed.trainer import fit
+from raypath.distributed.worker import data_parallel
 from raypath.train.config import TrainConfig
 from raypath.train.data import TrainingSource
 from raypath.train.engine import PackMember, train_pack
 from raypath.train.outputs import write_outputs
-from raypath.train.parallel import DataParallel
 
 log = logging.getLogger(__name__)
 
@@ -62,32 +63,14 @@ class MilJob:
     (monitoring; the tests inject worker failures with one)."""
 
 
-@dataclass
-class RayCheckpoints:
-    """The engine's `Checkpoints` on Ray Train: every rank reports each epoch, and every
-    `every` epochs (and at the last) rank 0's report carries the state."""
-
-    every: int
-    last_epoch: int
-
-    def load(self) -> dict | None:
-        return worker.load_checkpoint()
-
-    def save(self, state: dict, *, metrics: dict[str, dict[str, float]], epoch: int) -> None:
-        flat = {k: v for k, v in metrics.get(KEY, {}).items() if isinstance(v, float | int)}
-        if (epoch + 1) % self.every == 0 or epoch == self.last_epoch:
-            worker.save_checkpoint(state, metrics=flat, epoch=epoch)
-        else:
-            worker.report(flat, epoch=epoch)
-
-
 def mil_loop(loop_config: dict) -> None:
     """Ray Train worker entry point: `loop_config["job"]` is a `MilJob`."""
     job: MilJob = loop_config["job"]
     node = ray.get_runtime_context().get_node_id()[:16]
     data = job.source.open(node=node)
-    parallel = DataParallel(rank=worker.rank(), world_size=worker.world_size(), seed=job.seed)
-    checkpoints = RayCheckpoints(every=job.checkpoint_every, last_epoch=job.config.epochs - 1)
+    device = ray.train.torch.get_device() if job.use_gpu else "cpu"
+    parallel = data_parallel(seed=job.seed, device=device)
+    checkpoints = RayCheckpoints(every=job.checkpoint_every, last_epoch=job.config.epochs - 1, member=KEY)
 
     def on_epoch(epoch: int, reported: dict[str, dict[str, float]]) -> None:
         for hook in job.epoch_hooks:
@@ -95,7 +78,6 @@ def mil_loop(loop_config: dict) -> None:
         if job.tracker is not None and KEY in reported:
             job.tracker(epoch, reported[KEY])
 
-    device = ray.train.torch.get_device() if job.use_gpu else "cpu"
     results = train_pack(members=[PackMember(key=KEY, config=job.config)], data=data, seed=job.seed,
                          on_epoch=on_epoch, parallel=parallel, checkpoints=checkpoints, device=device)
     if parallel.rank != 0:

@@ -1,5 +1,7 @@
 """The Ray Train worker loop: every worker builds the same model, takes its shard of the training
-specimens each epoch and steps with DDP (or FSDP) averaging gradients. After every epoch rank 0
+specimens each epoch (`DataParallel.shard`; tiles and dropout drawn from `epoch_seed`, so a resumed
+run draws what it would have) and steps with DDP (or FSDP) averaging gradients in backward, not by
+hand as the MIL engine does: FSDP shards an FM too large for one worker. After every epoch rank 0
 validates the gathered adapters and head on the validation slides (the MIL engine's per-epoch
 metrics), keeps the best epoch's weights and applies the engine's early stopping (`EarlyStopping`
 on `early_stopping`); its decision is broadcast, so the group stops together. Adapters, head,
@@ -26,13 +28,15 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from raypath.distributed import worker
+from raypath.distributed.checkpoints import RayCheckpoints, load_checkpoint, report, save_checkpoint
 from raypath.distributed.relay import send
+from raypath.distributed.worker import data_parallel, prepare
 from raypath.finetune.config import FinetuneConfig
 from raypath.finetune.data import FinetuneData, open_data, step_batches, step_inputs
 from raypath.finetune.evaluate import restore, validate
 from raypath.finetune.model import FinetuneModel, build_model, step
 from raypath.logs import Ticker
+from raypath.train.parallel import DataParallel
 from raypath.train.stopping import EarlyStopping
 
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -64,13 +68,14 @@ def trained_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: FinetuneData, *,
-                 encoder: torch.nn.Module, config: FinetuneConfig, epoch: int,
+                 encoder: torch.nn.Module, config: FinetuneConfig, epoch: int, parallel: DataParallel,
                  loop_config: dict | None = None) -> dict[str, float]:
     """One pass over this rank's shard; the group's mean losses and its tiles per second. Rank 0
     sends a progress line to the driver every `PROGRESS_EVERY_S` seconds."""
     model.train()
-    groups = worker.shard(data.prepared.train_groups, seed=config.seed, epoch=epoch)
-    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 1_009 + worker.rank())
+    groups = parallel.shard(data.prepared.train_groups, epoch=epoch)
+    torch.manual_seed(parallel.epoch_seed(epoch))
+    generator = torch.Generator().manual_seed(parallel.epoch_seed(epoch))
     device = next(encoder.parameters()).device
     sums: dict[str, float] = {}
     steps, tiles, started = 0, 0, time.perf_counter()
@@ -82,23 +87,23 @@ def _train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data:
         for name, value in step(model, optimizer, pixels, batch).items():
             sums[name] = sums.get(name, 0.0) + value
         steps, tiles = steps + 1, tiles + int(batch.mask.sum())
-        if loop_config is not None and worker.rank() == 0 and ticker.due():
+        if loop_config is not None and parallel.rank == 0 and ticker.due():
             send(loop_config, f"epoch {epoch + 1}/{config.epochs}: step {steps}/{total}, "
                               f"{tiles / (time.perf_counter() - started):.0f} tiles/s on rank 0")
     names = sorted(sums)
-    means = worker.all_reduce_mean(torch.tensor([sums[n] / max(steps, 1) for n in names]
-                                                + [tiles, time.perf_counter() - started]))
+    means = parallel.average([torch.tensor([sums[n] / max(steps, 1) for n in names]
+                                           + [tiles, time.perf_counter() - started])])[0]
     metrics = {f"train/{n}": float(v) for n, v in zip(names, means, strict=False)}
     # Throughput of the whole group: tiles (forward + backward through the FM) per second.
-    metrics["train/tiles_per_s"] = float(means[-2] * worker.world_size() / means[-1])
+    metrics["train/tiles_per_s"] = float(means[-2] * parallel.world_size / means[-1])
     return metrics
 
 
-def _validator(config: FinetuneConfig, data: FinetuneData, base: FinetuneModel, *,
+def _validator(config: FinetuneConfig, data: FinetuneData, base: FinetuneModel, *, rank: int,
                on_gpu: bool) -> FinetuneModel | None:
     """Rank 0's model for validation: the replica itself under DDP, an unsharded copy under FSDP
     (which holds only shards); None on the other ranks."""
-    if worker.rank() != 0:
+    if rank != 0:
         return None
     if config.distributed.strategy == "ddp":
         return base
@@ -108,7 +113,7 @@ def _validator(config: FinetuneConfig, data: FinetuneData, base: FinetuneModel, 
 
 
 def _validate_epoch(progress: Progress, validator: FinetuneModel | None, trained: dict[str, torch.Tensor],
-                    *, data: FinetuneData, config: FinetuneConfig, epoch: int,
+                    *, data: FinetuneData, config: FinetuneConfig, epoch: int, parallel: DataParallel,
                     metrics: dict[str, float]) -> bool:
     """Rank 0 validates, records the epoch and keeps the best weights; every rank gets its verdict
     (whether to stop)."""
@@ -119,7 +124,7 @@ def _validate_epoch(progress: Progress, validator: FinetuneModel | None, trained
         if progress.stopper.update(epoch, metrics):
             progress.best = trained
         log.info("epoch %d: %s", epoch, " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
-    return worker.decided_by_rank_zero(progress.stopper.should_stop)
+    return bool(parallel.broadcast(torch.tensor([int(progress.stopper.should_stop)])).item())
 
 
 def train_loop(loop_config: dict) -> None:
@@ -130,38 +135,40 @@ def train_loop(loop_config: dict) -> None:
     on_gpu = config.distributed.use_gpu and torch.cuda.is_available()
     base = build_model(config, n_outputs=prepared.n_outputs, n_scanners=len(prepared.scanner_codes),
                        on_gpu=on_gpu)
-    model = worker.prepare(base, strategy=config.distributed.strategy)
+    model = prepare(base, strategy=config.distributed.strategy)
+    parallel = data_parallel(seed=config.seed)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.optimizer.lr,
                                   weight_decay=config.optimizer.weight_decay)
     progress = Progress(stopper=EarlyStopping(config=config.train_config()))
-    state = worker.load_checkpoint()
+    state = load_checkpoint()
     if state is not None:
         # a copy: set_model_state_dict puts the model's own tensors into the dict it is given
         set_model_state_dict(model, dict(state["trained"]),
                              options=StateDictOptions(full_state_dict=True, strict=False))
         set_optimizer_state_dict(model, optimizer, state["optimizer"], options=FULL)
         progress.load(state)
-    validator = _validator(config, data, base, on_gpu=on_gpu)
+    validator = _validator(config, data, base, rank=parallel.rank, on_gpu=on_gpu)
+    checkpoints = RayCheckpoints(every=config.distributed.checkpoint_every, last_epoch=config.epochs - 1)
     for epoch in range(progress.next_epoch, config.epochs):
         if progress.stopper.should_stop:  # resumed after the run had stopped early
             break
         metrics = _train_epoch(model, optimizer, data, encoder=base.encoder, config=config, epoch=epoch,
-                               loop_config=loop_config)
+                               parallel=parallel, loop_config=loop_config)
         trained = trained_tensors(model)
         stop = _validate_epoch(progress, validator, trained, data=data, config=config, epoch=epoch,
-                               metrics=metrics)
-        if worker.rank() == 0:
+                               parallel=parallel, metrics=metrics)
+        if parallel.rank == 0:
             send(loop_config, f"epoch {epoch + 1}/{config.epochs}: " + " ".join(
                 f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
-        if (epoch + 1) % config.distributed.checkpoint_every and epoch + 1 < config.epochs and not stop:
-            worker.report(metrics, epoch=epoch)
-        else:
+        if checkpoints.due(epoch) or stop:
             state = {"trained": trained, "epoch": epoch, "history": progress.history, "best": progress.best,
                      "optimizer": get_optimizer_state_dict(model, optimizer, options=FULL),
                      "stopper": progress.stopper.state_dict()}
-            worker.save_checkpoint(state, metrics=metrics, epoch=epoch)
+            save_checkpoint(state, metrics=metrics, epoch=epoch)
+        else:
+            report(metrics, epoch=epoch)
         for hook in loop_config.get("epoch_hooks", ()):
-            hook(epoch=epoch, rank=worker.rank(), model=base)
+            hook(epoch=epoch, rank=parallel.rank, model=base)
         if stop:
             break
     data.source.close()

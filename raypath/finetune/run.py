@@ -10,9 +10,9 @@ import ray.train
 
 from raypath.cluster import connect
 from raypath.cohort import load_manifest
+from raypath.distributed.checkpoints import STATE_FILE
 from raypath.distributed.relay import relayed
 from raypath.distributed.trainer import fit
-from raypath.distributed.worker import STATE_FILE
 from raypath.encoders.registry import build_encoder
 from raypath.finetune.config import FinetuneConfig
 from raypath.finetune.data import FinetuneData, finetune_split, open_data

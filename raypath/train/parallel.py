@@ -6,6 +6,11 @@ identical without ever being sent. With the loss a mean over slides and equal-si
 averaged gradient of W batches of K specimens is the gradient of their union: W workers with
 `batch_specimens` K train like one process with W*K. Ray Train sets up the process group; the
 `raypath.distributed` package runs this on its workers.
+
+`DataParallel` is also the group's place, shards, seeds and collectives for the fine-tuning loop,
+which averages gradients through DDP/FSDP instead (sharding the FM needs FSDP, and DDP is its
+replicated twin); the engine averages by hand because that keeps `raypath.train` free of Ray and a
+group of W exactly one process with W*K.
 """
 
 from collections.abc import Sequence
@@ -48,19 +53,29 @@ def average(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
 
 @dataclass(frozen=True)
 class DataParallel:
-    """This process's place among the replicas training one pack: which batches it takes and how
-    gradients, metrics and decisions are made identical on every rank."""
+    """This process's place among the replicas training one model (or pack): which data it takes
+    and how gradients, metrics and decisions are made identical on every rank. Collectives send
+    tensors from `device` (NCCL reduces only GPU tensors) and return them where they came from."""
 
     rank: int
     world_size: int
     seed: int
+    device: torch.device | str = "cpu"
 
     def take(self, batches: Sequence[Item]) -> list[Item]:
         """This rank's batches of an epoch's list (same list on every rank)."""
         return split_evenly(batches, rank=self.rank, world_size=self.world_size)
 
+    def shard(self, items: Sequence[Item], *, epoch: int) -> list[Item]:
+        """This rank's share of a (seed, epoch)-seeded permutation of `items`: every rank draws the
+        same permutation and takes an equal, disjoint share (padded as `split_evenly` pads)."""
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(items))
+        return self.take([items[i] for i in order])
+
     def average(self, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        return average(tensors)
+        """Each tensor averaged over all ranks (identical on every rank), on its own device."""
+        averaged = average([t.to(self.device) for t in tensors])
+        return [a.to(t.device) for a, t in zip(averaged, tensors, strict=True)]
 
     def epoch_seed(self, epoch: int) -> int:
         """A per-rank, per-epoch seed for tile sampling and dropout. Ranks draw from their own
@@ -69,7 +84,10 @@ class DataParallel:
         return int(np.random.SeedSequence([self.seed, self.rank, epoch]).generate_state(1)[0])
 
     def broadcast(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Rank 0's value of `tensor` on every rank (rank 0 decides, e.g. which members go on)."""
-        if self.world_size > 1:
-            dist.broadcast(tensor, src=0)
-        return tensor
+        """Rank 0's value of `tensor` on every rank (rank 0 decides, e.g. which members go on or
+        whether the group stops), on the tensor's own device."""
+        if self.world_size == 1:
+            return tensor
+        sent = tensor.to(self.device)
+        dist.broadcast(sent, src=0)
+        return sent.to(tensor.device)

@@ -10,9 +10,10 @@ import ray.cloudpickle
 import torch
 from torch import nn
 
-from raypath.distributed import worker
+from raypath.distributed.checkpoints import load_checkpoint, save_checkpoint
 from raypath.distributed.config import DistributedConfig
 from raypath.distributed.trainer import fit
+from raypath.distributed.worker import data_parallel, prepare
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # Ray Train worker groups
@@ -23,14 +24,15 @@ def toy_loop(config: dict) -> None:
     its parameters per epoch, checkpoints every epoch and (optionally) fails once in rank 1."""
     out = Path(config["out"])
     torch.manual_seed(0)
-    model = worker.prepare(nn.Linear(4, 1), strategy=config.get("strategy", "ddp"))
+    model = prepare(nn.Linear(4, 1), strategy=config.get("strategy", "ddp"))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    state, start = worker.load_checkpoint(), 0
+    state, start = load_checkpoint(), 0
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start = state["epoch"] + 1
-    rank = worker.rank()
+    parallel = data_parallel(seed=0)
+    rank = parallel.rank
     (out / f"start-{rank}-{start}").touch()
     x = torch.linspace(-1, 1, 32 * 4).reshape(32, 4)
     y = x.sum(dim=1, keepdim=True)
@@ -39,7 +41,7 @@ def toy_loop(config: dict) -> None:
         if epoch == config.get("fail_at_epoch") and rank == 1 and not marker.exists():
             marker.touch()
             raise RuntimeError("injected failure")
-        for index in worker.shard(list(range(32)), seed=0, epoch=epoch):
+        for index in parallel.shard(list(range(32)), epoch=epoch):
             optimizer.zero_grad()
             nn.functional.mse_loss(model(x[index:index + 1]), y[index:index + 1]).backward()
             optimizer.step()
@@ -48,8 +50,8 @@ def toy_loop(config: dict) -> None:
         checksum = float(sum(p.detach().double().sum() for p in full))
         with (out / f"checksums-{rank}.jsonl").open("a") as handle:
             handle.write(json.dumps({"epoch": epoch, "checksum": checksum}) + "\n")
-        loss = worker.all_reduce_mean(nn.functional.mse_loss(model(x), y).detach())
-        worker.save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        loss = parallel.average([nn.functional.mse_loss(model(x), y).detach()])[0]
+        save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                 "epoch": epoch}, metrics={"loss": float(loss)}, epoch=epoch)
 
 

@@ -12,20 +12,20 @@ import pandas as pd
 import pytest
 import ray
 import ray.cloudpickle
+import ray.train
 import torch
 from ray.train import TrainingFailedError
 from safetensors.torch import load_file
 
-from raypath.distributed import worker
 from raypath.distributed.config import DistributedConfig
 from raypath.distributed.train_workers import MilJob, mil_loop, train_on_workers
 from raypath.distributed.trainer import fit
+from raypath.distributed.worker import data_parallel
 from raypath.store import FeatureStore
 from raypath.train.config import TrainConfig
 from raypath.train.data import training_source
 from raypath.train.engine import PackMember, train_one, train_pack
 from raypath.train.outputs import write_outputs
-from raypath.train.parallel import DataParallel
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # Ray Train worker groups (set-up trains too)
@@ -113,14 +113,14 @@ class ParamsPerRank:
 
     def save(self, state: dict, *, metrics: dict, epoch: int) -> None:
         checksum = float(sum(v.double().sum() for v in state["params"].values()))
-        with (self.out / f"params-{worker.rank()}.jsonl").open("a") as handle:
+        with (self.out / f"params-{ray.train.get_context().get_world_rank()}.jsonl").open("a") as handle:
             handle.write(json.dumps({"epoch": epoch, "checksum": checksum}) + "\n")
 
 
 def engine_loop(config: dict) -> None:
     """The engine on each worker with robust losses, dropout and tile sampling switched on."""
     job: MilJob = config["job"]
-    parallel = DataParallel(rank=worker.rank(), world_size=worker.world_size(), seed=job.seed)
+    parallel = data_parallel(seed=job.seed, device="cpu")
     train_pack(members=[PackMember(key="m", config=job.config)], data=job.source.open(node=""), seed=job.seed,
                parallel=parallel, checkpoints=ParamsPerRank(job.out))
 

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import finetunekit
 import pytest
 import ray.cloudpickle
 import torch
@@ -17,8 +18,8 @@ from raypath.finetune.run import absolute, prepare_run, train
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]  # Ray Train groups, validated every epoch
 # The epoch hooks below travel to Ray Train's processes by value: those cannot import a test module.
-for _module in (sys.modules[__name__], sys.modules["finetunekit"]):  # the workers import neither
-    ray.cloudpickle.register_pickle_by_value(_module)
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+ray.cloudpickle.register_pickle_by_value(finetunekit)  # TraceHashes calls its helpers
 
 
 class TraceHashes:

@@ -1,6 +1,7 @@
 """The data-parallel pieces of the engine that need no process group: who takes which batches, and
 the per-rank seeds."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -38,3 +39,24 @@ def test_without_a_process_group_averaging_is_the_identity_and_seeds_differ_by_r
     assert len(seeds) == 4
     assert DataParallel(rank=1, world_size=2, seed=0).epoch_seed(3) == DataParallel(
         rank=1, world_size=2, seed=0).epoch_seed(3)
+
+
+@pytest.mark.parametrize(("count", "world"), [(10, 2), (7, 3)])
+def test_an_epoch_shard_is_a_seeded_permutation_split_evenly_between_ranks(count, world):
+    items = [f"specimen-{i}" for i in range(count)]
+    ranks = [DataParallel(rank=r, world_size=world, seed=5) for r in range(world)]
+    shards = [p.shard(items, epoch=1) for p in ranks]
+    assert len({len(s) for s in shards}) == 1 and sorted(set().union(*shards)) == sorted(items)
+    permuted = [items[i] for i in np.random.default_rng([5, 1]).permutation(count)]
+    assert shards == [split_evenly(permuted, rank=r, world_size=world) for r in range(world)]
+    assert [p.shard(items, epoch=2) for p in ranks] != shards  # a new order every epoch
+    assert ranks[0].shard(items, epoch=1) == shards[0]  # a restarted rank draws the same
+
+
+def test_collectives_without_a_process_group_return_the_value_on_its_own_device():
+    parallel = DataParallel(rank=0, world_size=1, seed=0, device="cpu")
+    tensor = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    (averaged,) = parallel.average([tensor])
+    torch.testing.assert_close(averaged, tensor)
+    assert averaged.dtype == tensor.dtype and averaged is not tensor
+    assert parallel.broadcast(torch.tensor([1])).item() == 1

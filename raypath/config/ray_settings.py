@@ -32,3 +32,12 @@ class RaySettings(StrictModel):
             raise ValueError(f"{value} is too long for Ray's socket paths: use a directory of at most "
                              f"{limit} characters")
         return value
+
+
+class RayJob(StrictModel):
+    """The fields of every stage that runs on Ray: the cluster it joins, or how it starts its own."""
+
+    ray_address: str | None = Field(
+        None, description="Ray cluster to join ('auto', host:port, ray://); default the job's cluster when "
+                          "submitted with `ray job submit`, else a private local instance")
+    ray: RaySettings = Field(RaySettings(), description="start-up of a local Ray instance")

@@ -4,7 +4,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from raypath.config import LocalPath, Location, RaySettings, StrictModel
+from raypath.config import LocalPath, Location, RayJob, StrictModel
 from raypath.slides.config import TilingConfig
 
 
@@ -16,7 +16,7 @@ class EncoderSpec(StrictModel):
         None, description="local checkpoint dir/file; default the card's hub weights")
 
 
-class ExtractConfig(StrictModel):
+class ExtractConfig(RayJob):
     """Manifest in, one Parquet file per slide per encoder out; resources of each pipeline stage."""
 
     manifest: LocalPath | None = Field(None, description="manifest.csv of the cohort (required to run)")
@@ -56,10 +56,6 @@ class ExtractConfig(StrictModel):
     claim_lease_s: float = Field(
         300.0, gt=0, description="a run whose heartbeat is older than this is gone: its claims and "
                                  "temporary files are taken over")
-    ray_address: str | None = Field(
-        None, description="Ray cluster to join ('auto', host:port, ray://); default the job's "
-                          "cluster when submitted, else a local instance")
-    ray: RaySettings = Field(RaySettings(), description="start-up of a local Ray instance")
     run_id: str | None = Field(
         None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
         description="name of this run's log dir under <output>/_runs/ (no path parts); default = timestamp")

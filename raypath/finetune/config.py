@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from raypath.config import LocalPath, Location, RaySettings, StrictModel, TrackingUri
+from raypath.config import LocalPath, Location, RayJob, StrictModel, TrackingUri
 from raypath.distributed.config import DistributedConfig
 from raypath.encoders.lora import LoraSettings
 from raypath.encoders.registry import get_card
@@ -34,7 +34,7 @@ class TrackingConfig(StrictModel):
     alias: str = Field("champion", description="alias pointed at the new version")
 
 
-class FinetuneConfig(StrictModel):
+class FinetuneConfig(RayJob):
     """LoRA on the FM's attention projections + a robust MIL head, trained end to end from tiles."""
 
     manifest: LocalPath | None = Field(None, description="cohort manifest (required)")
@@ -79,8 +79,6 @@ class FinetuneConfig(StrictModel):
         "auto", description="recompute FM activations in backward; auto = on GPU workers only")
     distributed: DistributedConfig = DistributedConfig()
     tracking: TrackingConfig = TrackingConfig()
-    ray_address: str | None = Field(None, description="Ray cluster; default the job's cluster or a local one")
-    ray: RaySettings = Field(RaySettings(), description="start-up of a local Ray instance")
 
     @field_validator("encoder")
     @classmethod

@@ -4,10 +4,10 @@ from typing import Any
 
 from pydantic import Field
 
-from raypath.config import LocalPath, Location, RaySettings, StrictModel, TrackingUri
+from raypath.config import LocalPath, Location, RayJob, TrackingUri
 
 
-class PredictConfig(StrictModel):
+class PredictConfig(RayJob):
     """A model + a manifest of new slides -> per-slide predictions, attention and heatmaps."""
 
     model: Location | None = Field(
@@ -31,8 +31,6 @@ class PredictConfig(StrictModel):
     slides_per_batch: int = Field(8, ge=1, description="slides per Ray Data batch")
     extract: dict[str, Any] = Field(
         default_factory=dict, description="extraction settings for missing features (ExtractConfig keys)")
-    ray_address: str | None = Field(None, description="Ray cluster; default the job's or a local one")
-    ray: RaySettings = Field(RaySettings(), description="start-up of a local Ray instance")
 
     def require(self) -> None:
         """The fields a run needs; checked at run time so a YAML may leave them to flags."""

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from raypath.config import LocalPath, Location, RaySettings, StrictModel, TrackingUri, default_tracking_uri
+from raypath.config import LocalPath, Location, RayJob, StrictModel, TrackingUri, default_tracking_uri
 from raypath.sweep.space import ParamSpec, check_space
 from raypath.train.config import CacheConfig, TrainConfig
 
@@ -75,7 +75,7 @@ class TrackingConfig(StrictModel):
     artifact_location: Location | None = Field(None, description="artifact root for new experiments")
 
 
-class SweepConfig(StrictModel):
+class SweepConfig(RayJob):
     """Everything `raypath sweep` needs; the searched values override fields of `train`."""
 
     sweep_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -111,8 +111,6 @@ class SweepConfig(StrictModel):
     replicates: ReplicatesConfig = ReplicatesConfig()
     tracking: TrackingConfig = TrackingConfig()
     seed: int = 0
-    ray_address: str | None = Field(None, description="default: local Ray (or the cluster of a Ray job)")
-    ray: RaySettings = Field(RaySettings(), description="start-up of a local Ray instance")
     resume: Literal["auto", "never"] = Field("auto", description="auto = Tuner.restore an existing sweep")
 
     @model_validator(mode="after")

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from raypath.config import LocalPath, RaySettings, StrictModel
+from raypath.config import LocalPath, RayJob, StrictModel
 from raypath.units import MicronsPerPixel, Pixels
 
 RESULT_FIELDS = {"reference_scanner", "thumbnail_mpp", "max_rotation_deg", "max_side", "weak_score", "refine"}
@@ -28,7 +28,7 @@ class RefineConfig(StrictModel):
     weak_residual_um: float = Field(4.0, gt=0, description="flag a scan whose RMS residual exceeds this")
 
 
-class RegisterConfig(StrictModel):
+class RegisterConfig(RayJob):
     """Registration of each specimen's scans onto its reference scan, as a Ray job over specimens."""
 
     manifest: LocalPath | None = Field(None, description="cohort manifest (CSV or Parquet); required to run")
@@ -49,10 +49,6 @@ class RegisterConfig(StrictModel):
         None, description="directory where runs on one output claim specimens (local or NFS); "
                           "default: <work dir>/_claims")
     claim_lease_s: float = Field(300.0, gt=0, description="a run whose heartbeat is older than this is gone")
-    ray_address: str | None = Field(
-        None, description="Ray cluster to join ('auto', host:port); default the job's cluster when "
-                          "submitted, else a local instance")
-    ray: RaySettings = Field(RaySettings(), description="start-up of a local Ray instance")
     run_id: str | None = Field(
         None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
         description="name of this run's record dir under <work dir>/_runs/; default = timestamp")

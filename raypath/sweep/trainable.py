@@ -28,6 +28,7 @@ from raypath.sweep.space import apply_params
 from raypath.train.config import TrainConfig
 from raypath.train.data import TrainingSource, attach_tables
 from raypath.train.engine import PackMember, TrainResult, train_pack
+from raypath.train.evaluation import FINAL_SPLITS
 from raypath.train.outputs import model_spec
 
 log = logging.getLogger(__name__)
@@ -103,8 +104,10 @@ def run_pack(
     mode: str,
     save_models: bool,
     device: str = "cpu",
+    final_splits: Sequence[str] = FINAL_SPLITS,
 ) -> None:
-    """Tune entry point: `config` is a pack from the searcher (or the replicate grid)."""
+    """Tune entry point: `config` is a pack from the searcher (or the replicate grid); the members'
+    final metrics cover `final_splits` (a search selects on validation data and leaves out test)."""
     base = TrainConfig.model_validate(train)
     pack: Sequence[dict[str, Any]] = config["pack"]
     members = [PackMember(key=m["key"], config=apply_params(base, member_settings(m))) for m in pack]
@@ -125,7 +128,8 @@ def run_pack(
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("gpus_per_trial > 0 but this trial sees no CUDA device")
     bags, provenance = _node_bags(data)
-    results = train_pack(members=members, data=bags, seed=seed, on_epoch=on_epoch, device=device)
+    results = train_pack(members=members, data=bags, seed=seed, on_epoch=on_epoch, device=device,
+                         final_splits=final_splits)
     final = {key: dict(r.metrics) for key, r in results.items()}
     members_final = [{**m, "undefined": results[m["key"]].undefined, "caveats": results[m["key"]].caveats}
                      for m in _members_payload(final)]

@@ -23,7 +23,7 @@ import torch
 from raypath.mil.bags import BagSet
 from raypath.mil.sampling import specimen_batches
 from raypath.train.config import PER_MEMBER_FIELDS, TrainConfig
-from raypath.train.evaluation import final_evaluation, validation_summary
+from raypath.train.evaluation import FINAL_SPLITS, final_evaluation, validation_summary
 from raypath.train.fused_model import FusedObjective
 from raypath.train.parallel import DataParallel
 from raypath.train.resume import Checkpoints, Progress, restore, snapshot
@@ -152,6 +152,7 @@ def train_pack(
     device: torch.device | str = "cpu",
     parallel: DataParallel | None = None,
     checkpoints: Checkpoints | None = None,
+    final_splits: Sequence[str] = FINAL_SPLITS,
 ) -> dict[str, TrainResult]:
     """Train every member; `on_epoch(epoch, {key: metrics})` sees the members still training.
 
@@ -159,7 +160,7 @@ def train_pack(
     the final evaluation runs on the CPU with the best weights. With `checkpoints`, the run starts from
     the latest saved state and saves its state after every epoch. With `parallel` (one replica of a
     data-parallel group), rank 0 validates, decides which members go on and returns the results;
-    the other ranks only train and return an empty dict.
+    the other ranks only train and return an empty dict. The final metrics cover `final_splits`.
     """
     _check_pack(members)
     config, union = members[0].config, union_config(members)
@@ -210,6 +211,7 @@ def train_pack(
             seed=seed,
             history=progress.history[g],
             best_epoch=progress.stoppers[g].best_epoch,
+            splits=final_splits,
         )
         for g, m in enumerate(members)
     }
@@ -242,10 +244,11 @@ def _finish(
     seed: int,
     history: list[dict[str, float]],
     best_epoch: int,
+    splits: Sequence[str],
 ) -> TrainResult:
-    """Best-epoch weights into a plain model, then the final evaluation."""
+    """Best-epoch weights into a plain model, then the final evaluation of `splits`."""
     model.load_state_dict(state)
-    evaluation = final_evaluation(model, prepared, config=config, seed=seed)
+    evaluation = final_evaluation(model, prepared, config=config, seed=seed, splits=splits)
     return TrainResult(metrics={**evaluation.metrics, "best_epoch": float(best_epoch)},
                        undefined=evaluation.undefined, caveats=evaluation.caveats,
                        predictions=evaluation.table, state_dict=state, history=history, best_epoch=best_epoch,

@@ -199,6 +199,17 @@ def test_result_has_task_and_robustness_metrics_and_predictions(cohort48):
     assert set(result.state_dict) >= {"backbone.head.weight", "heads.adversarial.weight"}
 
 
+def test_a_search_pack_summarises_only_the_splits_it_is_asked_for(cohort48):
+    config = _one_config(losses=ROBUST, max_tiles=8)
+    members = [PackMember(key="a", config=config)]
+    both = train_pack(members=members, data=cohort48, seed=0)["a"]
+    val_only = train_pack(members=members, data=cohort48, seed=0, final_splits=("val",))["a"]
+    kept = {k: v for k, v in both.metrics.items() if not k.startswith("test/")}
+    assert len(kept) < len(both.metrics) and val_only.metrics.keys() == kept.keys()
+    np.testing.assert_array_equal(list(val_only.metrics.values()), list(kept.values()))
+    assert val_only.predictions.equals(both.predictions)  # every slide is still predicted
+
+
 def test_learns_the_simulated_signal(cohort48):
     result = train_one(config=_one_config(epochs=15), data=cohort48, seed=0)
     assert result.metrics["test/auc"] > 0.8

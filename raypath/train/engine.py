@@ -113,7 +113,8 @@ def _train_epoch(
     tiles: torch.Generator,
     parallel: DataParallel | None,
 ) -> list[dict[str, float]]:
-    """One pass over the training specimens for all members (the batches a member would draw alone).
+    """One pass over the training specimens for the members still training (the batches a member
+    would draw alone); members that stopped get empty metrics.
 
     Data-parallel: every rank draws the same batch list from `generator`, steps on its share with
     gradients averaged over ranks, and samples tiles from its own `tiles` generator.
@@ -126,9 +127,10 @@ def _train_epoch(
         batches = parallel.take(batches)
     sums: dict[str, torch.Tensor] = {}
     names = list(fused.params)
+    members = active.nonzero().flatten()  # stopped members are left out of the step (zero gradients)
     for slides in batches:
         batch = prepared.collator(slides, max_tiles=config.max_tiles, generator=tiles)
-        total, losses = fused.loss(batch)
+        total, losses = fused.loss(batch, members=members)
         grads = torch.autograd.grad(total.sum(), list(fused.params.values()), allow_unused=True)
         grads = [torch.zeros_like(p) if g is None else g
                  for p, g in zip(fused.params.values(), grads, strict=True)]
@@ -140,7 +142,9 @@ def _train_epoch(
     if parallel is not None and sums:
         sums = dict(zip(sums, parallel.average(list(sums.values())), strict=True))
     n = max(len(batches), 1)
-    return [{f"train/{k}": float(v[g]) / n for k, v in sums.items()} for g in range(len(active))]
+    rows = {g: row for row, g in enumerate(members.tolist())}
+    return [{f"train/{k}": float(v[rows[g]]) / n for k, v in sums.items()} if g in rows else {}
+            for g in range(len(active))]
 
 
 def train_pack(
@@ -220,7 +224,7 @@ def train_pack(
 def _track(members: Sequence[PackMember], progress: Progress, *, epoch: int, fused: FusedObjective,
            metrics: list[dict[str, float]], prepared: Prepared) -> dict[str, dict[str, float]]:
     """Validate, record the epoch of every member still training, keep best weights, stop members."""
-    val_metrics = validation_summary(fused, prepared, config=members[0].config)
+    val_metrics = validation_summary(fused, prepared, config=members[0].config, active=progress.active)
     reported = {}
     for g, member in enumerate(members):
         if not progress.active[g]:

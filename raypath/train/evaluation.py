@@ -25,15 +25,20 @@ from raypath.train.setup import Prepared
 
 
 def validation_summary(
-    fused: FusedObjective, prepared: Prepared, *, config: TrainConfig
+    fused: FusedObjective, prepared: Prepared, *, config: TrainConfig, active: torch.Tensor | None = None
 ) -> list[dict[str, float]]:
-    """One metrics dict per member; empty dicts when there is no validation split."""
+    """One metrics dict per member; empty dicts when there is no validation split, and for members
+    that are not `active` (a (G,) mask; None = all), which are not evaluated."""
     slides = prepared.indices("val")
-    if len(slides) == 0:
-        return [{} for _ in range(fused.size)]
-    predictions, _ = fused.predict(prepared.collator, slides, config=config)
-    return [validation_metrics(prediction, prepared, slides=slides, config=config)
-            for prediction in predictions]
+    members = None if active is None else active.nonzero().flatten()
+    results: list[dict[str, float]] = [{} for _ in range(fused.size)]
+    if len(slides) == 0 or (members is not None and len(members) == 0):
+        return results
+    predictions, _ = fused.predict(prepared.collator, slides, config=config, members=members)
+    for g, prediction in zip(range(fused.size) if members is None else members.tolist(), predictions,
+                             strict=True):
+        results[g] = validation_metrics(prediction, prepared, slides=slides, config=config)
+    return results
 
 
 def validation_metrics(prediction: torch.Tensor, prepared: Prepared, *, slides: np.ndarray,

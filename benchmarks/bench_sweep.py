@@ -74,7 +74,8 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {mem / 2**20:.0f} GiB RAM, load avg {os.getloadavg()[0]:.1f}"
 
 
-def sweep_config(s: dict, *, cohort: Path, out: Path, batch: int | None = None) -> SweepConfig:
+def sweep_config(s: dict, *, cohort: Path, out: Path, batch: int | None = None, taper: bool = True
+                 ) -> SweepConfig:
     return SweepConfig.model_validate(
         {
             "sweep_id": "bench",
@@ -100,6 +101,7 @@ def sweep_config(s: dict, *, cohort: Path, out: Path, batch: int | None = None) 
             ],
             "asha": {"grace_period": s["grace"], "reduction_factor": 3},
             "search_batch": batch,
+            "taper_tail": taper,
             "resources": {"cpus_per_trial": 1, "max_concurrent_trials": 2},
             "replicates": {"seeds": 0},
         }
@@ -125,12 +127,14 @@ def fused_speed(data, *, epochs: int, pack: int) -> list[tuple[int, float]]:
     return rows
 
 
-def batch_idle_share(experiment: Path) -> tuple[float, int]:
+def batch_idle_share(experiment: Path) -> tuple[float, int, float, float]:
     """Share of the batches' slot time left idle waiting for a batch's slowest pack (Σ over batches of
-    Σ_packs (slowest - own) / Σ (packs x slowest)), from Tune's result.json of each pack; and how many
-    epochs the packs trained in all (a load-independent measure of the work early stopping left)."""
+    Σ_packs (slowest - own) / Σ (packs x slowest)), from Tune's result.json of each pack; how many
+    epochs the packs trained in all (a load-independent measure of the work early stopping left); and
+    the seconds trials waited in their epoch reports for the driver, and the CPU seconds their training
+    threads used (both up to each pack's last report)."""
     durations: dict[int, list[float]] = {}
-    epochs = 0
+    epochs, waited, cpu = 0, 0.0, 0.0
     for result in experiment.glob("pack_*/result.json"):
         lines = result.read_text().splitlines()
         if not lines:
@@ -138,28 +142,32 @@ def batch_idle_share(experiment: Path) -> tuple[float, int]:
         last = json.loads(lines[-1])
         durations.setdefault(int(last["config"].get("batch", 0)), []).append(float(last["time_total_s"]))
         epochs += int(last["epoch"])
+        waited += float(last.get("driver_wait_s", 0.0))
+        cpu += float(last.get("cpu_s", 0.0))
     idle = sum(max(t) * len(t) - sum(t) for t in durations.values())
     slots = sum(max(t) * len(t) for t in durations.values())
-    return (idle / slots if slots else 0.0), epochs
+    return (idle / slots if slots else 0.0), epochs, waited, cpu
 
 
 def report(s: dict, outcome, fused: list[tuple[int, float]], *, command: str, machine_text: str,
-           batch: int, batches: tuple[float, int]) -> str:
+           batch: int, batches: tuple[float, int, float, float], taper: bool, driver_cpu_s: float,
+           load_end: float) -> str:
     parallel = 2
     overhead = 1 - outcome.trainable_s / (outcome.wall_s * parallel)
     steady = 1 - outcome.trainable_s / ((outcome.wall_s - outcome.startup_s) * parallel)
     per_hour = outcome.trials / outcome.wall_s * 3600
-    idle, epochs = batches
+    idle, epochs, waited, cpu = batches
     lines = [
         "## Sweep throughput (`bench_sweep.py`)",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {machine_text}  ",
+        f"Machine: {machine_text} at the start, {load_end:.1f} at the end  ",
         f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
         "",
         f"Cohort: {s['specimens']} specimens x 3 scanners, {s['tiles']} tiles x {s['dim']} dims; up to "
         f"{s['epochs']} epochs; Optuna TPE (2 objectives) asked in batches of {batch} packs, told in pack "
-        f"order + successive halving by batch (grace {s['grace']}, rf 3); packs of {s['pack']}; 2 concurrent "
+        f"order + successive halving by batch (grace {s['grace']}, rf 3); packs of {s['pack']}"
+        f"{', the tail tapered' if taper else ', the tail not tapered'}; 2 concurrent "
         "trials x 1 CPU; MLflow on embedded SQLite (driver-only writes).",
         "",
         "| configurations | packs | failed packs | wall s | configs / hour | Σ in-trainable s "
@@ -170,7 +178,10 @@ def report(s: dict, outcome, fused: list[tuple[int, float]], *, command: str, ma
         f"{steady:.1%} |",
         "",
         f"Waiting for each batch's slowest pack left {idle:.1%} of the batches' slot time idle; the packs "
-        f"trained {epochs} pack-epochs in all (early stopping included).",
+        f"trained {epochs} pack-epochs in all (early stopping included). Trials waited "
+        f"{waited:.0f} s in all in their epoch reports for the driver's round trip. CPU time: "
+        f"{cpu:.0f} s in the trainables' training threads, {driver_cpu_s:.0f} s in the driver (Tune, "
+        "Optuna, MLflow); wall times grow with other work on the machine, CPU times far less.",
         "",
         "Fused training, seconds per epoch per configuration (1 thread, same batches):",
         "",
@@ -187,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small cohort and few configurations")
     parser.add_argument("--configs", type=int, help="override the number of configurations")
     parser.add_argument("--search-batch", type=int, help="packs per search batch (default: the config's)")
+    parser.add_argument("--no-taper", action="store_true", help="full-size packs to the end (taper_tail off)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     setup_logging()
@@ -198,15 +210,18 @@ def main(argv: list[str] | None = None) -> int:
         write_feature_cohort(sim, out=Path(tmp) / "cohort")
         connect(None, num_cpus=2, log_to_driver=False)
         config = sweep_config(s, cohort=Path(tmp) / "cohort", out=Path(tmp) / "sweep",
-                              batch=args.search_batch)
+                              batch=args.search_batch, taper=not args.no_taper)
+        cpu_started = time.process_time()
         (outcome,) = run_sweep(config)
+        driver_cpu_s = time.process_time() - cpu_started
+        load_end = os.getloadavg()[0]
         batches = batch_idle_share(Path(outcome.path))
         ray.shutdown()
         data = simulated_bagset(simulate_cohort(sim))
         fused = fused_speed(data, epochs=2, pack=s["pack"])
     command = " ".join([".venv/bin/python", "benchmarks/bench_sweep.py", *(argv or sys.argv[1:])])
     text = report(s, outcome, fused, command=command, machine_text=machine_text, batch=config.batch_packs(),
-                  batches=batches)
+                  batches=batches, taper=config.taper_tail, driver_cpu_s=driver_cpu_s, load_end=load_end)
     write_section(args.out, text)
     return 0
 

@@ -11,6 +11,7 @@ import logging
 import math
 import resource
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -112,18 +113,22 @@ def run_pack(
     pack: Sequence[dict[str, Any]] = config["pack"]
     members = [PackMember(key=m["key"], config=apply_params(base, member_settings(m))) for m in pack]
     seed = int(pack[0]["seed"])
-    epochs_done = 0
+    epochs_done, waited, cpu_start = 0, 0.0, time.thread_time()  # this thread trains: its CPU is the pack's
 
     def on_epoch(epoch: int, reported: dict[str, dict[str, float]]) -> None:
-        nonlocal epochs_done
+        nonlocal epochs_done, waited
         epochs_done = epoch + 1
+        started = time.perf_counter()  # Tune holds the trial in `report` until the driver took the result
         tune.report(
             {
                 "epoch": epochs_done,
                 PACK_METRIC: pack_objective(reported, metric=metric, mode=mode),
                 "members": _members_payload(reported),
+                "driver_wait_s": waited,  # so far: the epochs' round trips through the driver
+                "cpu_s": time.thread_time() - cpu_start,
             }
         )
+        waited += time.perf_counter() - started
 
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("gpus_per_trial > 0 but this trial sees no CUDA device")
@@ -139,6 +144,8 @@ def run_pack(
         "members": members_final,
         "final": True,
         "memory": process_memory(),
+        "driver_wait_s": waited,
+        "cpu_s": time.thread_time() - cpu_start,
         "node": ray.get_runtime_context().get_node_id(),
     }
     if not save_models:

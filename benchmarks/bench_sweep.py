@@ -28,6 +28,7 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import ray
@@ -131,14 +132,24 @@ def fused_speed(data, *, epochs: int, pack: int) -> list[tuple[int, float]]:
     return rows
 
 
-def batch_idle_share(experiment: Path) -> tuple[float, int, float, float]:
-    """Share of the batches' slot time left idle waiting for a batch's slowest pack (Σ over batches of
-    Σ_packs (slowest - own) / Σ (packs x slowest)), from Tune's result.json of each pack; how many
-    epochs the packs trained in all (a load-independent measure of the work early stopping left); and
-    the seconds trials waited in their epoch reports for the driver, and the CPU seconds their training
-    threads used (both up to each pack's last report)."""
+@dataclass(frozen=True)
+class PackTotals:
+    """What the packs' result.json files say about the whole search."""
+
+    batch_idle: float  # share of the batches' slot time idle waiting for a batch's slowest pack
+    epochs: int  # pack-epochs trained (a load-independent measure of the work early stopping left)
+    waited_s: float  # seconds trials waited in their epoch reports for the driver
+    cpu_s: float  # CPU seconds of the trainables' training threads
+    alone_s: float  # seconds the last pack ran after every other pack had ended
+    last_packs: str  # sizes of the last packs, in order
+
+
+def pack_totals(experiment: Path) -> PackTotals:
+    """From Tune's result.json of each pack (last line: waits and CPU up to the pack's last report;
+    timestamps in whole seconds). Batch idle share = Σ over batches of Σ_packs (slowest - own) /
+    Σ (packs x slowest)."""
     durations: dict[int, list[float]] = {}
-    epochs, waited, cpu = 0, 0.0, 0.0
+    epochs, waited, cpu, ends = 0, 0.0, 0.0, []
     for result in experiment.glob("pack_*/result.json"):
         lines = result.read_text().splitlines()
         if not lines:
@@ -148,19 +159,23 @@ def batch_idle_share(experiment: Path) -> tuple[float, int, float, float]:
         epochs += int(last["epoch"])
         waited += float(last.get("driver_wait_s", 0.0))
         cpu += float(last.get("cpu_s", 0.0))
+        ends.append((int(last["config"].get("pack_index", 0)), float(last["timestamp"]),
+                     len(last["config"]["pack"])))
     idle = sum(max(t) * len(t) - sum(t) for t in durations.values())
     slots = sum(max(t) * len(t) for t in durations.values())
-    return (idle / slots if slots else 0.0), epochs, waited, cpu
+    finish = sorted(end for _, end, _ in ends)
+    sizes = [size for _, _, size in sorted(ends)[-10:]]
+    return PackTotals(batch_idle=idle / slots if slots else 0.0, epochs=epochs, waited_s=waited, cpu_s=cpu,
+                      alone_s=finish[-1] - finish[-2] if len(finish) > 1 else 0.0,
+                      last_packs=", ".join(map(str, sizes)))
 
 
 def report(s: dict, outcome, fused: list[tuple[int, float]], *, command: str, machine_text: str,
-           batch: int, batches: tuple[float, int, float, float], taper: bool, driver_cpu_s: float,
-           load_end: float) -> str:
+           batch: int, totals: PackTotals, taper: bool, driver_cpu_s: float, load_end: float) -> str:
     parallel = 2
     overhead = 1 - outcome.trainable_s / (outcome.wall_s * parallel)
     steady = 1 - outcome.trainable_s / ((outcome.wall_s - outcome.startup_s) * parallel)
     per_hour = outcome.trials / outcome.wall_s * 3600
-    idle, epochs, waited, cpu = batches
     lines = [
         "## Sweep throughput (`bench_sweep.py`)",
         "",
@@ -181,11 +196,13 @@ def report(s: dict, outcome, fused: list[tuple[int, float]], *, command: str, ma
         f"{per_hour:.0f} | {outcome.trainable_s:.0f} | {overhead:.1%} | {outcome.startup_s:.0f} | "
         f"{steady:.1%} |",
         "",
-        f"Waiting for each batch's slowest pack left {idle:.1%} of the batches' slot time idle; the packs "
-        f"trained {epochs} pack-epochs in all (early stopping included). Trials waited "
-        f"{waited:.0f} s in all in their epoch reports for the driver's round trip. CPU time: "
-        f"{cpu:.0f} s in the trainables' training threads, {driver_cpu_s:.0f} s in the driver (Tune, "
-        "Optuna, MLflow); wall times grow with other work on the machine, CPU times far less.",
+        f"Waiting for each batch's slowest pack left {totals.batch_idle:.1%} of the batches' slot time idle; "
+        f"the packs trained {totals.epochs} pack-epochs in all (early stopping included). Trials waited "
+        f"{totals.waited_s:.0f} s in all in their epoch reports for the driver's round trip. The last packs "
+        f"held {totals.last_packs} configurations; the last one ran alone for {totals.alone_s:.0f} s at the "
+        f"end. CPU time: {totals.cpu_s:.0f} s in the trainables' training threads, {driver_cpu_s:.0f} s in "
+        "the driver (Tune, Optuna, MLflow); wall times grow with other work on the machine, CPU times far "
+        "less.",
         "",
         "Fused training, seconds per epoch per configuration (1 thread, same batches):",
         "",
@@ -219,13 +236,13 @@ def main(argv: list[str] | None = None) -> int:
         (outcome,) = run_sweep(config)
         driver_cpu_s = time.process_time() - cpu_started
         load_end = os.getloadavg()[0]
-        batches = batch_idle_share(Path(outcome.path))
+        totals = pack_totals(Path(outcome.path))
         ray.shutdown()
         data = simulated_bagset(simulate_cohort(sim))
         fused = fused_speed(data, epochs=2, pack=s["pack"])
     command = " ".join([".venv/bin/python", "benchmarks/bench_sweep.py", *(argv or sys.argv[1:])])
     text = report(s, outcome, fused, command=command, machine_text=machine_text, batch=config.batch_packs(),
-                  batches=batches, taper=config.taper_tail, driver_cpu_s=driver_cpu_s, load_end=load_end)
+                  totals=totals, taper=config.taper_tail, driver_cpu_s=driver_cpu_s, load_end=load_end)
     write_section(args.out, text)
     return 0
 

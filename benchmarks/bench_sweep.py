@@ -1,6 +1,7 @@
 """Sweep throughput: trained configurations per hour and Tune's per-trial overhead share.
 
-Full run (the issue's target: >= 1,000 configurations in <= 60 min, overhead < 10%):
+Full run (targets: >= 1,000 configurations in <= 60 min, overhead < 10%; issue 26: >= 4,000
+configurations per hour on 2 cores, overhead < 5%):
     .venv/bin/python benchmarks/bench_sweep.py
 Quick check (small cohort, few configurations):
     .venv/bin/python benchmarks/bench_sweep.py --quick
@@ -11,8 +12,11 @@ Optuna (multi-objective TPE) + ASHA, packs of 8 configurations, MLflow on embedd
 Overhead share = 1 - (sum of Tune's time_total_s over packs) / (wall x concurrent trials): the
 part of the machine's time not spent inside trainables (scheduling, actor start, result
 plumbing, the driver's MLflow writes and Optuna asks); "after start-up" leaves out the one-off
-time before the first trainable runs (Ray workers, imports). A second table compares fused training
-(G configurations per step) with one configuration at a time on the same data, per epoch.
+time before the first trainable runs (Ray workers, imports). CPU seconds (the trainables' training
+threads, the driver) are reported beside wall time: on a machine others share, wall time grows with
+their load and CPU time far less. `--no-taper` keeps full-size packs to the end. A second table
+compares fused training (G configurations per step) with one configuration at a time on the same
+data, per epoch.
 """
 
 import argparse
@@ -24,6 +28,7 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import ray
@@ -74,7 +79,8 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {mem / 2**20:.0f} GiB RAM, load avg {os.getloadavg()[0]:.1f}"
 
 
-def sweep_config(s: dict, *, cohort: Path, out: Path, batch: int | None = None) -> SweepConfig:
+def sweep_config(s: dict, *, cohort: Path, out: Path, batch: int | None = None, taper: bool = True
+                 ) -> SweepConfig:
     return SweepConfig.model_validate(
         {
             "sweep_id": "bench",
@@ -100,6 +106,7 @@ def sweep_config(s: dict, *, cohort: Path, out: Path, batch: int | None = None) 
             ],
             "asha": {"grace_period": s["grace"], "reduction_factor": 3},
             "search_batch": batch,
+            "taper_tail": taper,
             "resources": {"cpus_per_trial": 1, "max_concurrent_trials": 2},
             "replicates": {"seeds": 0},
         }
@@ -125,12 +132,24 @@ def fused_speed(data, *, epochs: int, pack: int) -> list[tuple[int, float]]:
     return rows
 
 
-def batch_idle_share(experiment: Path) -> tuple[float, int]:
-    """Share of the batches' slot time left idle waiting for a batch's slowest pack (Σ over batches of
-    Σ_packs (slowest - own) / Σ (packs x slowest)), from Tune's result.json of each pack; and how many
-    epochs the packs trained in all (a load-independent measure of the work early stopping left)."""
+@dataclass(frozen=True)
+class PackTotals:
+    """What the packs' result.json files say about the whole search."""
+
+    batch_idle: float  # share of the batches' slot time idle waiting for a batch's slowest pack
+    epochs: int  # pack-epochs trained (a load-independent measure of the work early stopping left)
+    waited_s: float  # seconds trials waited in their epoch reports for the driver
+    cpu_s: float  # CPU seconds of the trainables' training threads
+    alone_s: float  # seconds the last pack ran after every other pack had ended
+    last_packs: str  # sizes of the last packs, in order
+
+
+def pack_totals(experiment: Path) -> PackTotals:
+    """From Tune's result.json of each pack (last line: waits and CPU up to the pack's last report;
+    timestamps in whole seconds). Batch idle share = Σ over batches of Σ_packs (slowest - own) /
+    Σ (packs x slowest)."""
     durations: dict[int, list[float]] = {}
-    epochs = 0
+    epochs, waited, cpu, ends = 0, 0.0, 0.0, []
     for result in experiment.glob("pack_*/result.json"):
         lines = result.read_text().splitlines()
         if not lines:
@@ -138,28 +157,36 @@ def batch_idle_share(experiment: Path) -> tuple[float, int]:
         last = json.loads(lines[-1])
         durations.setdefault(int(last["config"].get("batch", 0)), []).append(float(last["time_total_s"]))
         epochs += int(last["epoch"])
+        waited += float(last.get("driver_wait_s", 0.0))
+        cpu += float(last.get("cpu_s", 0.0))
+        ends.append((int(last["config"].get("pack_index", 0)), float(last["timestamp"]),
+                     len(last["config"]["pack"])))
     idle = sum(max(t) * len(t) - sum(t) for t in durations.values())
     slots = sum(max(t) * len(t) for t in durations.values())
-    return (idle / slots if slots else 0.0), epochs
+    finish = sorted(end for _, end, _ in ends)
+    sizes = [size for _, _, size in sorted(ends)[-10:]]
+    return PackTotals(batch_idle=idle / slots if slots else 0.0, epochs=epochs, waited_s=waited, cpu_s=cpu,
+                      alone_s=finish[-1] - finish[-2] if len(finish) > 1 else 0.0,
+                      last_packs=", ".join(map(str, sizes)))
 
 
 def report(s: dict, outcome, fused: list[tuple[int, float]], *, command: str, machine_text: str,
-           batch: int, batches: tuple[float, int]) -> str:
+           batch: int, totals: PackTotals, taper: bool, driver_cpu_s: float, load_end: float) -> str:
     parallel = 2
     overhead = 1 - outcome.trainable_s / (outcome.wall_s * parallel)
     steady = 1 - outcome.trainable_s / ((outcome.wall_s - outcome.startup_s) * parallel)
     per_hour = outcome.trials / outcome.wall_s * 3600
-    idle, epochs = batches
     lines = [
         "## Sweep throughput (`bench_sweep.py`)",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {machine_text}  ",
+        f"Machine: {machine_text} at the start, {load_end:.1f} at the end  ",
         f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
         "",
         f"Cohort: {s['specimens']} specimens x 3 scanners, {s['tiles']} tiles x {s['dim']} dims; up to "
         f"{s['epochs']} epochs; Optuna TPE (2 objectives) asked in batches of {batch} packs, told in pack "
-        f"order + successive halving by batch (grace {s['grace']}, rf 3); packs of {s['pack']}; 2 concurrent "
+        f"order + successive halving by batch (grace {s['grace']}, rf 3); packs of {s['pack']}"
+        f"{', the tail tapered' if taper else ', the tail not tapered'}; 2 concurrent "
         "trials x 1 CPU; MLflow on embedded SQLite (driver-only writes).",
         "",
         "| configurations | packs | failed packs | wall s | configs / hour | Σ in-trainable s "
@@ -169,8 +196,13 @@ def report(s: dict, outcome, fused: list[tuple[int, float]], *, command: str, ma
         f"{per_hour:.0f} | {outcome.trainable_s:.0f} | {overhead:.1%} | {outcome.startup_s:.0f} | "
         f"{steady:.1%} |",
         "",
-        f"Waiting for each batch's slowest pack left {idle:.1%} of the batches' slot time idle; the packs "
-        f"trained {epochs} pack-epochs in all (early stopping included).",
+        f"Waiting for each batch's slowest pack left {totals.batch_idle:.1%} of the batches' slot time idle; "
+        f"the packs trained {totals.epochs} pack-epochs in all (early stopping included). Trials waited "
+        f"{totals.waited_s:.0f} s in all in their epoch reports for the driver's round trip. The last packs "
+        f"held {totals.last_packs} configurations; the last one ran alone for {totals.alone_s:.0f} s at the "
+        f"end. CPU time: {totals.cpu_s:.0f} s in the trainables' training threads, {driver_cpu_s:.0f} s in "
+        "the driver (Tune, Optuna, MLflow); wall times grow with other work on the machine, CPU times far "
+        "less.",
         "",
         "Fused training, seconds per epoch per configuration (1 thread, same batches):",
         "",
@@ -187,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small cohort and few configurations")
     parser.add_argument("--configs", type=int, help="override the number of configurations")
     parser.add_argument("--search-batch", type=int, help="packs per search batch (default: the config's)")
+    parser.add_argument("--no-taper", action="store_true", help="full-size packs to the end (taper_tail off)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     setup_logging()
@@ -198,15 +231,18 @@ def main(argv: list[str] | None = None) -> int:
         write_feature_cohort(sim, out=Path(tmp) / "cohort")
         connect(None, num_cpus=2, log_to_driver=False)
         config = sweep_config(s, cohort=Path(tmp) / "cohort", out=Path(tmp) / "sweep",
-                              batch=args.search_batch)
+                              batch=args.search_batch, taper=not args.no_taper)
+        cpu_started = time.process_time()
         (outcome,) = run_sweep(config)
-        batches = batch_idle_share(Path(outcome.path))
+        driver_cpu_s = time.process_time() - cpu_started
+        load_end = os.getloadavg()[0]
+        totals = pack_totals(Path(outcome.path))
         ray.shutdown()
         data = simulated_bagset(simulate_cohort(sim))
         fused = fused_speed(data, epochs=2, pack=s["pack"])
     command = " ".join([".venv/bin/python", "benchmarks/bench_sweep.py", *(argv or sys.argv[1:])])
     text = report(s, outcome, fused, command=command, machine_text=machine_text, batch=config.batch_packs(),
-                  batches=batches)
+                  totals=totals, taper=config.taper_tail, driver_cpu_s=driver_cpu_s, load_end=load_end)
     write_section(args.out, text)
     return 0
 

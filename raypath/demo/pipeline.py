@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pandas as pd
-import ray
 from pydantic import BaseModel
 
 from raypath.compare.config import CompareConfig
@@ -87,6 +86,7 @@ def _stage(number: int, title: str) -> None:
 
 def run_demo(plan: DemoPlan) -> int:
     """Run the stages in order; returns the exit code (non-zero only if a stage could not finish)."""
+    from raypath.cluster import connect
     from raypath.compare.run import compare_sweep
     from raypath.extract.run import run_extraction
     from raypath.register.run import run_registration
@@ -95,6 +95,9 @@ def run_demo(plan: DemoPlan) -> int:
 
     _stage(1, f"synthetic multi-scanner cohort -> {plan.cohort}")
     write_cohort(plan.config.synth, plan.cohort)
+    # One Ray instance for every stage (each stage's own `connect` then joins it): a second start
+    # cost the sweep tens of seconds. Workers' output stays out of the console, as in `raypath sweep`.
+    connect(plan.register.ray_address, log_to_driver=False, settings=plan.register.ray)
     _stage(2, f"registration of each specimen's scans -> {plan.register.out}")
     if _registration_current(plan.register.out, manifest=plan.register.manifest):
         log.info("registration is up to date; reusing %s", plan.register.out)
@@ -104,7 +107,6 @@ def run_demo(plan: DemoPlan) -> int:
     summary = run_extraction(plan.extract)
     if summary.failed:
         log.warning("%d slides failed extraction; the demo continues with the others", summary.failed)
-    ray.shutdown()  # the sweep starts its own Ray, which keeps trial workers' chatter off the console
     _stage(4, f"Tune sweep '{plan.sweep.sweep_id}' over robustness-loss weights -> {plan.sweep.output_dir}")
     run_sweep(plan.sweep)
     _stage(5, f"comparison of baseline and robust models -> {plan.compare.report_dir()}")

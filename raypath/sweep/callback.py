@@ -58,6 +58,7 @@ class MlflowSweepCallback(Callback):
         self._parent: str | None = None
         self._runs: dict[str, dict[str, str]] = {}
         self._final: set[str] = set()
+        self._queued: list[tuple[dict[str, str], int, list[dict[str, Any]]]] = []  # results not yet written
 
     def setup(self, **info: Any) -> None:
         """No trial of this sweep is alive before the driver starts: anything RUNNING was killed."""
@@ -119,22 +120,41 @@ class MlflowSweepCallback(Callback):
         return dict(metrics)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        """Queue the members' metrics; they are written at the end of Tune's step (`on_step_end`).
+
+        Tune holds the trial until its callbacks have seen the result, so writing here (8 runs, one
+        SQLite transaction each) made every epoch of every trial wait for the database."""
         runs = self._open(trial)
-        epoch = int(result.get("epoch", 0))
         if result.get("final"):
             self._final.add(trial.trial_id)
-        for member in result.get("members", []):
-            run_id = runs.get(member["key"])
-            if run_id is not None:
-                self.ledger.log_metrics(run_id, self._loggable(member["metrics"]), step=epoch)
-                undefined = self._loggable(member.get("undefined", {}))
-                if undefined:  # why a metric is missing, for the report to say
-                    self.ledger.set_tags(run_id, {f"{TAG_UNDEFINED}{k}": v for k, v in undefined.items()})
-                caveats = self._loggable(member.get("caveats", {}))
-                if caveats:  # what a value stands on (a subset of scanners, few specimens)
-                    self.ledger.set_tags(run_id, {f"{TAG_CAVEAT}{k}": v for k, v in caveats.items()})
+        self._queued.append((runs, int(result.get("epoch", 0)), result.get("members", [])))
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self._flush()
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._flush()
+
+    def _flush(self) -> None:
+        """Write the queued results in the order they arrived."""
+        queued, self._queued = self._queued, []
+        for runs, epoch, members in queued:
+            for member in members:
+                run_id = runs.get(member["key"])
+                if run_id is not None:
+                    self._write(run_id, member, epoch=epoch)
+
+    def _write(self, run_id: str, member: Mapping[str, Any], *, epoch: int) -> None:
+        self.ledger.log_metrics(run_id, self._loggable(member["metrics"]), step=epoch)
+        undefined = self._loggable(member.get("undefined", {}))
+        if undefined:  # why a metric is missing, for the report to say
+            self.ledger.set_tags(run_id, {f"{TAG_UNDEFINED}{k}": v for k, v in undefined.items()})
+        caveats = self._loggable(member.get("caveats", {}))
+        if caveats:  # what a value stands on (a subset of scanners, few specimens)
+            self.ledger.set_tags(run_id, {f"{TAG_CAVEAT}{k}": v for k, v in caveats.items()})
 
     def _close(self, trial: Any, status: str) -> None:
+        self._flush()  # a run ends after everything it reported
         completed = trial.trial_id in self._final
         for run_id in self._runs.pop(trial.trial_id, {}).values():
             tags = {"raypath.completed": str(completed).lower()}
@@ -155,6 +175,7 @@ class MlflowSweepCallback(Callback):
 
     def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
         """Each member's weights as the run's MLflow LoggedModel (a pyfunc), and its per-slide predictions."""
+        self._flush()
         runs = self._open(trial)
         with checkpoint.as_directory() as directory:
             for key, run_id in runs.items():
@@ -167,4 +188,4 @@ class MlflowSweepCallback(Callback):
 
     def __getstate__(self) -> dict[str, Any]:
         """Open-run bookkeeping is per driver process; a restored driver rebuilds it."""
-        return {**self.__dict__, "_runs": {}, "_final": set(), "_parent": None}
+        return {**self.__dict__, "_runs": {}, "_final": set(), "_parent": None, "_queued": []}

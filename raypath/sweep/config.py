@@ -105,6 +105,10 @@ class SweepConfig(RayJob):
                                 "order), and early stopping compares with those batches only, so the search "
                                 "does not depend on trial timing. At most twice this many packs run at once. "
                                 "None = resources.max_concurrent_trials, else 4")
+    taper_tail: bool = Field(
+        True, description="the last packs of a search shrink (at most remaining / (2 x packs at once) "
+                          "configurations each) so that no long pack runs alone at the end while the other "
+                          "slots sit idle; packs at once = resources.max_concurrent_trials, else the batch")
     asha: AshaConfig = AshaConfig()
     resources: ResourcesConfig = ResourcesConfig()
     max_failures: int = Field(2, ge=0, description="retries of a failed trial before it counts as failed")
@@ -130,6 +134,12 @@ class SweepConfig(RayJob):
     def batch_packs(self) -> int:
         """Packs per search batch (`search_batch`)."""
         return self.search_batch or self.resources.max_concurrent_trials or 4
+
+    def tail_width(self) -> int:
+        """Packs at once that the tail is tapered for (`taper_tail`; 1 = not tapered)."""
+        if not self.taper_tail:
+            return 1
+        return self.resources.max_concurrent_trials or self.batch_packs()
 
     def tracking_uri(self) -> str:
         """The MLflow URI; the embedded default is one SQLite file the Tune driver alone writes."""

@@ -88,6 +88,8 @@ def _trainable(config: SweepConfig, *, data: TrainingSource, phase: str) -> obje
             metric=config.objectives[0].metric,
             mode=config.objectives[0].mode,
             save_models=phase == "replicates",
+            # Search trials log validation metrics only (MlflowSweepCallback): test is not computed.
+            final_splits=("val", "test") if phase == "replicates" else ("val",),
             device="cuda" if config.resources.gpus_per_trial > 0 else "cpu",
         ),
         resources,

@@ -69,14 +69,25 @@ def member_settings(member: Mapping[str, Any]) -> dict[str, Any]:
     return {**member["params"], **member.get("overrides", {})}
 
 
-def pack_plan(*, num_configs: int, pack_size: int, n_baseline: int) -> list[tuple[bool, int]]:
+def tail_cap(*, left: int, pack_size: int, width: int) -> int:
+    """The largest pack that may start with `left` configurations still to issue, `width` packs
+    running at once: at most left / (2·width), so that the work left behind it can keep the other
+    width - 1 slots busy while it runs, with room for packs that halving lets run longer than the
+    rest. The last packs of a sweep shrink (8, 6, 5, 4, 3, 2, 1, ... for width 2), and the pack that
+    ends a sweep alone is a short one. Width 1 (trials one at a time) leaves nothing idle: no cap."""
+    return pack_size if width <= 1 else max(1, min(pack_size, math.ceil(left / (2 * width))))
+
+
+def pack_plan(*, num_configs: int, pack_size: int, n_baseline: int, width: int = 1) -> list[tuple[bool, int]]:
     """(tuned-control pack?, size) of every pack, in order: control packs are interleaved so that the
-    control keeps its share all along the search (ASHA and TPE see both arms from the start)."""
+    control keeps its share all along the search (ASHA and TPE see both arms from the start). With
+    `width` > 1 (packs running at once) the tail is tapered (`tail_cap`)."""
     plan, issued, baseline = [], 0, 0
     while issued < num_configs:
         arm = baseline < n_baseline and baseline * num_configs <= issued * n_baseline
         room = n_baseline - baseline if arm else num_configs - n_baseline - (issued - baseline)
-        size = min(pack_size, room, num_configs - issued)
+        left = num_configs - issued
+        size = min(tail_cap(left=left, pack_size=pack_size, width=width), room, left)
         plan.append((arm, size))
         issued, baseline = issued + size, baseline + size * arm
     return plan
@@ -99,7 +110,7 @@ def objective_values(metrics: Mapping[str, float], names: Sequence[str]) -> list
 
 class PackedOptunaSearcher(StagingSearcher):
     """Suggest packs of up to `pack_size` configurations, `batch_packs` packs per batch, until
-    `num_configs` have been issued."""
+    `num_configs` have been issued; the last packs shrink for `tail_width` packs at once (`pack_plan`)."""
 
     def __init__(
         self,
@@ -119,6 +130,7 @@ class PackedOptunaSearcher(StagingSearcher):
         baseline_share: float = 0.0,
         batch_packs: int = 1,
         rungs: RungBook | None = None,
+        tail_width: int = 1,
     ) -> None:
         # Tune checks results for the searcher's metric: the pack-level "objective" (raypath.train.engine).
         super().__init__(metric=PACK_METRIC, mode=modes[0])
@@ -136,7 +148,8 @@ class PackedOptunaSearcher(StagingSearcher):
                            "control": {k: d for k, d in self.space.items() if not k.startswith("losses.")}}
         self.n_baseline = control_configs(space=list(self.space), num_configs=num_configs,
                                           baseline_share=baseline_share)
-        self.plan = pack_plan(num_configs=num_configs, pack_size=pack_size, n_baseline=self.n_baseline)
+        self.plan = pack_plan(num_configs=num_configs, pack_size=pack_size, n_baseline=self.n_baseline,
+                              width=tail_width)
         self.rungs = rungs if rungs is not None else RungBook()
         self.queue: list[dict[str, Any]] = []  # packs of the newest batch not handed out yet
         self.asked: dict[int, list[dict[str, Any]]] = {}  # pack index -> its members' asked records

@@ -11,6 +11,7 @@ import logging
 import math
 import resource
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from raypath.sweep.space import apply_params
 from raypath.train.config import TrainConfig
 from raypath.train.data import TrainingSource, attach_tables
 from raypath.train.engine import PackMember, TrainResult, train_pack
+from raypath.train.evaluation import FINAL_SPLITS
 from raypath.train.outputs import model_spec
 
 log = logging.getLogger(__name__)
@@ -103,29 +105,36 @@ def run_pack(
     mode: str,
     save_models: bool,
     device: str = "cpu",
+    final_splits: Sequence[str] = FINAL_SPLITS,
 ) -> None:
-    """Tune entry point: `config` is a pack from the searcher (or the replicate grid)."""
+    """Tune entry point: `config` is a pack from the searcher (or the replicate grid); the members'
+    final metrics cover `final_splits` (a search selects on validation data and leaves out test)."""
     base = TrainConfig.model_validate(train)
     pack: Sequence[dict[str, Any]] = config["pack"]
     members = [PackMember(key=m["key"], config=apply_params(base, member_settings(m))) for m in pack]
     seed = int(pack[0]["seed"])
-    epochs_done = 0
+    epochs_done, waited, cpu_start = 0, 0.0, time.thread_time()  # this thread trains: its CPU is the pack's
 
     def on_epoch(epoch: int, reported: dict[str, dict[str, float]]) -> None:
-        nonlocal epochs_done
+        nonlocal epochs_done, waited
         epochs_done = epoch + 1
+        started = time.perf_counter()  # Tune holds the trial in `report` until the driver took the result
         tune.report(
             {
                 "epoch": epochs_done,
                 PACK_METRIC: pack_objective(reported, metric=metric, mode=mode),
                 "members": _members_payload(reported),
+                "driver_wait_s": waited,  # so far: the epochs' round trips through the driver
+                "cpu_s": time.thread_time() - cpu_start,
             }
         )
+        waited += time.perf_counter() - started
 
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("gpus_per_trial > 0 but this trial sees no CUDA device")
     bags, provenance = _node_bags(data)
-    results = train_pack(members=members, data=bags, seed=seed, on_epoch=on_epoch, device=device)
+    results = train_pack(members=members, data=bags, seed=seed, on_epoch=on_epoch, device=device,
+                         final_splits=final_splits)
     final = {key: dict(r.metrics) for key, r in results.items()}
     members_final = [{**m, "undefined": results[m["key"]].undefined, "caveats": results[m["key"]].caveats}
                      for m in _members_payload(final)]
@@ -135,6 +144,8 @@ def run_pack(
         "members": members_final,
         "final": True,
         "memory": process_memory(),
+        "driver_wait_s": waited,
+        "cpu_s": time.thread_time() - cpu_start,
         "node": ray.get_runtime_context().get_node_id(),
     }
     if not save_models:

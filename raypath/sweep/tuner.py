@@ -43,7 +43,8 @@ def search_packs(config: SweepConfig) -> list[tuple[bool, int]]:
     """(control pack?, size) of every search pack, as the searcher will issue them."""
     n_baseline = control_configs(space=list(config.space), num_configs=config.num_samples,
                                  baseline_share=config.baseline_share)
-    return pack_plan(num_configs=config.num_samples, pack_size=config.pack_size, n_baseline=n_baseline)
+    return pack_plan(num_configs=config.num_samples, pack_size=config.pack_size, n_baseline=n_baseline,
+                     width=config.tail_width())
 
 
 def search_plan(config: SweepConfig, *, train: dict, fingerprint: str) -> str:
@@ -52,7 +53,8 @@ def search_plan(config: SweepConfig, *, train: dict, fingerprint: str) -> str:
         "space": {k: v.model_dump() for k, v in config.space.items()}, "train": train,
         "objectives": [o.model_dump() for o in config.objectives], "sampler": config.sampler,
         "num_samples": config.num_samples, "baseline_share": config.baseline_share,
-        "pack_size": config.pack_size, "batch": config.batch_packs(), "asha": config.asha.model_dump(),
+        "pack_size": config.pack_size, "batch": config.batch_packs(),
+        "tail_width": config.tail_width(), "asha": config.asha.model_dump(),
         "seed": config.seed, "fingerprint": fingerprint}, length=32)
 
 
@@ -82,7 +84,8 @@ def _searcher(config: SweepConfig, fm: str, rungs: RungBook) -> PackedOptunaSear
         sampler=config.sampler, num_configs=config.num_samples, pack_size=config.pack_size,
         pack_keys=pack_keys(config.space), baseline=baseline_params(config.space, config.train),
         sweep_id=config.sweep_id, fm=fm, seed=config.seed, robust_keys=ROBUST_KEYS,
-        baseline_share=config.baseline_share, batch_packs=config.batch_packs(), rungs=rungs)
+        baseline_share=config.baseline_share, batch_packs=config.batch_packs(), rungs=rungs,
+        tail_width=config.tail_width())
 
 
 def check_restorable(seal: StateSeal, *, plan: str | None) -> None:
@@ -91,9 +94,9 @@ def check_restorable(seal: StateSeal, *, plan: str | None) -> None:
     if plan is not None and recorded is not None and recorded != plan:
         raise ValueError(f"{seal.path} holds a sweep phase started with another config (one of: space, "
                          "objectives, sampler, num_samples, baseline_share, pack_size, search_batch or "
-                         "max_concurrent_trials, asha, seed, the train config, the features); rerun with the "
-                         f"config it was started with, use a new sweep_id, or remove {seal.path} to start "
-                         "that phase again")
+                         "max_concurrent_trials, taper_tail, asha, seed, the train config, the features); "
+                         "rerun with the config it was started with, use a new sweep_id, or remove "
+                         f"{seal.path} to start that phase again")
     seal.verify()
 
 

@@ -23,7 +23,7 @@ import torch
 from raypath.mil.bags import BagSet
 from raypath.mil.sampling import specimen_batches
 from raypath.train.config import PER_MEMBER_FIELDS, TrainConfig
-from raypath.train.evaluation import final_evaluation, validation_summary
+from raypath.train.evaluation import FINAL_SPLITS, final_evaluation, validation_summary
 from raypath.train.fused_model import FusedObjective
 from raypath.train.parallel import DataParallel
 from raypath.train.resume import Checkpoints, Progress, restore, snapshot
@@ -113,7 +113,8 @@ def _train_epoch(
     tiles: torch.Generator,
     parallel: DataParallel | None,
 ) -> list[dict[str, float]]:
-    """One pass over the training specimens for all members (the batches a member would draw alone).
+    """One pass over the training specimens for the members still training (the batches a member
+    would draw alone); members that stopped get empty metrics.
 
     Data-parallel: every rank draws the same batch list from `generator`, steps on its share with
     gradients averaged over ranks, and samples tiles from its own `tiles` generator.
@@ -126,9 +127,10 @@ def _train_epoch(
         batches = parallel.take(batches)
     sums: dict[str, torch.Tensor] = {}
     names = list(fused.params)
+    members = active.nonzero().flatten()  # stopped members are left out of the step (zero gradients)
     for slides in batches:
         batch = prepared.collator(slides, max_tiles=config.max_tiles, generator=tiles)
-        total, losses = fused.loss(batch)
+        total, losses = fused.loss(batch, members=members)
         grads = torch.autograd.grad(total.sum(), list(fused.params.values()), allow_unused=True)
         grads = [torch.zeros_like(p) if g is None else g
                  for p, g in zip(fused.params.values(), grads, strict=True)]
@@ -140,7 +142,9 @@ def _train_epoch(
     if parallel is not None and sums:
         sums = dict(zip(sums, parallel.average(list(sums.values())), strict=True))
     n = max(len(batches), 1)
-    return [{f"train/{k}": float(v[g]) / n for k, v in sums.items()} for g in range(len(active))]
+    rows = {g: row for row, g in enumerate(members.tolist())}
+    return [{f"train/{k}": float(v[rows[g]]) / n for k, v in sums.items()} if g in rows else {}
+            for g in range(len(active))]
 
 
 def train_pack(
@@ -152,6 +156,7 @@ def train_pack(
     device: torch.device | str = "cpu",
     parallel: DataParallel | None = None,
     checkpoints: Checkpoints | None = None,
+    final_splits: Sequence[str] = FINAL_SPLITS,
 ) -> dict[str, TrainResult]:
     """Train every member; `on_epoch(epoch, {key: metrics})` sees the members still training.
 
@@ -159,7 +164,7 @@ def train_pack(
     the final evaluation runs on the CPU with the best weights. With `checkpoints`, the run starts from
     the latest saved state and saves its state after every epoch. With `parallel` (one replica of a
     data-parallel group), rank 0 validates, decides which members go on and returns the results;
-    the other ranks only train and return an empty dict.
+    the other ranks only train and return an empty dict. The final metrics cover `final_splits`.
     """
     _check_pack(members)
     config, union = members[0].config, union_config(members)
@@ -210,6 +215,7 @@ def train_pack(
             seed=seed,
             history=progress.history[g],
             best_epoch=progress.stoppers[g].best_epoch,
+            splits=final_splits,
         )
         for g, m in enumerate(members)
     }
@@ -218,7 +224,7 @@ def train_pack(
 def _track(members: Sequence[PackMember], progress: Progress, *, epoch: int, fused: FusedObjective,
            metrics: list[dict[str, float]], prepared: Prepared) -> dict[str, dict[str, float]]:
     """Validate, record the epoch of every member still training, keep best weights, stop members."""
-    val_metrics = validation_summary(fused, prepared, config=members[0].config)
+    val_metrics = validation_summary(fused, prepared, config=members[0].config, active=progress.active)
     reported = {}
     for g, member in enumerate(members):
         if not progress.active[g]:
@@ -242,10 +248,11 @@ def _finish(
     seed: int,
     history: list[dict[str, float]],
     best_epoch: int,
+    splits: Sequence[str],
 ) -> TrainResult:
-    """Best-epoch weights into a plain model, then the final evaluation."""
+    """Best-epoch weights into a plain model, then the final evaluation of `splits`."""
     model.load_state_dict(state)
-    evaluation = final_evaluation(model, prepared, config=config, seed=seed)
+    evaluation = final_evaluation(model, prepared, config=config, seed=seed, splits=splits)
     return TrainResult(metrics={**evaluation.metrics, "best_epoch": float(best_epoch)},
                        undefined=evaluation.undefined, caveats=evaluation.caveats,
                        predictions=evaluation.table, state_dict=state, history=history, best_epoch=best_epoch,

@@ -8,6 +8,7 @@ FM in the loop and then uses the same two functions (`validation_metrics`, `eval
 so frozen-feature and fine-tuned models are measured alike.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,15 +25,20 @@ from raypath.train.setup import Prepared
 
 
 def validation_summary(
-    fused: FusedObjective, prepared: Prepared, *, config: TrainConfig
+    fused: FusedObjective, prepared: Prepared, *, config: TrainConfig, active: torch.Tensor | None = None
 ) -> list[dict[str, float]]:
-    """One metrics dict per member; empty dicts when there is no validation split."""
+    """One metrics dict per member; empty dicts when there is no validation split, and for members
+    that are not `active` (a (G,) mask; None = all), which are not evaluated."""
     slides = prepared.indices("val")
-    if len(slides) == 0:
-        return [{} for _ in range(fused.size)]
-    predictions, _ = fused.predict(prepared.collator, slides, config=config)
-    return [validation_metrics(prediction, prepared, slides=slides, config=config)
-            for prediction in predictions]
+    members = None if active is None else active.nonzero().flatten()
+    results: list[dict[str, float]] = [{} for _ in range(fused.size)]
+    if len(slides) == 0 or (members is not None and len(members) == 0):
+        return results
+    predictions, _ = fused.predict(prepared.collator, slides, config=config, members=members)
+    for g, prediction in zip(range(fused.size) if members is None else members.tolist(), predictions,
+                             strict=True):
+        results[g] = validation_metrics(prediction, prepared, slides=slides, config=config)
+    return results
 
 
 def validation_metrics(prediction: torch.Tensor, prepared: Prepared, *, slides: np.ndarray,
@@ -59,19 +65,25 @@ class Evaluation:
     caveats: dict[str, str] = field(default_factory=dict)  # metric -> what its value stands on
 
 
-def final_evaluation(model: RobustMIL, prepared: Prepared, *, config: TrainConfig, seed: int) -> Evaluation:
-    """Predict every slide once; metrics for val and test (and the held-out scanner)."""
+FINAL_SPLITS = ("val", "test")
+
+
+def final_evaluation(model: RobustMIL, prepared: Prepared, *, config: TrainConfig, seed: int,
+                     splits: Sequence[str] = FINAL_SPLITS) -> Evaluation:
+    """Predict every slide once; metrics for `splits` (val and test, and the held-out scanner)."""
     slides = np.arange(prepared.bagset.n_slides)
     prediction, embeddings = predict(model, prepared.collator, slides, config=config)
-    return evaluate_predictions(prediction, embeddings, prepared, config=config, seed=seed)
+    return evaluate_predictions(prediction, embeddings, prepared, config=config, seed=seed, splits=splits)
 
 
 def evaluate_predictions(prediction: torch.Tensor, embeddings: np.ndarray, prepared: Prepared, *,
-                         config: TrainConfig, seed: int) -> Evaluation:
+                         config: TrainConfig, seed: int, splits: Sequence[str] = FINAL_SPLITS) -> Evaluation:
     """The final metrics of every slide's raw predictions and embeddings (in `prepared` order),
     however they were computed (frozen features, or an FM fine-tuned with the head): val and test
     task and robustness metrics (kNN with the configured `robustness_k`), why undefined ones are
-    undefined, and the survival decision cut (the training median risk)."""
+    undefined, and the survival decision cut (the training median risk). `splits` names the splits
+    summarised: a search, which selects on validation data only, leaves out the test split (most of
+    the cost: its probes and kNN on the most slides)."""
     train = prepared.split.to_numpy() == "train"
     risk_cut = float(np.median(prediction[torch.as_tensor(train), 0].numpy())) if train.any() else None
     table = prediction_table(prepared.bagset.slides, prediction, task=config.task,
@@ -80,7 +92,7 @@ def evaluate_predictions(prediction: torch.Tensor, embeddings: np.ndarray, prepa
     metrics: dict[str, float] = {}
     undefined: dict[str, str] = {}
     caveats: dict[str, str] = {}
-    for name in ("val", "test"):
+    for name in splits:
         rows = table["split"].to_numpy() == name
         summary = summarize(table[rows], embeddings[rows], task=config.task, k=config.robustness_k,
                             held_out=config.split.held_out_scanners, seed=seed, limits=config.limits)

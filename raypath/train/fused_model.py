@@ -9,6 +9,11 @@ The first layer is the exception: members share the batch's tile features, so th
 one matmul against the concatenated weights, X @ [W_1 … W_G], instead of G batched small ones on
 G copies of X; backward is one matmul for all G weight gradients, and none for the frozen features.
 The members continue from their slice of its output under vmap (`RobustMIL.forward(projected=)`).
+
+Members whose early stopping fired are left out of the computation (`members`: the indices still
+training): a pack whose members stop one by one costs what its live members cost, not its size.
+Their rows of the stacked parameters get zero gradients (the indexing's backward), and the
+optimizer's `active` mask keeps them as they are.
 """
 
 import copy
@@ -60,12 +65,20 @@ class FusedObjective:
     def train(self, mode: bool = True) -> None:
         self.base.train(mode)
 
-    def projected(self, features: torch.Tensor) -> torch.Tensor | None:
+    def _members(self, members: torch.Tensor | None) -> tuple[dict, dict, dict, torch.Tensor]:
+        """(params, buffers, loss weights, τ) of the members `members` (indices; None = all)."""
+        if members is None or len(members) == self.size:
+            return self.params, self.buffers, self.weights, self.tau
+        members = members.to(self.device)
+        return (_rows(self.params, members), _rows(self.buffers, members), _rows(self.weights, members),
+                self.tau.index_select(0, members))
+
+    def projected(self, features: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """(G, B, N, hidden): every member's first Linear on the shared features, as one matmul (a
         view of its (B, N, G·hidden) output); None for a backbone without a `TileProjection`."""
         if self.projection is None:
             return None
-        weight, bias = (self.params[name] for name in self.projection)
+        weight, bias = (params[name] for name in self.projection)
         members, hidden, in_dim = weight.shape
         joint = torch.nn.functional.linear(features, weight.reshape(members * hidden, in_dim),
                                            bias.reshape(members * hidden))
@@ -80,15 +93,17 @@ class FusedObjective:
         _, losses = functional_call(self.objective, state, (batch, projected))
         return total_loss(losses, weights), losses
 
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """(G,) weighted totals and (G,) unweighted losses by name, for one shared batch."""
+    def loss(self, batch: Batch, *, members: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(M,) weighted totals and (M,) unweighted losses by name of the M members `members`
+        (indices; None = all G), for one shared batch."""
         original = self.base.tau
         batch = Batch(*(field.to(self.device) for field in batch))
-        projected = self.projected(batch.features)
+        params, buffers, weights, tau = self._members(members)
+        projected = self.projected(batch.features, params)
         try:
             return vmap(self._member_loss, in_dims=(0, 0, 0, 0, None, _member_dim(projected)),
-                        randomness="different")(self.params, self.buffers, self.weights, self.tau, batch,
-                                                projected)
+                        randomness="different")(params, buffers, weights, tau, batch, projected)
         finally:
             self.base.tau = original
 
@@ -101,9 +116,12 @@ class FusedObjective:
 
     @torch.no_grad()
     def predict(
-        self, collator: Collator, slides: np.ndarray, *, config: TrainConfig
+        self, collator: Collator, slides: np.ndarray, *, config: TrainConfig,
+        members: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(G, n, outputs) predictions and (G, n, hidden) embeddings, as `predict` gives per model."""
+        """(M, n, outputs) predictions and (M, n, hidden) embeddings of the members `members` (None =
+        all G), as `predict` gives per model."""
+        params, buffers, _, _ = self._members(members)
         was_training = self.base.training
         self.base.eval()
         predictions, embeddings = [], []
@@ -111,13 +129,17 @@ class FusedObjective:
                                         max_tiles=config.eval_max_tiles, tile_budget=config.eval_batch_tiles)
         for batch in batches:
             features, mask = batch.features.to(self.device), batch.mask.to(self.device)
-            projected = self.projected(features)
+            projected = self.projected(features, params)
             forward = vmap(self._member_forward, in_dims=(0, 0, None, None, _member_dim(projected)))
-            prediction, embedding = forward(self.params, self.buffers, features, mask, projected)
+            prediction, embedding = forward(params, buffers, features, mask, projected)
             predictions.append(prediction.cpu())
             embeddings.append(embedding.cpu())
         self.base.train(was_training)
         return torch.cat(predictions, dim=1), torch.cat(embeddings, dim=1)
+
+
+def _rows(tensors: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {k: v.index_select(0, index) for k, v in tensors.items()}
 
 
 def _member_dim(projected: torch.Tensor | None) -> int | None:

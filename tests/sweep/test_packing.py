@@ -16,7 +16,7 @@ from raypath.sweep.space import ROBUST_KEYS, baseline_params, pack_keys, to_optu
 
 
 def _searcher(*, num_samples: int = 10, pack_size: int = 4, batch: int = 2, sampler: str = "random",
-              baseline_share: float = 0.0, objectives: int = 2) -> PackedOptunaSearcher:
+              baseline_share: float = 0.0, objectives: int = 2, tail_width: int = 1) -> PackedOptunaSearcher:
     config = SweepConfig.model_validate({
         "sweep_id": "unit", "features": {"root": "/nowhere", "fms": ["fm"], "labels": "/nowhere.csv"},
         "space": SPACE, "train": {"model": {"hidden": 16, "dropout": 0.0}}})
@@ -25,7 +25,7 @@ def _searcher(*, num_samples: int = 10, pack_size: int = 4, batch: int = 2, samp
         modes=["max", "min"][:objectives], sampler=sampler, num_configs=num_samples, pack_size=pack_size,
         pack_keys=pack_keys(config.space), baseline=baseline_params(config.space, config.train),
         sweep_id="unit", fm="fm", seed=0, robust_keys=ROBUST_KEYS, baseline_share=baseline_share,
-        batch_packs=batch)
+        batch_packs=batch, tail_width=tail_width)
 
 
 def _result(pack: dict, *, silent: int = 0) -> dict:
@@ -86,6 +86,17 @@ def test_suggestions_do_not_depend_on_the_order_trials_finish_in(sampler):
     params = [[m["params"] for p in packs for m in p["pack"]] for packs in runs]
     assert params[0] == params[1] == params[2] == params[3]
     assert len({json.dumps(p, sort_keys=True) for p in params[0]}) > 12  # the search moved
+
+
+def test_a_tapered_tail_ends_on_small_packs_and_still_ignores_the_order_trials_finish_in():
+    runs = [_drive(_searcher(num_samples=40, pack_size=4, batch=2, sampler="tpe", baseline_share=0.25,
+                             tail_width=2), order=o, slots=2) for o in (0, 3, 5)]
+    sizes = [len(p["pack"]) for p in runs[0]]
+    assert sizes[:4] == [4, 4, 4, 4] and sizes[-3:] == [1, 1, 1] and sum(sizes) == 40
+    params = [[m["params"] for p in packs for m in p["pack"]] for packs in runs]
+    assert params[0] == params[1] == params[2]
+    members = [m for p in runs[0] for m in p["pack"]]
+    assert [m["index"] for m in members] == list(range(40))
 
 
 def test_a_restored_searcher_continues_exactly_as_an_uninterrupted_one(tmp_path):

@@ -125,3 +125,20 @@ def test_the_pack_plan_covers_every_configuration_and_keeps_the_control_share():
         assert all(0 < s <= size for _, s in plan)
         if control:
             assert plan[0][0], "the control comes first"
+
+
+def test_a_tapered_plan_ends_on_packs_that_leave_work_for_the_other_slots():
+    from raypath.sweep.packing import pack_plan
+
+    for configs, size, control, width in ((1024, 8, 256, 2), (1024, 8, 0, 2), (100, 8, 25, 4), (10, 4, 0, 2)):
+        plan = pack_plan(num_configs=configs, pack_size=size, n_baseline=control, width=width)
+        assert sum(s for _, s in plan) == configs and sum(s for arm, s in plan if arm) == control
+        left = configs
+        for _, s in plan:
+            assert s <= max(1, -(-left // (2 * width)))  # at most a share of what is left, rounded up
+            left -= s
+        assert plan[-1][1] == 1 and len(plan) < configs / size + 4 * width * size ** 0.5
+    flat = pack_plan(num_configs=1024, pack_size=8, n_baseline=256)
+    assert pack_plan(num_configs=1024, pack_size=8, n_baseline=256, width=1) == flat
+    assert [s for _, s in pack_plan(num_configs=1024, pack_size=8, n_baseline=0, width=2)[-10:]] == [
+        8, 6, 5, 4, 3, 2, 1, 1, 1, 1]

@@ -120,6 +120,35 @@ def test_pack_members_match_a_plain_single_model_loop(cohort):
         np.testing.assert_allclose(together.predictions["score"], alone.predictions["score"], atol=1e-4)
 
 
+def test_members_that_stop_early_leave_the_others_training_as_they_would_alone(cohort, monkeypatch):
+    from raypath.train.fused_model import FusedObjective
+
+    stepped, loss = [], FusedObjective.loss
+
+    def counted(self, batch, *, members=None):
+        stepped.append(self.size if members is None else len(members))
+        return loss(self, batch, members=members)
+
+    monkeypatch.setattr(FusedObjective, "loss", counted)
+
+    def config(**fields):
+        base = _config(**fields).model_dump(mode="json")
+        return TrainConfig.model_validate({**base, "epochs": 9, "early_stopping": {"patience": 1}})
+
+    configs = [config(lr=5e-2), config(lr=1e-3, infonce=0.5), config(lr=2e-2, score_consistency=1.0)]
+    epochs = []
+    fused = train_pack(members=[PackMember(key=str(i), config=c) for i, c in enumerate(configs)],
+                       data=cohort, seed=1, on_epoch=lambda e, reported: epochs.append(sorted(reported)))
+    assert len({len(r.history) for r in fused.values()}) > 1, "the members should stop at different epochs"
+    assert min(stepped) < len(configs) and any(len(live) < len(configs) for live in epochs)  # left out
+    for i, c in enumerate(configs):
+        alone = reference_train(config=c, data=cohort, seed=1)
+        together = fused[str(i)]
+        assert together.best_epoch == alone.best_epoch and len(together.history) == len(alone.history)
+        for name, value in alone.metrics.items():
+            assert together.metrics[name] == pytest.approx(value, abs=1e-4, nan_ok=True), name
+
+
 def test_members_differ_when_their_hyperparameters_do(cohort):
     results = train_pack(
         members=[
@@ -197,6 +226,17 @@ def test_result_has_task_and_robustness_metrics_and_predictions(cohort48):
     assert len(table) == cohort48.n_slides and set(table["split"]) == {"train", "val", "test"}
     assert (table.groupby("patient_id")["split"].nunique() == 1).all()
     assert set(result.state_dict) >= {"backbone.head.weight", "heads.adversarial.weight"}
+
+
+def test_a_search_pack_summarises_only_the_splits_it_is_asked_for(cohort48):
+    config = _one_config(losses=ROBUST, max_tiles=8)
+    members = [PackMember(key="a", config=config)]
+    both = train_pack(members=members, data=cohort48, seed=0)["a"]
+    val_only = train_pack(members=members, data=cohort48, seed=0, final_splits=("val",))["a"]
+    kept = {k: v for k, v in both.metrics.items() if not k.startswith("test/")}
+    assert len(kept) < len(both.metrics) and val_only.metrics.keys() == kept.keys()
+    np.testing.assert_array_equal(list(val_only.metrics.values()), list(kept.values()))
+    assert val_only.predictions.equals(both.predictions)  # every slide is still predicted
 
 
 def test_learns_the_simulated_signal(cohort48):

@@ -49,9 +49,11 @@ def quiet_third_parties(*, verbose: bool) -> None:
     """Ray's and MLflow's own switches, set before they are imported (and inherited by the Ray workers
     a command starts; an explicit setting in the environment wins): no colour codes and no Ray Data
     progress bars when the output is not a terminal (log files, CI, `ray job` logs), and unless
-    `verbose`, no MLflow "Downloading artifacts" bars or INFO lines ("Validating input example") and
-    no Tune configuration box (Tune's newer console engine prints it even at verbose=0; the engine
-    it replaced prints nothing there, and sweeps report their own progress)."""
+    `verbose`, no MLflow "Downloading artifacts" bars or INFO lines ("Validating input example"), no
+    Tune configuration box (Tune's newer console engine prints it even at verbose=0; the engine it
+    replaced prints nothing there, and sweeps report their own progress), no INFO lines of Ray, Ray
+    Data and Tune ("Started a local Ray instance", execution plans, "Wrote the latest version") and
+    no Tune "may be a performance bottleneck" notes under 30 s: Ray's warnings still show."""
     if not is_terminal():
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")
         os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
@@ -59,6 +61,9 @@ def quiet_third_parties(*, verbose: bool) -> None:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        os.environ.setdefault("RAY_LOGGER_LEVEL", "warning")
+        os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")
+        os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "30")
 
 
 class Ticker:

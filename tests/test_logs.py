@@ -7,24 +7,30 @@ import pytest
 
 from raypath.logs import ProgressBar, quiet_third_parties
 
-SWITCHES = ("RAY_COLOR_PREFIX", "RAY_DATA_DISABLE_PROGRESS_BARS", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR",
-            "MLFLOW_LOGGING_LEVEL", "RAY_AIR_NEW_OUTPUT")
+TERMINAL_SWITCHES = ("RAY_COLOR_PREFIX", "RAY_DATA_DISABLE_PROGRESS_BARS")
+QUIET_SWITCHES = ("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "MLFLOW_LOGGING_LEVEL", "RAY_AIR_NEW_OUTPUT",
+                  "RAY_LOGGER_LEVEL", "RAY_DATA_LOG_LEVEL", "TUNE_WARN_THRESHOLD_S")
 
 
-def test_not_a_terminal_means_no_colours_no_bars_and_no_mlflow_chatter(monkeypatch):
-    for name in SWITCHES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "DEBUG")  # what the user set explicitly wins
+@pytest.fixture
+def unset_switches(monkeypatch):
+    """None of the switches set, and whatever the test sets undone afterwards (setenv records it)."""
+    for name in TERMINAL_SWITCHES + QUIET_SWITCHES:
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def test_not_a_terminal_means_no_colours_no_bars_and_no_third_party_chatter(unset_switches):
+    unset_switches.setenv("MLFLOW_LOGGING_LEVEL", "DEBUG")  # what the user set explicitly wins
     quiet_third_parties(verbose=False)  # pytest captures both streams: not a terminal
-    assert [os.environ.get(name) for name in SWITCHES] == ["0", "1", "false", "DEBUG", "0"]
+    assert [os.environ.get(name) for name in TERMINAL_SWITCHES + QUIET_SWITCHES] == [
+        "0", "1", "false", "DEBUG", "0", "warning", "WARNING", "30"]
 
 
-def test_verbose_keeps_mlflow_as_it_is(monkeypatch):
-    for name in SWITCHES:
-        monkeypatch.delenv(name, raising=False)
+def test_verbose_keeps_third_parties_as_they_are(unset_switches):
     quiet_third_parties(verbose=True)
-    assert not {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "MLFLOW_LOGGING_LEVEL", "RAY_AIR_NEW_OUTPUT"} & set(
-        os.environ)
+    assert not set(QUIET_SWITCHES) & set(os.environ)
 
 
 def test_progress_off_a_terminal_is_log_lines_not_a_bar(caplog, capsys):
@@ -41,12 +47,11 @@ def test_progress_off_a_terminal_is_log_lines_not_a_bar(caplog, capsys):
 
 
 @pytest.mark.slow
-def test_a_tune_run_off_a_terminal_prints_no_configuration_box(monkeypatch, local_ray, tmp_path, capfd):
+def test_a_tune_run_off_a_terminal_prints_no_configuration_box(unset_switches, local_ray, tmp_path, capfd):
     """The sweep's Tune settings (verbose=0, our callbacks) once the console is set up without
     --verbose: nothing of Tune's on stdout (its newer engine printed a configuration box)."""
     from ray import tune
 
-    monkeypatch.delenv("RAY_AIR_NEW_OUTPUT", raising=False)
     quiet_third_parties(verbose=False)
 
     def trainable(config):
